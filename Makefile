@@ -1,0 +1,31 @@
+# Entry points; see README.md. Every target sets up the environment first
+# (seconds when it is already there).
+VENV ?= .venv
+SNAKEMAKE = $(VENV)/bin/snakemake
+CORES ?= 2
+
+.PHONY: setup demo bran-demo fixtures test lint doctor clean
+
+setup:
+	tools/setup.sh
+
+demo: setup
+	$(SNAKEMAKE) --cores $(CORES) --config dataset=ghrsst-demo
+
+bran-demo: setup
+	$(SNAKEMAKE) --cores $(CORES) --config dataset=bran-demo
+
+fixtures: setup
+	$(SNAKEMAKE) --cores $(CORES) --config dataset=fixtures
+
+test: setup
+	$(VENV)/bin/python -m pytest
+
+lint: setup
+	$(SNAKEMAKE) --lint --config dataset=ghrsst-demo
+
+doctor: setup
+	$(VENV)/bin/chunkindex doctor
+
+clean:
+	rm -rf results logs benchmarks .snakemake

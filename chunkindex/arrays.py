@@ -1,0 +1,148 @@
+"""Format-neutral description of the arrays an index holds, with their
+chunk references as numpy columns in C-order chunk number."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chunkindex.codecs import CodecChain, encode_chunk
+
+
+@dataclass
+class ArraySpec:
+    """One Zarr v2 array: metadata plus one reference per chunk.
+
+    `url_index[n]` is the position in `urls` of chunk number `n`'s file, or -1
+    for a chunk with no data (it then reads as `fill_value`, carried inline as
+    `missing_raw` where the format needs a row). `inline` holds the whole
+    encoded content of a small single-chunk array (coordinates).
+    """
+
+    name: str
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    dtype: str
+    fill_value: Any
+    chain: CodecChain
+    attrs: dict[str, Any] = field(default_factory=dict)
+    urls: list[str] = field(default_factory=list)
+    url_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    missing_raw: bytes | None = None
+    inline: bytes | None = None
+
+    @property
+    def chunk_grid(self) -> tuple[int, ...]:
+        return tuple(math.ceil(s / c) if c else 0 for s, c in zip(self.shape, self.chunks))
+
+    @property
+    def n_chunks(self) -> int:
+        return int(np.prod(self.chunk_grid, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def n_missing(self) -> int:
+        return int((self.url_index < 0).sum()) if self.inline is None else 0
+
+    def zarray(self) -> dict[str, Any]:
+        return {
+            "zarr_format": 2,
+            "shape": list(self.shape),
+            "chunks": list(self.chunks),
+            "dtype": self.dtype,
+            "compressor": self.chain.compressor,
+            "filters": self.chain.zarray_filters(),
+            "fill_value": json_fill_value(self.fill_value),
+            "order": "C",
+            "dimension_separator": ".",
+        }
+
+    def zattrs(self) -> dict[str, Any]:
+        return {"_ARRAY_DIMENSIONS": list(self.dims), **self.attrs}
+
+    def chunk_key(self, number: int) -> str:
+        """Zarr v2 key of chunk `number` (C order)."""
+        index = np.unravel_index(number, self.chunk_grid) if self.shape else ()
+        return ".".join(str(int(i)) for i in index) or "0"
+
+    def fill_missing(self) -> None:
+        """Encode the fill chunk that stands in for chunks with no data."""
+        if self.inline is None and self.n_missing and self.missing_raw is None and self.chain.python_decodable:
+            block = np.full(self.chunks, self.fill_value if self.fill_value is not None else 0,
+                            dtype=np.dtype(self.dtype))
+            self.missing_raw = encode_chunk(self.chain, block)
+
+
+def json_fill_value(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return float(value)
+    return int(value)
+
+
+def coordinate_array(name: str, values: np.ndarray, attrs: dict[str, Any]) -> ArraySpec:
+    """A 1-D coordinate array stored inline (uncompressed little-endian)."""
+    values = np.ascontiguousarray(values, dtype="<f8")
+    return ArraySpec(
+        name=name, dims=(name,), shape=(values.size,), chunks=(max(values.size, 1),),
+        dtype="<f8", fill_value=None, chain=CodecChain(None, (), "inline coordinate"),
+        attrs=attrs, url_index=np.full(1, -1, np.int32), offsets=np.zeros(1, np.int64),
+        sizes=np.zeros(1, np.int64), inline=values.tobytes(),
+    )
+
+
+_UNITS = {"days": 86400.0, "day": 86400.0, "hours": 3600.0, "hour": 3600.0,
+          "minutes": 60.0, "minute": 60.0, "seconds": 1.0, "second": 1.0}
+
+
+def parse_cf_units(units: str) -> tuple[float, dt.datetime]:
+    """(seconds per unit, epoch) of CF time units such as 'days since 1970-01-01'."""
+    match = re.fullmatch(r"\s*(\w+)\s+since\s+(\d{4}-\d{1,2}-\d{1,2})(?:[ T](\d{1,2}:\d{2}(?::\d{2})?))?.*", units)
+    if not match or match.group(1).lower() not in _UNITS:
+        raise ValueError(f"unsupported CF time units {units!r} (expected '<days|hours|minutes|seconds> since YYYY-MM-DD')")
+    year, month, day = (int(p) for p in match.group(2).split("-"))
+    clock = [int(p) for p in (match.group(3) or "0:0:0").split(":")] + [0, 0]
+    return _UNITS[match.group(1).lower()], dt.datetime(year, month, day, clock[0], clock[1], clock[2])
+
+
+def times_to_cf(times: np.ndarray, units: str) -> np.ndarray:
+    """datetime64 values to numbers in CF `units`."""
+    seconds_per_unit, epoch = parse_cf_units(units)
+    delta = (times.astype("datetime64[us]") - np.datetime64(epoch, "us")).astype(np.int64)
+    return delta / 1e6 / seconds_per_unit
+
+
+def time_coordinate(name: str, times: np.ndarray, units: str, calendar: str = "standard") -> ArraySpec:
+    return coordinate_array(name, times_to_cf(times, units), {
+        "units": units, "calendar": calendar, "standard_name": "time", "axis": "T",
+        "long_name": "time",
+    })
+
+
+def spatial_coordinates(
+    geotransform: list[float], width: int, height: int, geographic: bool, suffix: str = ""
+) -> tuple[tuple[str, str], list[ArraySpec]]:
+    """Pixel-centre y/x coordinate arrays of a north-up grid."""
+    x = geotransform[0] + (np.arange(width) + 0.5) * geotransform[1]
+    y = geotransform[3] + (np.arange(height) + 0.5) * geotransform[5]
+    if geographic:
+        names = (f"lat{suffix}", f"lon{suffix}")
+        attrs_y = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y", "long_name": "latitude"}
+        attrs_x = {"standard_name": "longitude", "units": "degrees_east", "axis": "X", "long_name": "longitude"}
+    else:
+        names = (f"y{suffix}", f"x{suffix}")
+        attrs_y = {"standard_name": "projection_y_coordinate", "axis": "Y", "long_name": "y"}
+        attrs_x = {"standard_name": "projection_x_coordinate", "axis": "X", "long_name": "x"}
+    return names, [coordinate_array(names[0], y, attrs_y), coordinate_array(names[1], x, attrs_x)]

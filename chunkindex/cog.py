@@ -1,0 +1,232 @@
+"""COG archives: turn per-file TIFF levels into time-stacked arrays.
+
+Each variable becomes one array (time, y, x) - (time, y, x, band) for
+pixel-interleaved and (time, band, y, x) for band-separate files - and each
+internal overview its own array `<variable>_ovr<factor>`. TIFF tile order is
+the Zarr C order of those arrays, so a file's tile columns are placed into
+the reference columns with one slice assignment.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from chunkindex.arrays import ArraySpec, spatial_coordinates, time_coordinate
+from chunkindex.codecs import REFS_ONLY_NOTE, encode_chunk, tiff_chain
+from chunkindex.recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+# Columns that must agree, level by level, for files to form one array.
+LAYOUT_COLUMNS = ("kind", "width", "height", "tile_width", "tile_height", "samples", "planar",
+                  "dtype", "compression", "predictor", "crs")
+
+
+class LayoutMismatch(ValueError):
+    """A file whose layout differs from the first file of its variable."""
+
+
+@dataclass
+class AssembledIndex:
+    """Arrays of an index and what was left out along the way."""
+
+    arrays: list[ArraySpec]
+    skipped_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _is_geographic(crs: str | None) -> bool:
+    if crs is None:
+        return False
+    from osgeo import osr
+
+    srs = osr.SpatialReference()
+    srs.SetFromUserInput(crs)
+    return bool(srs.IsGeographic())
+
+
+def _crs_attribute(crs: str | None) -> dict[str, Any] | None:
+    if crs and crs.startswith("EPSG:"):
+        return {"url": f"http://www.opengis.net/def/crs/EPSG/0/{crs.split(':', 1)[1]}"}
+    return None
+
+
+def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mismatch: str,
+                  skipped: list[str]) -> pa.Table:
+    """Drop (or refuse) files whose levels differ from `first_file`'s."""
+    reference = levels.filter(pc.equal(levels["file_id"], first_file))
+    n_levels = reference.num_rows
+    counts = pc.value_counts(levels["file_id"])
+    bad: dict[int, str] = {}
+    for item in counts.to_pylist():
+        if item["counts"] != n_levels:
+            bad[item["values"]] = f"{item['counts']} IFDs instead of {n_levels}"
+    ref_by_ifd = {row["ifd"]: row for row in reference.select(["ifd", *LAYOUT_COLUMNS, "geotransform"]).to_pylist()}
+    ifd = levels["ifd"].to_numpy()
+    file_id = levels["file_id"].to_numpy()
+    for column in (*LAYOUT_COLUMNS, "geotransform"):
+        values = levels[column].to_pylist() if column in ("dtype", "kind", "crs", "geotransform") else levels[column].to_numpy()
+        expected = [ref_by_ifd.get(int(i), {}).get(column) for i in ifd]
+        if column == "geotransform":
+            differs = [
+                (a is None) != (b is None) or (a is not None and not np.allclose(a, b, rtol=0, atol=1e-9 * max(1.0, max(map(abs, b)))))
+                for a, b in zip(values, expected)
+            ]
+        else:
+            differs = [a != b for a, b in zip(values, expected)]
+        for row in np.flatnonzero(differs):
+            fid = int(file_id[row])
+            if fid not in bad:
+                bad[fid] = (f"IFD {int(ifd[row])} {column} is {values[row]!r}, "
+                            f"but {urls[first_file]} has {expected[row]!r}")
+    if not bad:
+        return levels
+    messages = [f"{urls[fid]}: {why}" for fid, why in sorted(bad.items())]
+    if on_mismatch == "error":
+        raise LayoutMismatch("files do not line up into one array:\n  " + "\n  ".join(messages))
+    skipped.extend(messages)
+    for message in messages:
+        log.warning("skipping %s", message)
+    keep = pc.invert(pc.is_in(levels["file_id"], pa.array(sorted(bad), pa.int32())))
+    return levels.filter(keep)
+
+
+def _chunk_layout(level: dict[str, Any], n_times: int, y_dim: str, x_dim: str, time_dim: str
+                  ) -> tuple[tuple[str, ...], tuple[int, ...], tuple[int, ...], int]:
+    """dims, shape, chunks and predictor axis of one TIFF level stacked in time."""
+    h, w, th, tw, s = (level[k] for k in ("height", "width", "tile_height", "tile_width", "samples"))
+    if s == 1:
+        return (time_dim, y_dim, x_dim), (n_times, h, w), (1, th, tw), -1
+    if level["planar"] == 1:
+        return (time_dim, y_dim, x_dim, "band"), (n_times, h, w, s), (1, th, tw, s), -2
+    return (time_dim, "band", y_dim, x_dim), (n_times, s, h, w), (1, 1, th, tw), -1
+
+
+def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> AssembledIndex:
+    """Arrays (data, overviews, GDAL-openable variants, coordinates) of a COG archive."""
+    result = AssembledIndex(arrays=[])
+    urls = dict(zip(manifest["file_id"].to_pylist(), manifest["url"].to_pylist()))
+    times_all = manifest["time"].to_numpy(zero_copy_only=False)
+    has_time = not np.isnat(times_all).all()
+    time_dim = recipe.concat.dim
+    coordinate_arrays: dict[str, ArraySpec] = {}
+
+    for variable in recipe.variables:
+        var_rows = manifest.filter(pc.equal(manifest["variable"], variable.name))
+        if var_rows.num_rows == 0:
+            raise LayoutMismatch(f"recipe {recipe.id}: no file lists variable {variable.name!r}")
+        file_ids = var_rows["file_id"].to_numpy()
+        var_levels = levels.filter(pc.is_in(levels["file_id"], pa.array(file_ids, pa.int32())))
+        var_levels = check_layouts(var_levels, urls, int(file_ids[0]), recipe.source.on_mismatch,
+                                   result.skipped_files)
+        kept = np.unique(var_levels["file_id"].to_numpy())
+        if has_time:
+            var_times = var_rows.filter(pc.is_in(var_rows["file_id"], pa.array(kept, pa.int32())))["time"].to_numpy(zero_copy_only=False)
+            axis = np.unique(times_all.astype("datetime64[us]"))
+        else:
+            var_times = np.arange(kept.size)
+            axis = np.arange(kept.size)
+        file_time_index = dict(zip(kept.tolist(), np.searchsorted(axis, var_times).tolist()))
+        n_times = axis.size
+
+        first = var_levels.filter(pc.equal(var_levels["file_id"], int(kept[0]))).to_pylist()
+        full = first[0]
+        geographic = _is_geographic(full["crs"])
+        for level in first:
+            if level["kind"] == "mask":
+                result.notes.append(f"{variable.name}: internal mask IFD {level['ifd']} is not indexed")
+                continue
+            factor = round(full["width"] / level["width"]) if level["kind"] == "overview" else 1
+            suffix = "" if factor == 1 else f"_ovr{factor}"
+            name = variable.name + suffix
+            gt = full["geotransform"]
+            rotated = gt is not None and (gt[2] != 0 or gt[4] != 0)
+            if gt is not None and not rotated:
+                level_gt = [gt[0], gt[1] * full["width"] / level["width"], 0.0,
+                            gt[3], 0.0, gt[5] * full["height"] / level["height"]]
+                (y_dim, x_dim), coords = spatial_coordinates(level_gt, level["width"], level["height"],
+                                                             geographic, suffix)
+                for coord in coords:
+                    coordinate_arrays.setdefault(coord.name, coord)
+            else:
+                y_dim, x_dim = f"y{suffix}", f"x{suffix}"
+            dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, time_dim)
+            where = urls[int(kept[0])]
+            chain = tiff_chain(level["compression"], level["predictor"], level["dtype"], chunks, x_axis,
+                               level["jpeg_tables"], level["photometric"], level["lerc_parameters"], where)
+
+            this = var_levels.filter(pc.equal(var_levels["ifd"], level["ifd"]))
+            tiles_per_file = len(level["tile_offsets"])
+            offsets = pc.list_flatten(this["tile_offsets"]).to_numpy().reshape(-1, tiles_per_file)
+            sizes = pc.list_flatten(this["tile_byte_counts"]).to_numpy().reshape(-1, tiles_per_file)
+            fids = this["file_id"].to_numpy()
+            rows = np.fromiter((file_time_index[int(f)] for f in fids), dtype=np.int64, count=fids.size)
+            n_chunks = n_times * tiles_per_file
+            url_list = [urls[int(f)] for f in fids]
+            url_index = np.full(n_chunks, -1, np.int32)
+            all_offsets = np.zeros(n_chunks, np.int64)
+            all_sizes = np.zeros(n_chunks, np.int64)
+            target = (rows[:, None] * tiles_per_file + np.arange(tiles_per_file)[None, :])
+            url_index[target] = np.where(sizes > 0, np.arange(fids.size, dtype=np.int32)[:, None], -1)
+            all_offsets[target] = offsets
+            all_sizes[target] = sizes
+            nodata = full["nodata"]
+            kind = np.dtype(level["dtype"]).kind
+            fill = nodata if nodata is not None else 0
+            if kind in "iu":
+                fill = int(fill)
+            attrs: dict[str, Any] = {}
+            if nodata is not None:
+                attrs["_FillValue"] = fill
+            if full["scale"] is not None:
+                attrs["scale_factor"] = full["scale"]
+            if full["offset"] is not None:
+                attrs["add_offset"] = full["offset"]
+            crs_attr = _crs_attribute(full["crs"])
+            if crs_attr:
+                attrs["_CRS"] = crs_attr
+            if rotated:
+                attrs["chunkindex_geotransform"] = gt
+            if full["georef_note"]:
+                attrs["chunkindex_georeferencing_note"] = full["georef_note"]
+            attrs.update(variable.attributes)
+            attrs["chunkindex"] = {
+                "source_format": "cog", "ifd": level["ifd"], "overview_factor": factor,
+                "codec": chain.as_attribute(), "gdal_decodable": chain.gdal_decodable,
+            }
+            array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=level["dtype"],
+                              fill_value=fill, chain=chain, attrs=attrs, urls=url_list,
+                              url_index=url_index, offsets=all_offsets, sizes=all_sizes)
+            array.fill_missing()
+            result.arrays.append(array)
+            if not chain.gdal_decodable:
+                message = f"{name}: {chain.description} is not decodable by GDAL"
+                result.notes.append(message)
+                if recipe.output.gdal_readable_variant:
+                    variant_chain = chain.gdal_openable()
+                    variant_attrs = dict(attrs)
+                    variant_attrs["chunkindex"] = dict(attrs["chunkindex"], codec=chain.as_attribute(),
+                                                       gdal_decodable=False, variant_of=name,
+                                                       warning=REFS_ONLY_NOTE)
+                    variant_attrs["chunkindex_warning"] = REFS_ONLY_NOTE.upper()
+                    variant = ArraySpec(name=f"{name}_refs_only", dims=dims, shape=shape, chunks=chunks,
+                                        dtype=level["dtype"], fill_value=fill, chain=variant_chain,
+                                        attrs=variant_attrs, urls=url_list, url_index=url_index,
+                                        offsets=all_offsets, sizes=all_sizes)
+                    if variant.n_missing:
+                        block = np.full(chunks, fill, dtype=np.dtype(level["dtype"]))
+                        variant.missing_raw = encode_chunk(variant_chain, block)
+                    result.arrays.append(variant)
+                    log.warning("%s_refs_only written for GDAL: %s", name, REFS_ONLY_NOTE.upper())
+    if has_time:
+        units = recipe.concat.units or "days since 1970-01-01"
+        coordinate_arrays[time_dim] = time_coordinate(
+            time_dim, np.unique(times_all.astype("datetime64[us]")), units, recipe.concat.calendar)
+    result.arrays.extend(coordinate_arrays.values())
+    return result

@@ -1,0 +1,266 @@
+"""Kerchunk reference writers: Parquet (a folder GDAL opens as `ZARR:"<dir>"`)
+and JSON, written to a temporary path and renamed, so a failed write never
+replaces a good index.
+
+Parquet layout, as GDAL (>= 3.11) and fsspec's LazyReferenceMapper read it:
+`.zmetadata` = `{"metadata": {<key>: <JSON object>}, "record_size": N}`, and
+per array `<name>/refs.<k>.parq` with columns `path` (dictionary-encoded
+string), `offset` int64, `size` int64 and `raw` binary, where row `r` of file
+`k` is C-order chunk number `k * N + r`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import os
+import shutil
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from chunkindex.arrays import ArraySpec
+
+REFS_SCHEMA = pa.schema([
+    ("path", pa.dictionary(pa.int32(), pa.string())),
+    ("offset", pa.int64()),
+    ("size", pa.int64()),
+    ("raw", pa.binary()),
+])
+JSON_MAX_REFS = 2_000_000
+
+
+def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
+    metadata: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": root_attrs}
+    for array in arrays:
+        metadata[f"{array.name}/.zarray"] = array.zarray()
+        metadata[f"{array.name}/.zattrs"] = array.zattrs()
+    return metadata
+
+
+def _replace_atomically(staging: Path, target: Path) -> None:
+    if target.exists() or target.is_symlink():
+        retired = target.parent / f".{target.name}.old-{os.getpid()}"
+        os.rename(target, retired)
+        os.rename(staging, target)
+        if retired.is_dir():
+            shutil.rmtree(retired)
+        else:
+            retired.unlink()
+    else:
+        os.rename(staging, target)
+
+
+def _staging(target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent / f".{target.name}.partial-{os.getpid()}"
+
+
+def refs_record_batch(array: ArraySpec, start: int, stop: int) -> pa.RecordBatch:
+    """Reference rows `start:stop` of `array` as one record batch."""
+    n = stop - start
+    if array.inline is not None:
+        return pa.record_batch([
+            pa.DictionaryArray.from_arrays(pa.array([None], pa.int32()), pa.array([], pa.string())),
+            pa.array([0], pa.int64()), pa.array([0], pa.int64()), pa.array([array.inline], pa.binary()),
+        ], schema=REFS_SCHEMA)
+    index = array.url_index[start:stop]
+    missing = index < 0
+    indices = pa.array(index, pa.int32(), mask=missing)
+    paths = pa.DictionaryArray.from_arrays(indices, pa.array(array.urls, pa.string()))
+    if missing.any() and array.missing_raw is not None:
+        # Parquet rows are positional: a chunk with no data carries the encoded
+        # fill chunk inline (GDAL reads a null path without raw as an error).
+        raw_values = np.where(missing, 1, 0)
+        offsets = np.zeros(n + 1, np.int32)
+        np.cumsum(raw_values * len(array.missing_raw), out=offsets[1:])
+        data = pa.py_buffer(array.missing_raw * int(raw_values.sum()))
+        raw = pa.Array.from_buffers(pa.binary(), n, [pa.array(~missing).buffers()[1], pa.py_buffer(offsets.tobytes()), data])
+    else:
+        raw = pa.nulls(n, pa.binary())
+    return pa.record_batch([
+        paths,
+        pa.array(np.where(missing, 0, array.offsets[start:stop]), pa.int64()),
+        pa.array(np.where(missing, 0, array.sizes[start:stop]), pa.int64()),
+        raw,
+    ], schema=REFS_SCHEMA)
+
+
+def write_kerchunk_parquet(
+    arrays: list[ArraySpec],
+    target: str | Path,
+    record_size: int = 100_000,
+    root_attrs: dict[str, Any] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Write a Kerchunk Parquet reference folder at `target` (replaced atomically)."""
+    target = Path(target)
+    staging = _staging(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        meta = {"metadata": consolidated_metadata(arrays, root_attrs or {}), "record_size": record_size}
+        (staging / ".zmetadata").write_text(json.dumps(meta, separators=(",", ":")))
+        total = sum(a.n_chunks for a in arrays)
+        written = 0
+        for array in arrays:
+            folder = staging / array.name
+            folder.mkdir()
+            n = 1 if array.inline is not None else array.n_chunks
+            for k in range(math.ceil(n / record_size)):
+                start, stop = k * record_size, min(n, (k + 1) * record_size)
+                batch = refs_record_batch(array, start, stop)
+                pq.write_table(pa.Table.from_batches([batch]), folder / f"refs.{k}.parq",
+                               compression="zstd", use_dictionary=["path"], write_statistics=False)
+                written += stop - start
+                if progress is not None:
+                    progress(written, total)
+        _replace_atomically(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return target
+
+
+def _chunk_keys(array: ArraySpec, numbers: np.ndarray) -> list[str]:
+    import pyarrow.compute as pc
+
+    if not array.shape:
+        return ["0"] * numbers.size
+    index = np.unravel_index(numbers, array.chunk_grid)
+    parts = [pc.cast(pa.array(i.astype(np.int64)), pa.string()) for i in index]
+    return pc.binary_join_element_wise(*parts, ".").to_pylist()
+
+
+def write_kerchunk_json(
+    arrays: list[ArraySpec], target: str | Path, root_attrs: dict[str, Any] | None = None
+) -> Path:
+    """Write Kerchunk JSON (version 1); chunks with no data are left out and
+    read as the fill value."""
+    total = sum(a.n_chunks for a in arrays)
+    if total > JSON_MAX_REFS:
+        raise ValueError(f"{total} references are too many for Kerchunk JSON (limit {JSON_MAX_REFS}); "
+                         "use kerchunk-parquet")
+    target = Path(target)
+    refs: dict[str, Any] = {k: json.dumps(v) for k, v in consolidated_metadata(arrays, root_attrs or {}).items()}
+    for array in arrays:
+        if array.inline is not None:
+            refs[f"{array.name}/0"] = "base64:" + base64.b64encode(array.inline).decode()
+            continue
+        present = np.flatnonzero(array.url_index >= 0)
+        keys = _chunk_keys(array, present)
+        urls = np.asarray(array.urls, dtype=object)[array.url_index[present]]
+        offsets = array.offsets[present].tolist()
+        sizes = array.sizes[present].tolist()
+        refs.update((f"{array.name}/{k}", [u, o, s]) for k, u, o, s in zip(keys, urls, offsets, sizes))
+    staging = _staging(target)
+    try:
+        with open(staging, "w") as handle:
+            json.dump({"version": 1, "refs": refs}, handle, separators=(",", ":"))
+        _replace_atomically(staging, target)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    return target
+
+
+FLAT_SCHEMA = pa.schema([
+    ("array", pa.dictionary(pa.int32(), pa.string())),
+    ("chunk_number", pa.int64()),
+    ("key", pa.string()),
+    ("path", pa.dictionary(pa.int32(), pa.string())),
+    ("offset", pa.int64()),
+    ("size", pa.int64()),
+])
+
+
+def write_flat_parquet(arrays: list[ArraySpec], target: str | Path) -> Path:
+    """One table of every chunk reference with data (array, key, path, offset, size)."""
+    target = Path(target)
+    staging = _staging(target)
+    try:
+        with pq.ParquetWriter(staging, FLAT_SCHEMA, compression="zstd") as writer:
+            names = pa.array([a.name for a in arrays], pa.string())
+            for position, array in enumerate(arrays):
+                if array.inline is not None:
+                    continue
+                present = np.flatnonzero(array.url_index >= 0)
+                n = present.size
+                keys = pa.array(_chunk_keys(array, present), pa.string())
+                batch = pa.record_batch([
+                    pa.DictionaryArray.from_arrays(pa.array(np.full(n, position, np.int32)), names),
+                    pa.array(present.astype(np.int64)),
+                    keys,
+                    pa.DictionaryArray.from_arrays(pa.array(array.url_index[present]), pa.array(array.urls, pa.string())),
+                    pa.array(array.offsets[present]),
+                    pa.array(array.sizes[present]),
+                ], schema=FLAT_SCHEMA)
+                writer.write_batch(batch)
+        _replace_atomically(staging, target)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def read_kerchunk_metadata(index: str | Path) -> dict[str, Any]:
+    """The consolidated metadata of a Kerchunk Parquet folder or JSON file."""
+    index = Path(index)
+    if index.is_dir():
+        zmeta = index / ".zmetadata"
+        if not zmeta.is_file():
+            raise ValueError(f"{index} is not a Kerchunk Parquet index (no .zmetadata)")
+        doc = json.loads(zmeta.read_text())
+        if "metadata" not in doc or "record_size" not in doc:
+            raise ValueError(f"{index}/.zmetadata is not Kerchunk Parquet metadata (needs 'metadata' and 'record_size')")
+        return doc
+    if index.is_file():
+        try:
+            doc = json.loads(index.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{index} is not a Kerchunk JSON index: {exc}") from None
+        refs = doc.get("refs", doc)
+        metadata = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in refs.items()
+                    if k.endswith((".zarray", ".zattrs", ".zgroup"))}
+        if not any(k.endswith(".zarray") for k in metadata):
+            raise ValueError(f"{index} is not a Kerchunk JSON index (no .zarray entries)")
+        return {"metadata": metadata, "record_size": None, "refs": refs}
+    raise FileNotFoundError(f"{index} does not exist")
+
+
+def lookup_reference(index: str | Path, array: str, key: tuple[int, ...]) -> dict[str, Any]:
+    """The reference of one chunk: {path, offset, size} or {raw: <n bytes>} or {missing}."""
+    doc = read_kerchunk_metadata(index)
+    meta = doc["metadata"]
+    zarray = meta.get(f"{array}/.zarray")
+    if zarray is None:
+        names = sorted(k.split("/")[0] for k in meta if k.endswith("/.zarray"))
+        raise KeyError(f"{index} has no array {array!r}; arrays: {', '.join(names)}")
+    grid = [math.ceil(s / c) for s, c in zip(zarray["shape"], zarray["chunks"])]
+    if len(key) != len(grid) or any(not 0 <= k < g for k, g in zip(key, grid)):
+        raise IndexError(f"chunk {'.'.join(map(str, key))} is outside the chunk grid {'x'.join(map(str, grid))} of {array}")
+    if doc["record_size"] is None:
+        ref = doc["refs"].get(f"{array}/{'.'.join(map(str, key))}")
+        if ref is None:
+            return {"missing": True}
+        if isinstance(ref, str):
+            return {"raw_bytes": len(base64.b64decode(ref[7:])) if ref.startswith("base64:") else len(ref)}
+        return {"path": ref[0], "offset": ref[1] if len(ref) > 1 else 0, "size": ref[2] if len(ref) > 2 else None}
+    number = int(np.ravel_multi_index(key, grid)) if grid else 0
+    record_size = doc["record_size"]
+    part = Path(index) / array / f"refs.{number // record_size}.parq"
+    if not part.exists():
+        return {"missing": True}
+    table = pq.read_table(part)
+    row = number % record_size
+    if row >= table.num_rows:
+        return {"missing": True}
+    record = table.slice(row, 1).to_pylist()[0]
+    if record["path"] is None:
+        return {"raw_bytes": len(record["raw"])} if record["raw"] is not None else {"missing": True}
+    return {"path": record["path"], "offset": record["offset"], "size": record["size"]}

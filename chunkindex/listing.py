@@ -1,0 +1,233 @@
+"""List a recipe's source files into a manifest table.
+
+The manifest (one row per file) holds the path relative to the store root,
+the reference URL written into the index, size, etag and last-modified (the
+cache key of the header step), the variable, and the concat coordinate parsed
+from the name, sorted by coordinate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from chunkindex.recipe import Recipe
+from chunkindex.stores import StoreSpec, open_store, reference_url
+
+MANIFEST_SCHEMA = pa.schema([
+    ("file_id", pa.int32()),
+    ("path", pa.string()),
+    ("url", pa.string()),
+    ("size", pa.int64()),
+    ("etag", pa.string()),
+    ("last_modified", pa.timestamp("us", tz="UTC")),
+    ("variable", pa.string()),
+    ("time", pa.timestamp("us")),
+])
+
+# strftime directives and the text they match.
+_DIRECTIVES = {
+    "Y": r"\d{4}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}", "M": r"\d{2}",
+    "S": r"\d{2}", "j": r"\d{3}", "y": r"\d{2}", "b": r"[A-Za-z]{3}", "%": "%",
+}
+
+
+class ListingError(RuntimeError):
+    """The listing is empty, a name does not parse, or coordinates repeat."""
+
+
+@dataclass(frozen=True)
+class NamePattern:
+    """A compiled file-name pattern with `{time:%...}`, `{variable}` and `{name}` fields."""
+
+    text: str
+    regex: re.Pattern[str]
+    time_formats: tuple[str, ...]  # strftime format of each `time` group, in order
+
+    @classmethod
+    def compile(cls, text: str) -> "NamePattern":
+        parts, formats, pos = [], [], 0
+        for match in re.finditer(r"\{(\w+)(?::([^}]*))?\}", text):
+            parts.append(re.escape(text[pos:match.start()]))
+            name, fmt = match.group(1), match.group(2)
+            if name == "time":
+                if not fmt:
+                    raise ValueError(f"pattern {text!r}: the time field needs a strftime format, e.g. {{time:%Y%m%d}}")
+                piece = ""
+                for directive in re.split(r"(%.)", fmt):
+                    if directive.startswith("%") and len(directive) == 2:
+                        if directive[1] not in _DIRECTIVES:
+                            raise ValueError(f"pattern {text!r}: unsupported directive {directive}")
+                        piece += _DIRECTIVES[directive[1]]
+                    else:
+                        piece += re.escape(directive)
+                parts.append(f"(?P<time{len(formats)}>{piece})")
+                formats.append(fmt)
+            elif name == "variable":
+                parts.append("(?P<variable>[^/]+?)" if "(?P<variable>" not in "".join(parts)
+                             else "(?P=variable)")
+            else:
+                parts.append(f"(?P<{name}>[^/]+?)")
+            pos = match.end()
+        parts.append(re.escape(text[pos:]))
+        return cls(text, re.compile("".join(parts) + r"\Z"), tuple(formats))
+
+    def parse_time(self, match: re.Match[str], path: str) -> dt.datetime | None:
+        """The time of a matched name; every time field must agree."""
+        if not self.time_formats:
+            return None
+        # Fields may each carry only part of a date (%Y, %m, %d): merge them.
+        values: dict[str, int] = {}
+        for i, fmt in enumerate(self.time_formats):
+            text = match.group(f"time{i}")
+            try:
+                parsed = dt.datetime.strptime(text, fmt)
+            except ValueError as exc:
+                raise ListingError(f"{path}: cannot parse {text!r} as {fmt!r}: {exc}") from None
+            for directive, attr in (("%Y", "year"), ("%y", "year"), ("%m", "month"), ("%b", "month"),
+                                    ("%d", "day"), ("%j", "day"), ("%H", "hour"),
+                                    ("%M", "minute"), ("%S", "second")):
+                if directive in fmt:
+                    value = parsed.timetuple().tm_yday if directive == "%j" else getattr(parsed, attr)
+                    key = "yday" if directive == "%j" else attr
+                    if key in values and values[key] != value:
+                        raise ListingError(f"{path}: the time fields disagree ({key} {values[key]} vs {value})")
+                    values[key] = value
+        if "yday" in values:
+            base = dt.datetime(values["year"], 1, 1) + dt.timedelta(days=values["yday"] - 1)
+            values.update(month=base.month, day=base.day)
+        return dt.datetime(values.get("year", 1970), values.get("month", 1), values.get("day", 1),
+                           values.get("hour", 0), values.get("minute", 0), values.get("second", 0))
+
+    def fill(self, time: dt.datetime, variable: str | None = None) -> str:
+        text = re.sub(r"\{time:([^}]*)\}", lambda m: time.strftime(m.group(1)), self.text)
+        if variable is not None:
+            text = text.replace("{variable}", variable)
+        return text
+
+
+def _date_range(start: str, end: str, step: str) -> list[dt.datetime]:
+    current, last = dt.datetime.fromisoformat(start), dt.datetime.fromisoformat(end)
+    out = []
+    while current <= last:
+        out.append(current)
+        if step == "day":
+            current += dt.timedelta(days=1)
+        elif step == "month":
+            current = current.replace(year=current.year + current.month // 12,
+                                      month=current.month % 12 + 1)
+        else:
+            current = current.replace(year=current.year + 1)
+    return out
+
+
+async def _head_all(store: Any, paths: list[str], concurrency: int) -> list[dict[str, Any]]:
+    from obstore import head_async
+
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def one(path: str) -> dict[str, Any]:
+        async with semaphore:
+            try:
+                return dict(await head_async(store, path))
+            except FileNotFoundError:
+                raise ListingError(f"{path}: not found (HEAD) at the source") from None
+            except Exception as exc:  # obstore raises its own error types
+                raise ListingError(f"{path}: HEAD failed: {exc}") from None
+
+    return await asyncio.gather(*(one(p) for p in paths))
+
+
+def _list_objects(store: Any) -> list[dict[str, Any]]:
+    import obstore
+
+    objects: list[dict[str, Any]] = []
+    for batch in obstore.list(store, chunk_size=1000):
+        objects.extend(dict(meta) for meta in batch)
+    return objects
+
+
+def list_sources(recipe: Recipe, spec: StoreSpec, concurrency: int = 32) -> pa.Table:
+    """List the recipe's source files as a manifest table (see MANIFEST_SCHEMA).
+
+    Raises:
+        ListingError: nothing matched, a matching name did not parse, or two
+            files share a (variable, time) coordinate.
+    """
+    store = open_store(spec)
+    pattern = NamePattern.compile(recipe.source.pattern) if recipe.source.pattern else None
+    variables = recipe.variable_names
+    if recipe.source.template is not None:
+        assert pattern is not None  # the schema requires a pattern with a template
+        tpl = recipe.source.template
+        wanted = [pattern.fill(t, v) for t in _date_range(tpl.start, tpl.end, tpl.step)
+                  for v in (variables if "{variable}" in pattern.text else [None])]
+        objects = asyncio.run(_head_all(store, wanted, concurrency))
+        for obj, path in zip(objects, wanted):
+            obj["path"] = path
+    else:
+        if not spec.can_list:
+            raise ListingError(f"{spec.url}: an HTTP server cannot list; give source.template in the recipe")
+        objects = _list_objects(store)
+
+    rows: list[tuple[str, int, str | None, Any, str | None, dt.datetime | None]] = []
+    for obj in objects:
+        path = obj["path"]
+        if pattern is not None:
+            match = pattern.regex.match(path)
+            if match is None:
+                continue
+            variable = match.groupdict().get("variable")
+            if variable is not None and variable not in variables:
+                continue
+            if variable is None and len(variables) == 1 and recipe.format == "cog":
+                variable = variables[0]
+            time = pattern.parse_time(match, path)
+        else:
+            assert recipe.source.glob is not None
+            if not fnmatch.fnmatchcase(path, recipe.source.glob):
+                continue
+            variable = variables[0] if recipe.format == "cog" and len(variables) == 1 else None
+            time = None
+        rows.append((path, int(obj["size"]), obj.get("e_tag"), obj.get("last_modified"), variable, time))
+
+    what = recipe.source.pattern or recipe.source.glob
+    if not rows:
+        raise ListingError(f"recipe {recipe.id}: no file under {spec.url} matches {what!r}")
+    if recipe.format != "cog":
+        variable_key = [None] * len(rows)  # NetCDF files hold every variable
+        rows = [r[:4] + (None,) + r[5:] for r in rows]
+    else:
+        variable_key = [r[4] for r in rows]
+    # Sort by coordinate (then variable, then path) and reject duplicates.
+    order = sorted(range(len(rows)), key=lambda i: (rows[i][5] or dt.datetime.min, rows[i][4] or "", rows[i][0]))
+    rows = [rows[i] for i in order]
+    variable_key = [variable_key[i] for i in order]
+    seen: dict[tuple[Any, Any], str] = {}
+    if pattern is not None and pattern.time_formats:
+        for row, var in zip(rows, variable_key):
+            key = (var, row[5])
+            if key in seen:
+                raise ListingError(
+                    f"recipe {recipe.id}: {seen[key]} and {row[0]} have the same coordinate "
+                    f"({row[5]:%Y-%m-%d %H:%M:%S}{', variable ' + var if var else ''})")
+            seen[key] = row[0]
+    for row in rows:
+        if row[1] == 0:
+            raise ListingError(f"{reference_url(spec, row[0])}: the file is empty (0 bytes)")
+    return pa.table({
+        "file_id": pa.array(range(len(rows)), pa.int32()),
+        "path": [r[0] for r in rows],
+        "url": [reference_url(spec, r[0]) for r in rows],
+        "size": pa.array([r[1] for r in rows], pa.int64()),
+        "etag": [r[2] for r in rows],
+        "last_modified": pa.array([r[3] for r in rows], pa.timestamp("us", tz="UTC")),
+        "variable": [r[4] for r in rows],
+        "time": pa.array([r[5] for r in rows], pa.timestamp("us")),
+    }, schema=MANIFEST_SCHEMA)

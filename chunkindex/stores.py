@@ -1,0 +1,79 @@
+"""Object stores (obstore) for recipe sources: local folders, S3, HTTP(S)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    """Where a source lives: `url` for obstore, `public_url` for the index."""
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    public_url: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        scheme = urlparse(self.url).scheme
+        return scheme if scheme in {"s3", "http", "https", "file", "gs", "az", "memory"} else "file"
+
+    @property
+    def can_list(self) -> bool:
+        """HTTP servers (THREDDS, plain web servers) cannot list."""
+        return self.scheme not in {"http", "https"}
+
+
+def resolve_local(url: str, base_dir: str | Path) -> str:
+    """Absolute `file://` URL for a local path (relative paths against `base_dir`)."""
+    if urlparse(url).scheme in {"s3", "http", "https", "gs", "az", "memory"}:
+        return url
+    if url.startswith("file://"):
+        return url
+    path = Path(url)
+    if not path.is_absolute():
+        path = Path(base_dir) / path
+    return path.resolve().as_uri()
+
+
+def open_store(spec: StoreSpec) -> Any:
+    """An obstore store rooted at `spec.url`."""
+    from obstore.store import from_url
+
+    options = dict(spec.options)
+    client_options = options.pop("client_options", None)
+    if spec.scheme in {"http", "https", "s3"} and urlparse(
+        options.get("endpoint", spec.url)
+    ).scheme == "http":
+        # Local test servers speak plain HTTP.
+        client_options = {**(client_options or {}), "allow_http": True}
+    kwargs: dict[str, Any] = dict(options)
+    if client_options:
+        kwargs["client_options"] = client_options
+    return from_url(spec.url, **kwargs)
+
+
+def reference_url(spec: StoreSpec, relative_path: str) -> str:
+    """The absolute path or URL written into the index for one file.
+
+    GDAL resolves a relative reference against the array's folder inside the
+    index, so references are always absolute: a local path, `s3://` or https.
+    """
+    base = spec.public_url or spec.url
+    if base.startswith("file://"):
+        base = urlparse(base).path
+    return base.rstrip("/") + "/" + relative_path.lstrip("/")
+
+
+def gdal_path(url: str) -> str:
+    """The GDAL virtual file system path of a reference URL."""
+    if url.startswith("s3://"):
+        return "/vsis3/" + url[len("s3://"):]
+    if url.startswith(("http://", "https://")):
+        return "/vsicurl/" + url
+    if url.startswith("file://"):
+        return urlparse(url).path
+    return url

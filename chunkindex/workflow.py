@@ -1,0 +1,109 @@
+"""Helpers shared by the Snakemake rules and their thin scripts."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from chunkindex.recipe import Recipe
+
+BATCH_FORMAT = "{:05d}"
+
+
+def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
+    """Named outputs of the write rule, by the recipe's output kinds."""
+    names = {
+        "kerchunk-parquet": ("kerchunk_parquet", f"{results}/index/{dataset}.parq"),
+        "kerchunk-json": ("kerchunk_json", f"{results}/index/{dataset}.json"),
+        "flat-parquet": ("flat_parquet", f"{results}/index/{dataset}.refs.parquet"),
+        "footprints": ("footprints_parquet", f"{results}/index/{dataset}.footprints.parquet"),
+    }
+    outputs = dict(names[kind] for kind in recipe.output.kinds)
+    if "footprints" in recipe.output.kinds:
+        outputs["footprints_gpkg"] = f"{results}/index/{dataset}.footprints.gpkg"
+    outputs["summary"] = f"{results}/index/{dataset}.summary.json"
+    return outputs
+
+
+def batch_ids(manifest: str | Path) -> list[str]:
+    """Batch ids of a listing, from the batch count stored in its metadata."""
+    meta = pq.read_schema(manifest).metadata or {}
+    count = int(meta.get(b"chunkindex.batches", b"0"))
+    return [BATCH_FORMAT.format(i) for i in range(count)]
+
+
+def write_batches(manifest: pa.Table, folder: str | Path, batch_size: int) -> int:
+    """Split `manifest` into batch files of `batch_size` rows.
+
+    A batch file is rewritten only when its rows changed (path, size, etag,
+    last-modified are the cache key), so Snakemake re-runs only its header job.
+    Returns the number of batches.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    count = (manifest.num_rows + batch_size - 1) // batch_size
+    for i in range(count):
+        batch = manifest.slice(i * batch_size, batch_size)
+        path = folder / f"batch-{BATCH_FORMAT.format(i)}.parquet"
+        if path.exists():
+            try:
+                if pq.read_table(path).equals(batch):
+                    continue
+            except (pa.ArrowInvalid, OSError):
+                pass
+        tmp = path.with_suffix(".tmp")
+        pq.write_table(batch, tmp)
+        tmp.replace(path)
+    for stale in folder.glob("batch-*.parquet"):
+        if int(stale.stem.split("-")[1]) >= count:
+            stale.unlink()
+    return count
+
+
+def with_batch_count(table: pa.Table, count: int) -> pa.Table:
+    meta = dict(table.schema.metadata or {})
+    meta[b"chunkindex.batches"] = str(count).encode()
+    return table.replace_schema_metadata(meta)
+
+
+def setup_logging(log_file: str | None) -> logging.Logger:
+    """Log to the rule's log file and to stderr."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return logging.getLogger("chunkindex")
+
+
+def progress_logger(log: logging.Logger, what: str, every_seconds: float = 5.0) -> Callable[[int, int], None]:
+    """A progress callback that logs `done/total` at most every few seconds."""
+    last = [0.0]
+    start = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done == total or now - last[0] >= every_seconds:
+            last[0] = now
+            rate = done / max(now - start, 1e-9)
+            log.info("%s: %d/%d (%.0f/s)", what, done, total, rate)
+
+    return report
+
+
+def run_step(log_file: str | None, step: Callable[[logging.Logger], Any]) -> Any:
+    """Run a script's step with logging; errors are logged as one clear line."""
+    log = setup_logging(log_file)
+    try:
+        return step(log)
+    except Exception as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        raise

@@ -1,0 +1,79 @@
+# Loads and validates the config and the chosen recipe before any work.
+import sys
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+sys.path.insert(0, workflow.basedir)
+
+from chunkindex.recipe import RecipeError, load_recipe, validate_config
+from chunkindex.workflow import batch_ids, index_outputs
+
+try:
+    validate_config(config)
+except RecipeError as exc:
+    raise WorkflowError(str(exc))
+
+DATASET = config["dataset"]
+RESULTS = f"{config['results_dir']}/{DATASET}"
+FIXTURES_ROOT = config["fixtures"]["root"]
+FIXTURE_SETS = config["fixtures"]["sets"]
+LOGS = f"logs/{DATASET}"
+BENCHMARKS = f"benchmarks/{DATASET}"
+
+if DATASET == "fixtures":
+    RECIPE_FILE = None
+    RECIPE = None
+else:
+    RECIPE_FILE = f"{config['recipes_dir']}/{DATASET}.yaml"
+    try:
+        RECIPE = load_recipe(RECIPE_FILE)
+    except FileNotFoundError:
+        known = sorted(p.stem for p in Path(config["recipes_dir"]).glob("*.yaml"))
+        raise WorkflowError(
+            f"dataset {DATASET!r}: no recipe {RECIPE_FILE}; known datasets: "
+            + ", ".join(known + ["fixtures"])
+        )
+    except RecipeError as exc:
+        raise WorkflowError(str(exc))
+    if RECIPE.source.synthetic and RECIPE.source.synthetic not in FIXTURE_SETS:
+        raise WorkflowError(
+            f"recipe {RECIPE_FILE}: field source.synthetic names fixture set "
+            f"{RECIPE.source.synthetic!r}, which config fixtures.sets does not define "
+            f"(defined: {', '.join(sorted(FIXTURE_SETS))})"
+        )
+
+INDEX = index_outputs(RESULTS, DATASET, RECIPE) if RECIPE else {}
+
+
+wildcard_constraints:
+    fixture_set="[a-z0-9][a-z0-9-]*",
+    batch=r"\d{5}",
+
+
+def fixture_manifest(name):
+    return f"{FIXTURES_ROOT}/{name}/MANIFEST.sha256"
+
+
+def synthetic_inputs(wildcards):
+    """The fixture set a demo recipe reads, so the workflow generates it first."""
+    if RECIPE is not None and RECIPE.source.synthetic:
+        return [fixture_manifest(RECIPE.source.synthetic)]
+    return []
+
+
+def header_batches(wildcards):
+    """Every header batch of the listing (known once the list checkpoint ran)."""
+    manifest = checkpoints.list_sources.get().output.manifest
+    return [f"{RESULTS}/headers/batch-{b}.parquet" for b in batch_ids(manifest)]
+
+
+def header_benchmarks(wildcards):
+    manifest = checkpoints.list_sources.get().output.manifest
+    return [f"{BENCHMARKS}/headers-{b}.tsv" for b in batch_ids(manifest)]
+
+
+def final_targets():
+    if DATASET == "fixtures":
+        return [fixture_manifest(name) for name in FIXTURE_SETS]
+    return [f"{RESULTS}/validation.json", f"{RESULTS}/report/report.md"]

@@ -1,0 +1,24 @@
+# List the source files into a manifest, and split it into header batches.
+# The batch files (results/<dataset>/batches/) are rewritten only when their
+# content changes, so a new file re-reads only the batch it falls in.
+
+
+checkpoint list_sources:
+    input:
+        recipe=RECIPE_FILE,
+        synthetic=synthetic_inputs,
+    output:
+        manifest=f"{RESULTS}/manifest.parquet",
+    params:
+        batches=f"{RESULTS}/batches",
+        base_dir=workflow.basedir,
+    log:
+        f"{LOGS}/list.log",
+    benchmark:
+        f"{BENCHMARKS}/list.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    script:
+        "../scripts/list_sources.py"

@@ -1,0 +1,22 @@
+# Open the index with GDAL and compare sampled chunks with the source files.
+
+
+rule validate:
+    input:
+        index=INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json")),
+        manifest=f"{RESULTS}/manifest.parquet",
+        recipe=RECIPE_FILE,
+    output:
+        report=f"{RESULTS}/validation.json",
+    params:
+        base_dir=workflow.basedir,
+    log:
+        f"{LOGS}/validate.log",
+    benchmark:
+        f"{BENCHMARKS}/validate.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    script:
+        "../scripts/validate_index.py"

@@ -1,0 +1,6 @@
+# Snakemake glue: read the headers of one batch of files.
+from chunkindex.pipeline import headers_step
+from chunkindex.workflow import run_step
+
+run_step(snakemake.log[0], lambda log: headers_step(
+    snakemake.input.recipe, snakemake.params.base_dir, snakemake.input.batch, snakemake.output.levels))

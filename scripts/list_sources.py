@@ -1,0 +1,6 @@
+# Snakemake glue: list the sources into a manifest and header batches.
+from chunkindex.pipeline import list_step
+from chunkindex.workflow import run_step
+
+run_step(snakemake.log[0], lambda log: list_step(
+    snakemake.input.recipe, snakemake.params.base_dir, snakemake.output.manifest, snakemake.params.batches))

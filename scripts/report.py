@@ -1,0 +1,20 @@
+# Snakemake glue: write the Markdown report and its plots.
+from chunkindex.report import ReportInputs, write_report
+from chunkindex.workflow import run_step
+
+inputs = ReportInputs(
+    recipe=snakemake.input.recipe,
+    manifest=snakemake.input.manifest,
+    index=snakemake.input.index,
+    validation=snakemake.input.validation,
+    headers=list(snakemake.input.headers),
+    benchmarks={
+        "list": [snakemake.input.list_benchmark],
+        "headers": list(snakemake.input.header_benchmarks),
+        "write": [snakemake.input.write_benchmark],
+        "validate": [snakemake.input.validate_benchmark],
+    },
+    write_summary=snakemake.input.summary,
+)
+run_step(snakemake.log[0], lambda log: write_report(
+    inputs, snakemake.output.markdown, snakemake.output.steps_plot, snakemake.output.refs_plot))

@@ -1,0 +1,6 @@
+# Snakemake glue: validate the index with GDAL against the sources.
+from chunkindex.pipeline import validate_step
+from chunkindex.workflow import run_step
+
+run_step(snakemake.log[0], lambda log: validate_step(
+    snakemake.input.recipe, snakemake.input.index, snakemake.output.report))
