@@ -46,6 +46,7 @@ def _is_geographic(crs: str | None) -> bool:
         return False
     from osgeo import osr
 
+    osr.UseExceptions()
     srs = osr.SpatialReference()
     srs.SetFromUserInput(crs)
     return bool(srs.IsGeographic())

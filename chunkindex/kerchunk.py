@@ -26,8 +26,11 @@ import pyarrow.parquet as pq
 
 from chunkindex.arrays import ArraySpec
 
+# `path` is a plain string column, dictionary-encoded in the Parquet file
+# only: GDAL's Parquet driver reads an Arrow dictionary type as an integer
+# field with a coded domain, which its Kerchunk reader rejects.
 REFS_SCHEMA = pa.schema([
-    ("path", pa.dictionary(pa.int32(), pa.string())),
+    ("path", pa.string()),
     ("offset", pa.int64()),
     ("size", pa.int64()),
     ("raw", pa.binary()),
@@ -66,13 +69,13 @@ def refs_record_batch(array: ArraySpec, start: int, stop: int) -> pa.RecordBatch
     n = stop - start
     if array.inline is not None:
         return pa.record_batch([
-            pa.DictionaryArray.from_arrays(pa.array([None], pa.int32()), pa.array([], pa.string())),
+            pa.nulls(1, pa.string()),
             pa.array([0], pa.int64()), pa.array([0], pa.int64()), pa.array([array.inline], pa.binary()),
         ], schema=REFS_SCHEMA)
     index = array.url_index[start:stop]
     missing = index < 0
     indices = pa.array(index, pa.int32(), mask=missing)
-    paths = pa.DictionaryArray.from_arrays(indices, pa.array(array.urls, pa.string()))
+    paths = pa.DictionaryArray.from_arrays(indices, pa.array(array.urls, pa.string())).dictionary_decode()
     if missing.any() and array.missing_raw is not None:
         # Parquet rows are positional: a chunk with no data carries the encoded
         # fill chunk inline (GDAL reads a null path without raw as an error).
@@ -170,10 +173,10 @@ def write_kerchunk_json(
 
 
 FLAT_SCHEMA = pa.schema([
-    ("array", pa.dictionary(pa.int32(), pa.string())),
+    ("array", pa.string()),
     ("chunk_number", pa.int64()),
     ("key", pa.string()),
-    ("path", pa.dictionary(pa.int32(), pa.string())),
+    ("path", pa.string()),
     ("offset", pa.int64()),
     ("size", pa.int64()),
 ])
@@ -184,7 +187,7 @@ def write_flat_parquet(arrays: list[ArraySpec], target: str | Path) -> Path:
     target = Path(target)
     staging = _staging(target)
     try:
-        with pq.ParquetWriter(staging, FLAT_SCHEMA, compression="zstd") as writer:
+        with pq.ParquetWriter(staging, FLAT_SCHEMA, compression="zstd", use_dictionary=["array", "path"]) as writer:
             names = pa.array([a.name for a in arrays], pa.string())
             for position, array in enumerate(arrays):
                 if array.inline is not None:
@@ -193,10 +196,11 @@ def write_flat_parquet(arrays: list[ArraySpec], target: str | Path) -> Path:
                 n = present.size
                 keys = pa.array(_chunk_keys(array, present), pa.string())
                 batch = pa.record_batch([
-                    pa.DictionaryArray.from_arrays(pa.array(np.full(n, position, np.int32)), names),
+                    pa.DictionaryArray.from_arrays(pa.array(np.full(n, position, np.int32)), names).dictionary_decode(),
                     pa.array(present.astype(np.int64)),
                     keys,
-                    pa.DictionaryArray.from_arrays(pa.array(array.url_index[present]), pa.array(array.urls, pa.string())),
+                    pa.DictionaryArray.from_arrays(pa.array(array.url_index[present]),
+                                                   pa.array(array.urls, pa.string())).dictionary_decode(),
                     pa.array(array.offsets[present]),
                     pa.array(array.sizes[present]),
                 ], schema=FLAT_SCHEMA)

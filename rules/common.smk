@@ -44,6 +44,11 @@ else:
         )
 
 INDEX = index_outputs(RESULTS, DATASET, RECIPE) if RECIPE else {}
+# The write rule's outputs; the Kerchunk Parquet index is a folder.
+WRITE_OUTPUTS = {
+    name: directory(path) if name == "kerchunk_parquet" else path
+    for name, path in INDEX.items()
+}
 
 
 wildcard_constraints:

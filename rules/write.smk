@@ -7,7 +7,7 @@ rule write:
         headers=header_batches,
         recipe=RECIPE_FILE,
     output:
-        **INDEX,
+        **WRITE_OUTPUTS,
     params:
         base_dir=workflow.basedir,
     log:
