@@ -57,7 +57,7 @@ def _count_refs(index: str, name: str, doc: dict, n_chunks: int, files: set[str]
     for part in sorted(Path(index, name).glob("refs.*.parq")):
         paths = pq.read_table(part, columns=["path"])["path"]
         count += len(paths) - paths.null_count
-        files.update(p for p in pc.unique(paths.combine_chunks().dictionary_decode() if hasattr(paths, "combine_chunks") else paths).to_pylist() if p)
+        files.update(p for p in pc.unique(paths).to_pylist() if p)
     return count
 
 

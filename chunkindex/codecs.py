@@ -176,5 +176,9 @@ def decode_chunk(chain: CodecChain, data: bytes, dtype: str, shape: tuple[int, .
         buf = _codec(chain.compressor).decode(buf)
     for config in reversed(chain.filters):
         buf = _codec(config).decode(buf)
-    return np.frombuffer(np.asarray(buf).tobytes() if isinstance(buf, np.ndarray) else bytes(buf),
-                         dtype=np.dtype(dtype)).reshape(shape)
+    data = np.asarray(buf).tobytes() if isinstance(buf, np.ndarray) else bytes(buf)
+    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    if len(data) != expected:
+        raise ValueError(f"the chunk decodes to {len(data)} bytes, not {expected} (a short tile: its writer "
+                         "stored fewer rows or columns than the tile size, which Zarr readers cannot pad)")
+    return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(shape)

@@ -52,6 +52,14 @@ def _is_geographic(crs: str | None) -> bool:
     return bool(srs.IsGeographic())
 
 
+def _fits(value: float, dtype: str) -> bool:
+    kind = np.dtype(dtype).kind
+    if kind == "f":
+        return True
+    info = np.iinfo(np.dtype(dtype))
+    return float(value).is_integer() and info.min <= value <= info.max
+
+
 def _crs_attribute(crs: str | None) -> dict[str, Any] | None:
     if crs and crs.startswith("EPSG:"):
         return {"url": f"http://www.opengis.net/def/crs/EPSG/0/{crs.split(':', 1)[1]}"}
@@ -179,6 +187,10 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
             all_sizes[target] = sizes
             nodata = full["nodata"]
             kind = np.dtype(level["dtype"]).kind
+            if nodata is not None and not _fits(nodata, level["dtype"]):
+                # GDAL ignores such a nodata value too.
+                result.notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
+                nodata = None
             fill = nodata if nodata is not None else 0
             if kind in "iu":
                 fill = int(fill)

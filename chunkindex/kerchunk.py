@@ -79,11 +79,12 @@ def refs_record_batch(array: ArraySpec, start: int, stop: int) -> pa.RecordBatch
     if missing.any() and array.missing_raw is not None:
         # Parquet rows are positional: a chunk with no data carries the encoded
         # fill chunk inline (GDAL reads a null path without raw as an error).
-        raw_values = np.where(missing, 1, 0)
+        # Built from buffers: validity = missing, every value the same bytes.
         offsets = np.zeros(n + 1, np.int32)
-        np.cumsum(raw_values * len(array.missing_raw), out=offsets[1:])
-        data = pa.py_buffer(array.missing_raw * int(raw_values.sum()))
-        raw = pa.Array.from_buffers(pa.binary(), n, [pa.array(~missing).buffers()[1], pa.py_buffer(offsets.tobytes()), data])
+        np.cumsum(missing * len(array.missing_raw), out=offsets[1:])
+        data = pa.py_buffer(array.missing_raw * int(missing.sum()))
+        validity = pa.array(missing, pa.bool_()).buffers()[1]
+        raw = pa.Array.from_buffers(pa.binary(), n, [validity, pa.py_buffer(offsets.tobytes()), data])
     else:
         raw = pa.nulls(n, pa.binary())
     return pa.record_batch([

@@ -97,7 +97,9 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
         timings["footprints"] = time.perf_counter() - start
     summary = {"refs": n_refs, "arrays": [a.name for a in assembled.arrays], "timings": timings,
                "notes": assembled.notes, "skipped_files": assembled.skipped_files}
-    summary["readers"] = {a.name: a.chain.readers for a in assembled.arrays if "chunkindex" in a.attrs}
+    # A `_refs_only` variant opens in GDAL, but no reader decodes its pixels.
+    summary["readers"] = {a.name: ([] if "variant_of" in a.attrs["chunkindex"] else a.chain.readers)
+                          for a in assembled.arrays if "chunkindex" in a.attrs}
     summary["refs_per_array"] = {a.name: a.n_chunks for a in assembled.arrays if a.inline is None}
     summary["missing_per_array"] = {a.name: a.n_missing for a in assembled.arrays if a.inline is None}
     if "summary" in outputs:
@@ -125,3 +127,97 @@ def validate_step(recipe_path: str, index_path: str, report_out: str) -> Any:
 
 def load_json(path: str) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, validate: bool = True) -> dict[str, Any]:
+    """List, read headers, write and (optionally) validate in one process.
+
+    The same steps as the workflow without Snakemake (tests, benchmarks,
+    notebooks). Returns the write summary, the index paths and, with
+    `validate`, the ValidationReport (validation failures raise).
+    """
+    import tempfile
+
+    from chunkindex.listing import list_sources
+    from chunkindex.validate import ValidationFailed, validate_index
+
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    spec = store_spec(recipe, base_dir)
+    manifest = list_sources(recipe, spec)
+    extractor = extractor_for(recipe.format)
+    headers = extractor.read_batch(recipe, spec, manifest)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        recipe_path = Path(tmp) / f"{recipe.id}.yaml"
+        recipe_path.write_text(recipe_yaml(recipe))
+        manifest_path, headers_path = Path(tmp) / "manifest.parquet", Path(tmp) / "headers.parquet"
+        pq.write_table(manifest, manifest_path)
+        pq.write_table(headers, headers_path)
+        outputs = {"kerchunk_parquet": str(workdir / f"{recipe.id}.parq"),
+                   "summary": str(workdir / f"{recipe.id}.summary.json")}
+        if "kerchunk-json" in recipe.output.kinds:
+            outputs["kerchunk_json"] = str(workdir / f"{recipe.id}.json")
+        summary = write_step(str(recipe_path), str(manifest_path), [str(headers_path)], outputs)
+    result: dict[str, Any] = {"summary": summary, "outputs": outputs, "manifest": manifest}
+    if validate:
+        report = validate_index(outputs["kerchunk_parquet"], extractor.source(recipe),
+                                recipe.validation.sample_chunks, recipe.validation.seed,
+                                recipe.validation.second_reader, recipe.concat.dim)
+        result["validation"] = report
+        if not report.ok:
+            raise ValidationFailed(report.summary())
+    return result
+
+
+def recipe_yaml(recipe: Recipe) -> str:
+    """The YAML text of a Recipe (round-trips through load_recipe)."""
+    import dataclasses
+
+    import yaml
+
+    doc = dataclasses.asdict(recipe)
+    doc.pop("path", None)
+    doc["concat"]["from"] = doc["concat"].pop("from_")
+    doc["output"]["kinds"] = list(doc["output"]["kinds"])
+    doc["benchmark"]["scale_files"] = list(doc["benchmark"]["scale_files"])
+    if doc["source"]["template"] is None:
+        doc["source"].pop("template")
+    for key in ("pattern", "glob", "public_url", "synthetic"):
+        if doc["source"][key] is None:
+            doc["source"].pop(key)
+    for variable in doc["variables"]:
+        if variable["source_name"] is None:
+            variable.pop("source_name")
+    if doc["concat"]["units"] is None:
+        doc["concat"].pop("units")
+    if not doc["description"]:
+        doc.pop("description")
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def quick_recipe(recipe_id: str, url: str, fmt: str = "cog", *, glob: str | None = None,
+                 pattern: str | None = None, variables: tuple[str, ...] = ("data",),
+                 concat_dim: str = "time", concat_from: str = "filename", units: str | None = None,
+                 kinds: tuple[str, ...] = ("kerchunk-parquet",), sample_chunks: int = 20,
+                 store_options: dict[str, Any] | None = None, **extra: Any) -> Recipe:
+    """A validated Recipe built in code (for tests and ad-hoc indexing)."""
+    from chunkindex.recipe import load_schema, recipe_from_dict, validate_document
+
+    source: dict[str, Any] = {"url": url}
+    if glob:
+        source["glob"] = glob
+    if pattern:
+        source["pattern"] = pattern
+    if store_options:
+        source["store_options"] = store_options
+    source.update(extra.pop("source", {}))
+    doc: dict[str, Any] = {
+        "id": recipe_id, "title": recipe_id, "format": fmt, "source": source,
+        "variables": [{"name": v} for v in variables],
+        "concat": {"dim": concat_dim, "from": concat_from, **({"units": units} if units else {})},
+        "output": {"kinds": list(kinds), "record_size": extra.pop("record_size", 100000)},
+        "validation": {"sample_chunks": sample_chunks, "seed": 0},
+        **extra,
+    }
+    validate_document(doc, load_schema("recipe"), f"recipe {recipe_id}")
+    return recipe_from_dict(doc)

@@ -105,7 +105,7 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
     lines += ["## Arrays and readers", "", "| array | refs | chunks with no data | decodable by |", "|---|---:|---:|---|"]
     for name, refs in summary["refs_per_array"].items():
         readers = summary["readers"].get(name, [])
-        decodable = ", ".join(readers) if readers else f"**none: {REFS_ONLY_NOTE}**"
+        decodable = ", ".join(readers) if readers else f"**none: {REFS_ONLY_NOTE}** (GDAL opens it for the references)"
         lines.append(f"| {name} | {refs:,} | {summary['missing_per_array'].get(name, 0):,} | {decodable} |")
     lines.append("")
     refs_only = [n for n in summary["refs_per_array"] if n.endswith("_refs_only")]

@@ -155,12 +155,22 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         kind = "mask" if subfile & SUBFILE_MASK else ("overview" if subfile & SUBFILE_REDUCED else "image")
         if index == 0 and kind != "image":
             kind = "image"
-        if ifd.tile_width is None or ifd.tile_offsets is None:
-            raise TiffHeaderError(
-                f"{path}: IFD {index} is striped (not tiled; RowsPerStrip={ifd.rows_per_strip}); "
-                "only tiled TIFFs can be indexed - convert it to a COG with gdal_translate -of COG")
-        offsets = np.asarray(ifd.tile_offsets, dtype=np.int64)
-        counts = np.asarray(ifd.tile_byte_counts, dtype=np.int64)
+        if ifd.tile_width is not None and ifd.tile_offsets is not None:
+            tile_width, tile_height = ifd.tile_width, ifd.tile_height
+            offsets = np.asarray(ifd.tile_offsets, dtype=np.int64)
+            counts = np.asarray(ifd.tile_byte_counts, dtype=np.int64)
+        else:
+            # A strip is a chunk of full width, as long as every strip is full:
+            # a short last strip would decode to fewer rows than its chunk.
+            strip_rows = min(ifd.rows_per_strip or ifd.image_height, ifd.image_height)
+            if ifd.image_height % strip_rows:
+                raise TiffHeaderError(
+                    f"{path}: IFD {index} is striped with RowsPerStrip={strip_rows}, and its last strip "
+                    f"holds only {ifd.image_height % strip_rows} of {strip_rows} rows, which no Zarr reader "
+                    "can pad; convert it to a tiled COG (gdal_translate -of COG) to index it")
+            tile_width, tile_height = ifd.image_width, strip_rows
+            offsets = np.asarray(ifd.strip_offsets, dtype=np.int64)
+            counts = np.asarray(ifd.strip_byte_counts, dtype=np.int64)
         if offsets.shape != counts.shape:
             raise TiffHeaderError(f"{path}: IFD {index} has {offsets.size} tile offsets but {counts.size} byte counts")
         ends = offsets + counts
@@ -171,8 +181,8 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
                 f"but the file has {size} bytes")
         samples = int(ifd.samples_per_pixel)
         planar = int(ifd.planar_configuration)
-        tiles_x = math.ceil(ifd.image_width / ifd.tile_width)
-        tiles_y = math.ceil(ifd.image_height / ifd.tile_height)
+        tiles_x = math.ceil(ifd.image_width / tile_width)
+        tiles_y = math.ceil(ifd.image_height / tile_height)
         expected = tiles_x * tiles_y * (samples if planar == PLANAR_SEPARATE else 1)
         if offsets.size != expected:
             raise TiffHeaderError(f"{path}: IFD {index} has {offsets.size} tiles, expected {expected}")
@@ -180,9 +190,10 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         rows.append({
             "file_id": file_id, "ifd": index, "kind": kind,
             "width": ifd.image_width, "height": ifd.image_height,
-            "tile_width": ifd.tile_width, "tile_height": ifd.tile_height,
+            "tile_width": tile_width, "tile_height": tile_height,
             "samples": samples, "planar": planar,
-            "dtype": _dtype_of(ifd, little, path),
+            # 1-bit transparency masks are recorded but never indexed.
+            "dtype": "bit1" if kind == "mask" else _dtype_of(ifd, little, path),
             "compression": int(ifd.compression), "predictor": int(ifd.predictor or 1),
             "photometric": int(ifd.photometric_interpretation),
             "jpeg_tables": ifd.jpeg_tables, "lerc_parameters": list(lerc) if lerc else None,
@@ -192,6 +203,18 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
             "header_bytes": int(tiff.header_byte_size),
         })
     return rows
+
+
+def _guarded(path: str, read: Any) -> Any:
+    """Run `read`, turning async-tiff's Rust panics (BaseException) into a clear error."""
+    try:
+        return read()
+    except TiffHeaderError:
+        raise
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except BaseException as exc:  # pyo3's PanicException is not an Exception
+        raise TiffHeaderError(f"{path}: unreadable TIFF header ({type(exc).__name__}: {exc})") from None
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -208,7 +231,9 @@ async def _open_one(store: Any, path: str, settings: ReadSettings, prefetch: int
     for attempt in range(1, settings.retries + 1):
         try:
             return await TIFF.open(path, store=store, prefetch=prefetch)
-        except Exception as exc:  # async-tiff raises plain exceptions for I/O and parse errors
+        except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except BaseException as exc:  # plain exceptions for I/O and parse errors, PanicException for others
             if attempt == settings.retries or not _is_transient(exc):
                 raise TiffHeaderError(f"{path}: cannot read the TIFF header: {exc}") from None
             await asyncio.sleep(delay * (1 + random.random()))
@@ -229,7 +254,7 @@ async def read_headers_async(
         return LEVELS_SCHEMA.empty_table()
     # The first file tells how large a header is; later opens fetch it at once.
     first = await _open_one(store, paths[0], settings, settings.prefetch)
-    prefetch = max(settings.prefetch, int(first.header_byte_size) + 1024)
+    prefetch = max(settings.prefetch, _guarded(paths[0], lambda: int(first.header_byte_size)) + 1024)
     semaphore = asyncio.Semaphore(settings.concurrency)
     done = 0
 
@@ -240,7 +265,7 @@ async def read_headers_async(
         else:
             async with semaphore:
                 tiff = await _open_one(store, paths[i], settings, prefetch)
-        rows = _level_rows(tiff, file_ids[i], paths[i], sizes[i])
+        rows = _guarded(paths[i], lambda: _level_rows(tiff, file_ids[i], paths[i], sizes[i]))
         done += 1
         if progress is not None:
             progress(done, len(paths))

@@ -187,12 +187,33 @@ class TiffSource:
 
     def tile_ref(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
                  index: tuple[int, ...]) -> tuple[int, int]:
-        """(offset, size) of a tile from the source's own TIFF tile table."""
+        """(offset, size) of a tile from the source's own TIFF tile table.
+
+        GDAL's GTiff driver (`BLOCK_OFFSET_x_y`) is the source of truth, except
+        where it presents blocks other than the file's (it splits large
+        uncompressed strips): there tifffile reads the tags.
+        """
         band, ty, tx = self._tile_position(dims, index)
         b = self._band(url, attrs, band)
+        chunks = zarray["chunks"]
+        y_axis = 1 if len(index) == 3 or dims[-1] == "band" else 2
+        if list(b.GetBlockSize()) != [chunks[y_axis + 1], chunks[y_axis]]:
+            return self._tifffile_ref(url, attrs, band, ty, tx, zarray, y_axis)
         offset = b.GetMetadataItem(f"BLOCK_OFFSET_{tx}_{ty}", "TIFF")
         size = b.GetMetadataItem(f"BLOCK_SIZE_{tx}_{ty}", "TIFF")
         return int(offset or 0), int(size or 0)
+
+    @staticmethod
+    def _tifffile_ref(url: str, attrs: dict[str, Any], band: int, ty: int, tx: int,
+                      zarray: dict[str, Any], y_axis: int) -> tuple[int, int]:
+        import tifffile
+
+        with tifffile.TiffFile(gdal_path(url)) as tif:
+            page = tif.pages[attrs["chunkindex"]["ifd"]]
+            per_band = len(page.dataoffsets) // (page.samplesperpixel if page.planarconfig == 2 else 1)
+            across = -(-zarray["shape"][y_axis + 1] // zarray["chunks"][y_axis + 1])
+            position = (band - 1) * per_band + ty * across + tx
+            return int(page.dataoffsets[position]), int(page.databytecounts[position])
 
     @staticmethod
     def _tile_position(dims: list[str], index: tuple[int, ...]) -> tuple[int, int, int]:
@@ -345,7 +366,12 @@ def validate_index(
                 result.pixels_checked_gdal += 1
             elif true_chain.python_decodable:
                 raw = _read_range(url, int(offsets[number]), int(sizes[number]))
-                decoded = decode_chunk(true_chain, raw, zarray["dtype"], tuple(zarray["chunks"]))
+                try:
+                    decoded = decode_chunk(true_chain, raw, zarray["dtype"], tuple(zarray["chunks"]))
+                except Exception as exc:
+                    report.mismatches.append(Mismatch(name, key, url, "decoding with the recorded chain",
+                                                      "a full chunk", f"{type(exc).__name__}: {exc}"))
+                    continue
                 region = decoded[tuple(slice(0, c) for c in count)]
                 _compare(report, name, key, url, "pixels decoded with the recorded chain", expected, region)
                 result.pixels_checked_python += 1
@@ -410,7 +436,9 @@ def _check_array_metadata(arr: Any, name: str, zarray: dict[str, Any], attrs: di
     if "add_offset" in attrs:
         expect("offset", attrs["add_offset"], arr.GetOffset())
     if "_FillValue" in attrs:
-        expect("nodata", float(attrs["_FillValue"]), arr.GetNoDataValueAsDouble())
+        want, got = float(attrs["_FillValue"]), arr.GetNoDataValueAsDouble()
+        if not (math.isnan(want) and got is not None and math.isnan(got)):
+            expect("nodata", want, got)
     crs = attrs.get("_CRS", {}).get("url")
     if crs:
         srs = arr.GetSpatialRef()
