@@ -109,10 +109,19 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
     return summary
 
 
+def apply_gdal_config(recipe: Recipe) -> None:
+    """Set the recipe's GDAL configuration options (endpoints, anonymous access)."""
+    from osgeo import gdal
+
+    for key, value in recipe.source.gdal_config.items():
+        gdal.SetConfigOption(key, str(value))
+
+
 def validate_step(recipe_path: str, index_path: str, report_out: str) -> Any:
     from chunkindex.validate import ValidationFailed, validate_index
 
     recipe = load_recipe(recipe_path)
+    apply_gdal_config(recipe)
     source = extractor_for(recipe.format).source(recipe)
     report = validate_index(index_path, source, recipe.validation.sample_chunks, recipe.validation.seed,
                             recipe.validation.second_reader, recipe.concat.dim,
@@ -160,6 +169,7 @@ def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, valida
         summary = write_step(str(recipe_path), str(manifest_path), [str(headers_path)], outputs)
     result: dict[str, Any] = {"summary": summary, "outputs": outputs, "manifest": manifest}
     if validate:
+        apply_gdal_config(recipe)
         report = validate_index(outputs["kerchunk_parquet"], extractor.source(recipe),
                                 recipe.validation.sample_chunks, recipe.validation.seed,
                                 recipe.validation.second_reader, recipe.concat.dim)
@@ -182,6 +192,8 @@ def recipe_yaml(recipe: Recipe) -> str:
     doc["benchmark"]["scale_files"] = list(doc["benchmark"]["scale_files"])
     if doc["source"]["template"] is None:
         doc["source"].pop("template")
+    if not doc["source"]["gdal_config"]:
+        doc["source"].pop("gdal_config")
     for key in ("pattern", "glob", "public_url", "synthetic"):
         if doc["source"][key] is None:
             doc["source"].pop(key)

@@ -99,6 +99,7 @@ class Source:
     store_options: dict[str, Any] = field(default_factory=dict)
     template: DateRange | None = None
     public_url: str | None = None
+    gdal_config: dict[str, str] = field(default_factory=dict)
     synthetic: str | None = None
     on_mismatch: str = "error"
 

@@ -235,7 +235,10 @@ async def _open_one(store: Any, path: str, settings: ReadSettings, prefetch: int
             raise
         except BaseException as exc:  # plain exceptions for I/O and parse errors, PanicException for others
             if attempt == settings.retries or not _is_transient(exc):
-                raise TiffHeaderError(f"{path}: cannot read the TIFF header: {exc}") from None
+                reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if "range" in reason.lower() or "eof" in reason.lower():
+                    reason += " - the file ends inside its header (truncated?)"
+                raise TiffHeaderError(f"{path}: cannot read the TIFF header: {reason}") from None
             await asyncio.sleep(delay * (1 + random.random()))
             delay *= 2
     raise AssertionError("unreachable")

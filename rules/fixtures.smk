@@ -11,6 +11,8 @@ rule fixture_set:
         "logs/fixtures/{fixture_set}.log",
     benchmark:
         "benchmarks/fixtures/{fixture_set}.tsv"
+    conda:
+        "../envs/chunkindex.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -14,6 +14,8 @@ rule headers:
         f"{LOGS}/headers-{{batch}}.log",
     benchmark:
         f"{BENCHMARKS}/headers-{{batch}}.tsv"
+    conda:
+        "../envs/chunkindex.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -16,6 +16,8 @@ checkpoint list_sources:
         f"{LOGS}/list.log",
     benchmark:
         f"{BENCHMARKS}/list.tsv"
+    conda:
+        "../envs/chunkindex.yaml"
     threads: 1
     resources:
         mem_mb=2000,

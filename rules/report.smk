@@ -21,6 +21,8 @@ rule report:
         f"{LOGS}/report.log",
     benchmark:
         f"{BENCHMARKS}/report.tsv"
+    conda:
+        "../envs/chunkindex.yaml"
     threads: 1
     resources:
         mem_mb=2000,

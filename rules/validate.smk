@@ -14,6 +14,8 @@ rule validate:
         f"{LOGS}/validate.log",
     benchmark:
         f"{BENCHMARKS}/validate.tsv"
+    conda:
+        "../envs/chunkindex.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -14,6 +14,8 @@ rule write:
         f"{LOGS}/write.log",
     benchmark:
         f"{BENCHMARKS}/write.tsv"
+    conda:
+        "../envs/chunkindex.yaml"
     threads: 2
     resources:
         mem_mb=4000,

@@ -1,0 +1,168 @@
+"""`snakemake --config dataset=ghrsst-demo[-deflate]` end to end: the index
+GDAL opens holds exact references, and every pixel read through it equals
+GDAL's read of the source COGs."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import REPO, run_snakemake
+
+
+def _source_stack(gdal, files: list[Path], overview: int | None = None) -> np.ndarray:
+    planes = []
+    for path in files:
+        ds = gdal.Open(str(path))
+        band = ds.GetRasterBand(1)
+        if overview is not None:
+            band = band.GetOverview(overview)
+        planes.append(band.ReadAsArray())
+    return np.stack(planes)
+
+
+def _files(fixtures_root: Path, fixture_set: str, variable: str) -> list[Path]:
+    return sorted((fixtures_root / fixture_set).rglob(f"*_{variable}.tif"))
+
+
+@pytest.fixture(scope="module")
+def demo_results(tmp_path_factory, fixtures_root):
+    results = tmp_path_factory.mktemp("results")
+    for dataset in ("ghrsst-demo", "ghrsst-demo-deflate"):
+        run_snakemake("--config", f"dataset={dataset}", f"results_dir={results}")
+    return results
+
+
+def test_validation_and_report(demo_results):
+    for dataset in ("ghrsst-demo", "ghrsst-demo-deflate"):
+        validation = json.loads((demo_results / dataset / "validation.json").read_text())
+        assert validation["ok"], validation["mismatches"]
+        checked = {a["array"]: a for a in validation["arrays"]}
+        assert checked["analysed_sst"]["refs_checked"] > 0
+        assert checked["analysed_sst_ovr32"]["refs_checked"] > 0, "every overview level is sampled"
+        assert checked["analysed_sst"]["pixels_checked_zarr"] > 0
+        report = (demo_results / dataset / "report/report.md").read_text()
+        assert "refs/s" in report and "files/s" in report
+        assert (demo_results / dataset / "report/steps.png").stat().st_size > 1000
+    zstd = json.loads((demo_results / "ghrsst-demo/validation.json").read_text())
+    assert {a["array"]: a for a in zstd["arrays"]}["analysed_sst"]["pixels_checked_python"] > 0
+    deflate = json.loads((demo_results / "ghrsst-demo-deflate/validation.json").read_text())
+    assert {a["array"]: a for a in deflate["arrays"]}["analysed_sst"]["pixels_checked_gdal"] > 0
+    report = (demo_results / "ghrsst-demo/report/report.md").read_text()
+    assert "REFERENCES ONLY: GDAL PIXEL READS ARE NOT VALID" in report
+
+
+def test_gdal_reads_the_deflate_index_exactly(demo_results, fixtures_root, gdal):
+    index = demo_results / "ghrsst-demo-deflate/index/ghrsst-demo-deflate.parq"
+    ds = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER)
+    root = ds.GetRootGroup()
+    sst = root.OpenMDArray("analysed_sst")
+    files = _files(fixtures_root, "ghrsst-deflate-pred1", "analysed_sst")
+    np.testing.assert_array_equal(sst.ReadAsArray(), _source_stack(gdal, files))
+    assert [d.GetName() for d in sst.GetDimensions()] == ["time", "lat", "lon"]
+    assert sst.GetScale() == 0.001 and sst.GetOffset() == 25.0 and sst.GetNoDataValueAsDouble() == -32768
+    assert sst.GetSpatialRef().GetAuthorityCode(None) == "4326"
+    assert sst.GetDimensions()[1].GetIndexingVariable().GetName() == "lat"
+    ovr4 = root.OpenMDArray("analysed_sst_ovr4")
+    np.testing.assert_array_equal(ovr4.ReadAsArray(), _source_stack(gdal, files, overview=1))
+    mask = root.OpenMDArray("mask")
+    np.testing.assert_array_equal(mask.ReadAsArray(), _source_stack(gdal, _files(fixtures_root, "ghrsst-deflate-pred1", "mask")))
+    times = root.OpenMDArray("time").ReadAsArray()
+    np.testing.assert_array_equal(times, [19752, 19753, 19754, 19755])  # 2024-01-30.. in days since 1970
+    # The classic 2-D view of one time step carries the source's geotransform.
+    classic = gdal.Open(f'ZARR:"{index}":/analysed_sst:0')
+    source = gdal.Open(str(files[0]))
+    assert classic.GetGeoTransform() == pytest.approx(source.GetGeoTransform())
+    block = sst.GetRawBlockInfo([2, 1, 3])
+    third = gdal.Open(str(files[2]))
+    assert block.GetFilename() == str(files[2].resolve())
+    assert block.GetOffset() == int(third.GetRasterBand(1).GetMetadataItem("BLOCK_OFFSET_3_1", "TIFF"))
+    assert block.GetSize() == int(third.GetRasterBand(1).GetMetadataItem("BLOCK_SIZE_3_1", "TIFF"))
+
+
+def test_predictor_2_index_is_honest(demo_results, fixtures_root, gdal):
+    import fsspec
+    import imagecodecs.numcodecs
+    import zarr
+    from fsspec.implementations.reference import ReferenceFileSystem
+    from zarr.storage import FsspecStore
+
+    imagecodecs.numcodecs.register_codecs(verbose=False)
+    index = demo_results / "ghrsst-demo/index/ghrsst-demo.parq"
+    meta = json.loads((index / ".zmetadata").read_text())["metadata"]
+    chain = meta["analysed_sst/.zarray"]
+    assert chain["compressor"]["id"] == "zstd"
+    assert chain["filters"][0]["id"] == "imagecodecs_delta", "the predictor is recorded, never dropped"
+    variant = meta["analysed_sst_refs_only/.zattrs"]
+    assert variant["chunkindex_warning"] == "REFERENCES ONLY: GDAL PIXEL READS ARE NOT VALID"
+    assert variant["chunkindex"]["codec"]["filters"][0]["id"] == "imagecodecs_delta"
+    # GDAL refuses the true chain, and opens the variant for its references.
+    root = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+    with pytest.raises(RuntimeError):
+        root.OpenMDArray("analysed_sst")
+    files = _files(fixtures_root, "ghrsst-zstd-pred2", "analysed_sst")
+    block = root.OpenMDArray("analysed_sst_refs_only").GetRawBlockInfo([3, 0, 0])
+    fourth = gdal.Open(str(files[3]))
+    assert block.GetOffset() == int(fourth.GetRasterBand(1).GetMetadataItem("BLOCK_OFFSET_0_0", "TIFF"))
+    # zarr-python decodes the true chain: every pixel equals GDAL's source read.
+    for refs in (str(index), str(demo_results / "ghrsst-demo/index/ghrsst-demo.json")):
+        if refs.endswith(".parq"):
+            from fsspec.implementations.reference import LazyReferenceMapper
+
+            refs = LazyReferenceMapper(refs, fs=fsspec.filesystem("file"), engine="pyarrow")
+        fs = ReferenceFileSystem(refs, remote_protocol="file", asynchronous=True)
+        group = zarr.open_group(store=FsspecStore(fs=fs, path="", read_only=True), mode="r", zarr_format=2)
+        np.testing.assert_array_equal(group["analysed_sst"][:], _source_stack(gdal, files))
+        np.testing.assert_array_equal(group["analysed_sst_ovr8"][:], _source_stack(gdal, files, overview=2))
+
+
+def test_footprints_and_flat_refs(demo_results, gdal):
+    out = demo_results / "ghrsst-demo/index"
+    for name in ("ghrsst-demo.footprints.parquet", "ghrsst-demo.footprints.gpkg"):
+        ds = gdal.OpenEx(str(out / name), gdal.OF_VECTOR)
+        layer = ds.GetLayer(0)
+        features = [f for f in layer if f.GetField("array") == "analysed_sst"]
+        assert len(features) == 8  # 4 x 2 tiles of 512 in 1800 x 900
+        assert sum(f.GetField("refs") for f in features) == 32
+        assert layer.GetSpatialRef().GetAuthorityCode(None) == "4326"
+    import pyarrow.parquet as pq
+
+    flat = pq.read_table(out / "ghrsst-demo.refs.parquet")
+    sst = flat.filter(flat["array"].to_numpy(zero_copy_only=False) == "analysed_sst")
+    assert sst.num_rows == 32 and set(sst["key"].to_pylist()) >= {"0.0.0", "3.1.3"}
+
+
+def test_second_run_does_nothing_and_a_new_day_rereads_one_batch(tmp_path, fixtures_root):
+    source = tmp_path / "archive"
+    shutil.copytree(fixtures_root / "ghrsst-deflate-pred1", source, ignore=shutil.ignore_patterns("MANIFEST*"))
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    doc = yaml.safe_load((REPO / "recipes/ghrsst-demo-deflate.yaml").read_text())
+    doc["id"] = "ghrsst-growing"
+    doc["source"]["url"] = str(source)
+    del doc["source"]["synthetic"]
+    doc["headers"]["batch_size"] = 4
+    (recipes / "ghrsst-growing.yaml").write_text(yaml.safe_dump(doc))
+    config = ["--config", "dataset=ghrsst-growing", f"recipes_dir={recipes}", f"results_dir={tmp_path / 'results'}"]
+    first = run_snakemake(*config)
+    assert first.stdout.count("localrule headers:") + first.stderr.count("localrule headers:") == 2
+    again = run_snakemake(*config)
+    assert "Nothing to be done" in again.stdout + again.stderr
+    # A new day arrives: only the last batch is read again.
+    for variable in ("analysed_sst", "mask"):
+        old = next(source.rglob(f"20240202*_{variable}.tif"))
+        new = source / "2024/02/03" / old.name.replace("20240202", "20240203")
+        new.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(old, new)
+    grown = run_snakemake(*config, "--forcerun", "list_sources")
+    log = grown.stdout + grown.stderr
+    assert log.count("localrule headers:") == 1, log
+    assert "wildcards: batch=00002" in log
+    assert "batch=00000" not in log and "batch=00001" not in log
+    validation = json.loads((tmp_path / "results/ghrsst-growing/validation.json").read_text())
+    assert validation["ok"]
+    meta = json.loads((tmp_path / "results/ghrsst-growing/index/ghrsst-growing.parq/.zmetadata").read_text())
+    assert meta["metadata"]["analysed_sst/.zarray"]["shape"][0] == 5
