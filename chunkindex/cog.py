@@ -71,16 +71,13 @@ def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mi
     """Drop (or refuse) files whose levels differ from `first_file`'s."""
     reference = levels.filter(pc.equal(levels["file_id"], first_file))
     n_levels = reference.num_rows
-    counts = pc.value_counts(levels["file_id"])
     bad: dict[int, str] = {}
-    for item in counts.to_pylist():
-        if item["counts"] != n_levels:
-            bad[item["values"]] = f"{item['counts']} IFDs instead of {n_levels}"
     ref_by_ifd = {row["ifd"]: row for row in reference.select(["ifd", *LAYOUT_COLUMNS, "geotransform"]).to_pylist()}
     ifd = levels["ifd"].to_numpy()
     file_id = levels["file_id"].to_numpy()
-    for column in (*LAYOUT_COLUMNS, "geotransform"):
-        values = levels[column].to_pylist() if column in ("dtype", "kind", "crs", "geotransform") else levels[column].to_numpy()
+    found: dict[int, tuple[int, int, str]] = {}  # file -> (IFD, column order, message): the first wins
+    for order, column in enumerate((*LAYOUT_COLUMNS, "geotransform")):
+        values = levels[column].to_pylist()
         expected = [ref_by_ifd.get(int(i), {}).get(column) for i in ifd]
         if column == "geotransform":
             differs = [
@@ -90,10 +87,14 @@ def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mi
         else:
             differs = [a != b for a, b in zip(values, expected)]
         for row in np.flatnonzero(differs):
-            fid = int(file_id[row])
-            if fid not in bad:
-                bad[fid] = (f"IFD {int(ifd[row])} {column} is {values[row]!r}, "
-                            f"but {urls[first_file]} has {expected[row]!r}")
+            fid, position = int(file_id[row]), (int(ifd[row]), order)
+            if fid not in found or position < found[fid][:2]:
+                found[fid] = (*position, f"IFD {int(ifd[row])} {column} is {values[row]!r}, "
+                                         f"but {urls[first_file]} has {expected[row]!r}")
+    bad.update((fid, message) for fid, (_, _, message) in found.items())
+    for item in pc.value_counts(levels["file_id"]).to_pylist():
+        if item["counts"] != n_levels and item["values"] not in bad:
+            bad[item["values"]] = f"{item['counts']} IFDs instead of {n_levels}"
     if not bad:
         return levels
     messages = [f"{urls[fid]}: {why}" for fid, why in sorted(bad.items())]

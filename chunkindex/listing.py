@@ -73,7 +73,7 @@ class NamePattern:
                 parts.append("(?P<variable>[^/]+?)" if "(?P<variable>" not in "".join(parts)
                              else "(?P=variable)")
             else:
-                parts.append(f"(?P<{name}>[^/]+?)")
+                parts.append(f"(?P<{name}>[^/]*?)")
             pos = match.end()
         parts.append(re.escape(text[pos:]))
         return cls(text, re.compile("".join(parts) + r"\Z"), tuple(formats))
