@@ -132,16 +132,22 @@ async def _head_all(store: Any, paths: list[str], concurrency: int) -> list[dict
 
     semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(path: str) -> dict[str, Any]:
+    async def one(path: str) -> dict[str, Any] | str:
         async with semaphore:
             try:
                 return dict(await head_async(store, path))
             except FileNotFoundError:
-                raise ListingError(f"{path}: not found (HEAD) at the source") from None
+                return f"{path}: not found (HEAD) at the source"
             except Exception as exc:  # obstore raises its own error types
-                raise ListingError(f"{path}: HEAD failed: {exc}") from None
+                return f"{path}: HEAD failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
-    return await asyncio.gather(*(one(p) for p in paths))
+    results = await asyncio.gather(*(one(p) for p in paths))
+    problems = sorted(r for r in results if isinstance(r, str))
+    if problems:
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise ListingError(f"{len(problems)} of {len(paths)} templated files are missing:\n  "
+                           + "\n  ".join(problems[:20]) + more)
+    return [r for r in results if not isinstance(r, str)]
 
 
 def _list_objects(store: Any) -> list[dict[str, Any]]:

@@ -271,8 +271,10 @@ def _zarr_group(index: Path, sample_url: str, remote_options: dict[str, Any] | N
         refs: Any = LazyReferenceMapper(str(index), fs=fsspec.filesystem("file"), engine="pyarrow")
     else:
         refs = str(index)
-    fs = ReferenceFileSystem(refs, remote_protocol=protocol, remote_options=remote_options or {},
-                             asynchronous=True)
+    options = dict(remote_options or {})
+    if protocol != "file":
+        options["asynchronous"] = True  # must match the reference filesystem's mode
+    fs = ReferenceFileSystem(refs, remote_protocol=protocol, remote_options=options, asynchronous=True)
     return zarr.open_group(store=FsspecStore(fs=fs, path="", read_only=True), mode="r", zarr_format=2)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -99,11 +100,23 @@ def progress_logger(log: logging.Logger, what: str, every_seconds: float = 5.0) 
     return report
 
 
-def run_step(log_file: str | None, step: Callable[[logging.Logger], Any]) -> Any:
-    """Run a script's step with logging; errors are logged as one clear line."""
+def run_step(log_file: str | None, step: Callable[[logging.Logger], Any], exit_when_done: bool = False) -> Any:
+    """Run a script's step with logging; errors are logged as one clear line.
+
+    `exit_when_done` ends the (script) process right after a successful step:
+    async-tiff/obstore's Rust runtime threads can abort the interpreter while
+    it finalises ("PyGILState_Release: thread state must be current"), which
+    would fail a job whose outputs are already complete.
+    """
     log = setup_logging(log_file)
     try:
-        return step(log)
+        result = step(log)
     except Exception as exc:
         log.error("%s: %s", type(exc).__name__, exc)
         raise
+    if exit_when_done:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    return result
