@@ -269,3 +269,15 @@ def lookup_reference(index: str | Path, array: str, key: tuple[int, ...]) -> dic
     if record["path"] is None:
         return {"raw_bytes": len(record["raw"])} if record["raw"] is not None else {"missing": True}
     return {"path": record["path"], "offset": record["offset"], "size": record["size"]}
+
+
+def read_inline_array(index: str | Path, name: str) -> np.ndarray:
+    """The values of a single-chunk inline array (a coordinate) of an index."""
+    doc = read_kerchunk_metadata(index)
+    zarray = doc["metadata"][f"{name}/.zarray"]
+    if doc["record_size"] is None:
+        ref = doc["refs"][f"{name}/0"]
+        raw = base64.b64decode(ref[7:]) if isinstance(ref, str) and ref.startswith("base64:") else ref.encode()
+    else:
+        raw = pq.read_table(Path(index) / name / "refs.0.parq", columns=["raw"])["raw"][0].as_py()
+    return np.frombuffer(raw, dtype=np.dtype(zarray["dtype"]))

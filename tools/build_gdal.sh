@@ -225,6 +225,8 @@ cmake -S "$SRC" -B "$WORK/build" -G Ninja \
   || { tail -40 "$WORK/configure.log" >&2; die "cmake configure failed (log: $WORK/configure.log)"; }
 
 log "building with $JOBS jobs (tens of minutes on 2 cores; ccache makes a rebuild quick)"
+# Paths relative to the build folder, so ccache hits from any cache location.
+export CCACHE_BASEDIR="$WORK" CCACHE_NOHASHDIR=true
 start=$SECONDS
 cmake --build "$WORK/build" -j "$JOBS" > "$WORK/build.log" 2>&1 \
   || { tail -40 "$WORK/build.log" >&2; die "build failed (log: $WORK/build.log)"; }
