@@ -265,17 +265,13 @@ class HdfSource:
             self.global_values = read_inline_array(index, self.concat)
 
     def _h5(self, url: str) -> Any:
-        import h5py
-
-        if url.startswith("/"):
-            return h5py.File(url, "r")
-        import obstore
-
+        from chunkindex.hdf import open_h5
         from chunkindex.stores import StoreSpec, open_store
 
+        if url.startswith("/"):
+            return open_h5(None, url, url)
         folder, name = url.rsplit("/", 1)
-        store = open_store(StoreSpec(folder, dict(self.recipe.source.store_options)))
-        return h5py.File(obstore.open_reader(store, name, buffer_size=1 << 20), "r")
+        return open_h5(open_store(StoreSpec(folder, dict(self.recipe.source.store_options))), name, url)
 
     def _entry(self, url: str, attrs: dict[str, Any]) -> dict[str, Any]:
         name = attrs["chunkindex"]["source_variable"]
