@@ -152,6 +152,8 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
             if level["kind"] == "mask":
                 result.notes.append(f"{variable.name}: internal mask IFD {level['ifd']} is not indexed")
                 continue
+            if level["kind"] == "overview" and not recipe.output.overviews:
+                continue
             factor = round(full["width"] / level["width"]) if level["kind"] == "overview" else 1
             suffix = "" if factor == 1 else f"_ovr{factor}"
             name = variable.name + suffix
