@@ -41,6 +41,7 @@ VARIABLES_SCHEMA = pa.schema([
     ("chunk_number", pa.list_(pa.int64())),  # C-order chunk number within this file's grid
     ("offsets", pa.list_(pa.int64())),
     ("sizes", pa.list_(pa.int64())),
+    ("inline_data", pa.binary()),     # a compact dataset's bytes (stored in the object header)
     ("concat_values", pa.list_(pa.float64())),  # the file's values of the concat coordinate
     ("coords", pa.string()),          # JSON: other coordinate variables {name: {values, attrs}}
     ("extractor", pa.string()),
@@ -262,6 +263,10 @@ def read_file(store: Any, path: str, url: str, file_id: int, recipe: Recipe,
             else:
                 numbers, offsets, sizes = _h5_chunks(dataset)
             seconds = time.perf_counter() - start
+            inline_data = None
+            if dataset.chunks is None and numbers.size == 0 and dataset.id.get_storage_size() > 0:
+                # Compact layout: the values live in the object header, not at an offset.
+                inline_data = np.ascontiguousarray(dataset[()]).tobytes()
             concat_values: list[float] = []
             if concat in dims and concat in h5:
                 concat_values = [float(v) for v in np.asarray(h5[concat][:], dtype=np.float64)]
@@ -279,7 +284,7 @@ def read_file(store: Any, path: str, url: str, file_id: int, recipe: Recipe,
                 "codecs": json.dumps(_filters(dataset)),
                 "fill_value": float(fill) if fill is not None else None,
                 "attrs": json.dumps(_attributes(dataset)),
-                "chunk_number": numbers, "offsets": offsets, "sizes": sizes,
+                "chunk_number": numbers, "offsets": offsets, "sizes": sizes, "inline_data": inline_data,
                 "concat_values": concat_values, "coords": json.dumps(coords),
                 "extractor": extractor, "seconds": seconds,
             })
@@ -337,7 +342,11 @@ def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Any:
     coordinate_arrays: dict[str, ArraySpec] = {}
     for variable in recipe.variables:
         rows = headers.filter(pc.equal(headers["variable"], variable.name))
-        meta = rows.drop_columns(["chunk_number", "offsets", "sizes"]).to_pylist()
+        meta = rows.drop_columns(["chunk_number", "offsets", "sizes", "inline_data"]).to_pylist()
+        inline = [v for v in rows["inline_data"].to_pylist() if v is not None]
+        if inline and rows.num_rows > 1:
+            raise HdfLayoutError(f"recipe {recipe.id}: {variable.name} is stored compact (inline in the object "
+                                 "header) and cannot be concatenated across files")
         if not meta:
             raise HdfLayoutError(f"recipe {recipe.id}: no file holds variable {variable.name!r}")
         # Order files by their first concat value.
@@ -416,6 +425,11 @@ def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Any:
         array = ArraySpec(name=variable.name, dims=tuple(dims), shape=tuple(shape), chunks=tuple(chunks),
                           dtype=dtype.str, fill_value=fill if fill is not None else 0, chain=chain, attrs=attrs,
                           urls=url_list, url_index=url_index, offsets=offsets, sizes=sizes)
+        if inline:  # compact: the whole array inline, uncompressed
+            array.chain = CodecChain(None, (), "HDF5 compact (inline)")
+            array.attrs["chunkindex"]["codec"] = array.chain.as_attribute()
+            array.attrs["chunkindex"]["inline_source"] = url_list[0]
+            array.inline = inline[0]
         array.fill_missing()
         result.arrays.append(array)
         if not chain.gdal_decodable:

@@ -216,3 +216,19 @@ def test_bran_over_http(tmp_path, fixtures_root, gdal):
         files = sorted((fixtures_root / "bran").glob("*.nc"))
         np.testing.assert_array_equal(arr.ReadAsArray(array_start_idx=[25, 0, 0, 0], count=[10, 4, 300, 720]),
                                       _source_concat(gdal, files)[25:35])
+
+
+def test_compact_datasets_are_carried_inline(tmp_path, gdal):
+    path = tmp_path / "compact.h5"
+    with h5py.File(path, "w") as h5:
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_layout(h5py.h5d.COMPACT)
+        h5py.h5d.create(h5.id, b"small", h5py.h5t.STD_I32LE, h5py.h5s.create_simple((4, 5)), dcpl=dcpl)
+        h5["small"][...] = np.arange(20, dtype="<i4").reshape(4, 5)
+    recipe = quick_recipe("c", str(tmp_path), fmt="hdf5", glob="compact.h5", variables=("small",),
+                          concat_dim="none", concat_from="variable")
+    result = run_recipe(recipe, "/", tmp_path / "out")
+    checked = {a.array: a for a in result["validation"].arrays}["small"]
+    assert checked.pixels_checked_gdal == 1 and checked.pixels_checked_zarr == 1
+    arr = gdal.OpenEx(f'ZARR:"{result["outputs"]["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("small")
+    np.testing.assert_array_equal(arr.ReadAsArray(), np.arange(20).reshape(4, 5))
