@@ -10,8 +10,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from chunkindex.codecs import CodecChain, encode_chunk
+
+
+def list_column(values: list[np.ndarray], value_type: pa.DataType = pa.int64()) -> pa.ListArray:
+    """An Arrow list column from numpy arrays, built in one concatenation."""
+    lengths = np.fromiter((v.size for v in values), dtype=np.int32, count=len(values))
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = np.concatenate(values) if values else np.zeros(0)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, value_type))
 
 
 @dataclass

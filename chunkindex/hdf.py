@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chunkindex.arrays import ArraySpec, coordinate_array
+from chunkindex.arrays import ArraySpec, coordinate_array, list_column
 from chunkindex.codecs import CodecChain, UnsupportedCodec
 from chunkindex.recipe import Recipe
 from chunkindex.stores import gdal_path
@@ -296,12 +296,7 @@ def variables_table(rows: list[dict[str, Any]]) -> pa.Table:
     for name in VARIABLES_SCHEMA.names:
         kind = VARIABLES_SCHEMA.field(name).type
         if name in ("chunk_number", "offsets", "sizes"):
-            values = [np.asarray(r[name], np.int64) for r in rows]
-            lengths = np.array([v.size for v in values], np.int32)
-            offsets = np.zeros(len(values) + 1, np.int32)
-            np.cumsum(lengths, out=offsets[1:])
-            flat = np.concatenate(values) if values else np.zeros(0, np.int64)
-            columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.int64()))
+            columns[name] = list_column([np.asarray(r[name], np.int64) for r in rows])
         else:
             columns[name] = pa.array([r[name] for r in rows], kind)
     return pa.table(columns, schema=VARIABLES_SCHEMA)

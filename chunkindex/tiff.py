@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from chunkindex.arrays import list_column
+
 # TIFF tag values
 PLANAR_CHUNKY, PLANAR_SEPARATE = 1, 2
 SUBFILE_REDUCED, SUBFILE_MASK = 1, 4
@@ -283,12 +285,7 @@ def levels_table(rows: list[dict[str, Any]]) -> pa.Table:
     columns: dict[str, Any] = {}
     for name in LEVELS_SCHEMA.names:
         if name in ("tile_offsets", "tile_byte_counts"):
-            values = [r[name] for r in rows]
-            lengths = np.fromiter((v.size for v in values), dtype=np.int32, count=len(values))
-            offsets = np.zeros(len(values) + 1, dtype=np.int32)
-            np.cumsum(lengths, out=offsets[1:])
-            flat = np.concatenate(values) if values else np.zeros(0, np.int64)
-            columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.int64()))
+            columns[name] = list_column([r[name] for r in rows])
         else:
             columns[name] = pa.array([r[name] for r in rows], LEVELS_SCHEMA.field(name).type)
     return pa.table(columns, schema=LEVELS_SCHEMA)

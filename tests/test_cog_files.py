@@ -2,7 +2,6 @@
 pixels equal to GDAL's reads wherever a reader decodes them) or is refused
 with a clear message naming the file and the feature."""
 
-import csv
 import os
 import re
 from pathlib import Path
