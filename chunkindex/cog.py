@@ -72,25 +72,28 @@ def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mi
     reference = levels.filter(pc.equal(levels["file_id"], first_file))
     n_levels = reference.num_rows
     bad: dict[int, str] = {}
-    ref_by_ifd = {row["ifd"]: row for row in reference.select(["ifd", *LAYOUT_COLUMNS, "geotransform"]).to_pylist()}
+    ref_rows = reference.select(["ifd", *LAYOUT_COLUMNS, "geotransform"]).to_pylist()
     ifd = levels["ifd"].to_numpy()
     file_id = levels["file_id"].to_numpy()
+    # Position of each row's IFD among the reference file's IFDs (-1: it has none).
+    lookup = np.full(max(int(ifd.max(initial=0)), max((r["ifd"] for r in ref_rows), default=0)) + 1, -1, np.int64)
+    lookup[[r["ifd"] for r in ref_rows]] = np.arange(len(ref_rows))
+    position = lookup[ifd]
     found: dict[int, tuple[int, int, str]] = {}  # file -> (IFD, column order, message): the first wins
     for order, column in enumerate((*LAYOUT_COLUMNS, "geotransform")):
-        values = levels[column].to_pylist()
-        expected = [ref_by_ifd.get(int(i), {}).get(column) for i in ifd]
         if column == "geotransform":
-            differs = [
-                (a is None) != (b is None) or (a is not None and not np.allclose(a, b, rtol=0, atol=1e-9 * max(1.0, max(map(abs, b)))))
-                for a, b in zip(values, expected)
-            ]
+            differs = _geotransforms_differ(levels[column], [r[column] for r in ref_rows], position)
         else:
-            differs = [a != b for a, b in zip(values, expected)]
+            values = levels[column].to_numpy(zero_copy_only=False)
+            expected = np.array([r[column] for r in ref_rows] + [None], dtype=object)[position]
+            differs = (values.astype(object) != expected) | (position < 0)
         for row in np.flatnonzero(differs):
-            fid, position = int(file_id[row]), (int(ifd[row]), order)
-            if fid not in found or position < found[fid][:2]:
-                found[fid] = (*position, f"IFD {int(ifd[row])} {column} is {values[row]!r}, "
-                                         f"but {urls[first_file]} has {expected[row]!r}")
+            fid, where = int(file_id[row]), (int(ifd[row]), order)
+            if fid not in found or where < found[fid][:2]:
+                got = levels[column][int(row)].as_py()
+                want = ref_rows[position[row]][column] if position[row] >= 0 else None
+                found[fid] = (*where, f"IFD {int(ifd[row])} {column} is {got!r}, "
+                                      f"but {urls[first_file]} has {want!r}")
     bad.update((fid, message) for fid, (_, _, message) in found.items())
     for item in pc.value_counts(levels["file_id"]).to_pylist():
         if item["counts"] != n_levels and item["values"] not in bad:
@@ -105,6 +108,26 @@ def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mi
         log.warning("skipping %s", message)
     keep = pc.invert(pc.is_in(levels["file_id"], pa.array(sorted(bad), pa.int32())))
     return levels.filter(keep)
+
+
+def _list_buffers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """(start of each row, flat values) of an int64 list column."""
+    lists = column.combine_chunks()
+    return lists.offsets.to_numpy()[:-1].astype(np.int64), lists.values.to_numpy()
+
+
+def _geotransforms_differ(column: pa.ChunkedArray, reference: list[list[float] | None],
+                          position: np.ndarray) -> np.ndarray:
+    """Rows whose geotransform differs from their reference IFD's (vectorised)."""
+    present = column.is_valid().to_numpy(zero_copy_only=False)
+    values = np.full((len(column), 6), np.nan)
+    if present.any():
+        values[present] = pc.list_flatten(column.filter(column.is_valid())).to_numpy().reshape(-1, 6)
+    expected = np.array([r if r is not None else [np.nan] * 6 for r in reference] + [[np.nan] * 6], np.float64)[position]
+    scale = np.maximum(1.0, np.nanmax(np.abs(expected), axis=1, initial=0.0))[:, None]
+    same = np.isclose(values, expected, rtol=0, atol=0) | (np.abs(values - expected) <= 1e-9 * scale)
+    both_missing = np.isnan(values).all(axis=1) & np.isnan(expected).all(axis=1)
+    return ~(same.all(axis=1) | both_missing)
 
 
 def _chunk_layout(level: dict[str, Any], n_times: int, y_dim: str, x_dim: str, time_dim: str
@@ -126,16 +149,23 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
     has_time = not np.isnat(times_all).all()
     time_dim = recipe.concat.dim
     coordinate_arrays: dict[str, ArraySpec] = {}
+    # Tile columns of every file, as flat buffers made once.
+    all_ifd = levels["ifd"].to_numpy()
+    all_fid = levels["file_id"].to_numpy()
+    tile_offsets = _list_buffers(levels["tile_offsets"])
+    tile_counts = _list_buffers(levels["tile_byte_counts"])
 
     for variable in recipe.variables:
         var_rows = manifest.filter(pc.equal(manifest["variable"], variable.name))
         if var_rows.num_rows == 0:
             raise LayoutMismatch(f"recipe {recipe.id}: no file lists variable {variable.name!r}")
         file_ids = var_rows["file_id"].to_numpy()
-        var_levels = levels.filter(pc.is_in(levels["file_id"], pa.array(file_ids, pa.int32())))
+        var_levels = levels.drop_columns(["tile_offsets", "tile_byte_counts"])
+        var_levels = var_levels.filter(pc.is_in(var_levels["file_id"], pa.array(file_ids, pa.int32())))
         var_levels = check_layouts(var_levels, urls, int(file_ids[0]), recipe.source.on_mismatch,
                                    result.skipped_files)
         kept = np.unique(var_levels["file_id"].to_numpy())
+        in_variable = np.isin(all_fid, kept)
         if has_time:
             var_times = var_rows.filter(pc.is_in(var_rows["file_id"], pa.array(kept, pa.int32())))["time"].to_numpy(zero_copy_only=False)
             axis = np.unique(times_all.astype("datetime64[us]"))
@@ -145,7 +175,7 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
         file_time_index = dict(zip(kept.tolist(), np.searchsorted(axis, var_times).tolist()))
         n_times = axis.size
 
-        first = var_levels.filter(pc.equal(var_levels["file_id"], int(kept[0]))).to_pylist()
+        first = levels.filter(pc.equal(levels["file_id"], int(kept[0]))).to_pylist()
         full = first[0]
         geographic = _is_geographic(full["crs"])
         for level in first:
@@ -173,21 +203,32 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
             chain = tiff_chain(level["compression"], level["predictor"], level["dtype"], chunks, x_axis,
                                level["jpeg_tables"], level["photometric"], level["lerc_parameters"], where)
 
-            this = var_levels.filter(pc.equal(var_levels["ifd"], level["ifd"]))
-            tiles_per_file = len(level["tile_offsets"])
-            offsets = pc.list_flatten(this["tile_offsets"]).to_numpy().reshape(-1, tiles_per_file)
-            sizes = pc.list_flatten(this["tile_byte_counts"]).to_numpy().reshape(-1, tiles_per_file)
-            fids = this["file_id"].to_numpy()
+            # Gather this IFD's tile columns of every file straight from the
+            # list columns' buffers (every file has the same tile count).
+            rows_of_level = np.flatnonzero(in_variable & (all_ifd == level["ifd"]))
+            fids = all_fid[rows_of_level]
             rows = np.fromiter((file_time_index[int(f)] for f in fids), dtype=np.int64, count=fids.size)
+            order = np.argsort(rows, kind="stable")
+            rows_of_level, fids, rows = rows_of_level[order], fids[order], rows[order]
+            tiles_per_file = len(level["tile_offsets"])
+            tile_range = np.arange(tiles_per_file)
+            offsets = tile_offsets[1][tile_offsets[0][rows_of_level][:, None] + tile_range]
+            sizes = tile_counts[1][tile_counts[0][rows_of_level][:, None] + tile_range]
             n_chunks = n_times * tiles_per_file
             url_list = [urls[int(f)] for f in fids]
-            url_index = np.full(n_chunks, -1, np.int32)
-            all_offsets = np.zeros(n_chunks, np.int64)
-            all_sizes = np.zeros(n_chunks, np.int64)
-            target = (rows[:, None] * tiles_per_file + np.arange(tiles_per_file)[None, :])
-            url_index[target] = np.where(sizes > 0, np.arange(fids.size, dtype=np.int32)[:, None], -1)
-            all_offsets[target] = offsets
-            all_sizes[target] = sizes
+            file_number = np.repeat(np.arange(fids.size, dtype=np.int32), tiles_per_file).reshape(sizes.shape)
+            if np.array_equal(rows, np.arange(n_times)):
+                # Every step has its file, in order: the tile columns are the chunk columns.
+                all_offsets, all_sizes = offsets.reshape(-1), sizes.reshape(-1)
+                url_index = np.where(all_sizes > 0, file_number.reshape(-1), np.int32(-1))
+            else:
+                url_index = np.full(n_chunks, -1, np.int32)
+                all_offsets = np.zeros(n_chunks, np.int64)
+                all_sizes = np.zeros(n_chunks, np.int64)
+                target = rows[:, None] * tiles_per_file + tile_range[None, :]
+                url_index[target] = np.where(sizes > 0, file_number, np.int32(-1))
+                all_offsets[target] = offsets
+                all_sizes[target] = sizes
             nodata = full["nodata"]
             kind = np.dtype(level["dtype"]).kind
             if nodata is not None and not _fits(nodata, level["dtype"]):

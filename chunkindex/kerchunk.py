@@ -16,6 +16,7 @@ import json
 import math
 import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,16 +27,25 @@ import pyarrow.parquet as pq
 
 from chunkindex.arrays import ArraySpec
 
-# `path` is a plain string column, dictionary-encoded in the Parquet file
-# only: GDAL's Parquet driver reads an Arrow dictionary type as an integer
-# field with a coded domain, which its Kerchunk reader rejects.
+# `path` is written from an Arrow dictionary (no string per row is ever made)
+# into a dictionary-encoded Parquet string column. The Arrow schema is not
+# stored in the file: GDAL's Parquet driver would read an Arrow dictionary
+# type as an integer field with a coded domain, which its Kerchunk reader
+# rejects; without it every reader sees a plain string column.
 REFS_SCHEMA = pa.schema([
-    ("path", pa.string()),
+    ("path", pa.dictionary(pa.int32(), pa.string())),
     ("offset", pa.int64()),
     ("size", pa.int64()),
     ("raw", pa.binary()),
 ])
 JSON_MAX_REFS = 2_000_000
+PARQUET_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "use_dictionary": ["path"],
+    "column_encoding": {"offset": "DELTA_BINARY_PACKED", "size": "DELTA_BINARY_PACKED"},
+    "write_statistics": False,
+    "store_schema": False,
+}
 
 
 def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
@@ -64,18 +74,19 @@ def _staging(target: Path) -> Path:
     return target.parent / f".{target.name}.partial-{os.getpid()}"
 
 
-def refs_record_batch(array: ArraySpec, start: int, stop: int) -> pa.RecordBatch:
-    """Reference rows `start:stop` of `array` as one record batch."""
+def refs_record_batch(array: ArraySpec, start: int, stop: int, urls: pa.Array | None = None) -> pa.RecordBatch:
+    """Reference rows `start:stop` of `array` as one record batch (`urls`: the
+    array's URLs as an Arrow array, made once per array)."""
     n = stop - start
     if array.inline is not None:
         return pa.record_batch([
-            pa.nulls(1, pa.string()),
+            pa.DictionaryArray.from_arrays(pa.array([None], pa.int32()), pa.array([], pa.string())),
             pa.array([0], pa.int64()), pa.array([0], pa.int64()), pa.array([array.inline], pa.binary()),
         ], schema=REFS_SCHEMA)
     index = array.url_index[start:stop]
     missing = index < 0
     indices = pa.array(index, pa.int32(), mask=missing)
-    paths = pa.DictionaryArray.from_arrays(indices, pa.array(array.urls, pa.string())).dictionary_decode()
+    paths = pa.DictionaryArray.from_arrays(indices, urls if urls is not None else pa.array(array.urls, pa.string()))
     if missing.any() and array.missing_raw is not None:
         # Parquet rows are positional: a chunk with no data carries the encoded
         # fill chunk inline (GDAL reads a null path without raw as an error).
@@ -101,6 +112,7 @@ def write_kerchunk_parquet(
     record_size: int = 100_000,
     root_attrs: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    threads: int | None = None,
 ) -> Path:
     """Write a Kerchunk Parquet reference folder at `target` (replaced atomically)."""
     target = Path(target)
@@ -112,16 +124,25 @@ def write_kerchunk_parquet(
         (staging / ".zmetadata").write_text(json.dumps(meta, separators=(",", ":")))
         total = sum(a.n_chunks for a in arrays)
         written = 0
+        jobs = []
         for array in arrays:
             folder = staging / array.name
             folder.mkdir()
+            urls = pa.array(array.urls, pa.string())
             n = 1 if array.inline is not None else array.n_chunks
             for k in range(math.ceil(n / record_size)):
-                start, stop = k * record_size, min(n, (k + 1) * record_size)
-                batch = refs_record_batch(array, start, stop)
-                pq.write_table(pa.Table.from_batches([batch]), folder / f"refs.{k}.parq",
-                               compression="zstd", use_dictionary=["path"], write_statistics=False)
-                written += stop - start
+                jobs.append((array, k * record_size, min(n, (k + 1) * record_size), urls, folder / f"refs.{k}.parq"))
+
+        def write_one(job: tuple[ArraySpec, int, int, pa.Array, Path]) -> int:
+            array, start, stop, urls, path = job
+            batch = refs_record_batch(array, start, stop, urls)
+            pq.write_table(pa.Table.from_batches([batch]), path, **PARQUET_OPTIONS)
+            return stop - start
+
+        # pyarrow releases the GIL while encoding: one thread per core.
+        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+            for rows in pool.map(write_one, jobs):
+                written += rows
                 if progress is not None:
                     progress(written, total)
         _replace_atomically(staging, target)
