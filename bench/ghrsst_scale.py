@@ -22,17 +22,18 @@ from pathlib import Path
 from chunkindex.synthetic.ghrsst import RELATIVE_PATH, write_cog
 
 
-def make_archive(root: Path, files: int) -> Path:
+def make_archive(root: Path, files: int, compression: str = "ZSTD", predictor: int = 2) -> Path:
     """`files` hard links of one full-size COG under GHRSST's names."""
     import numpy as np
 
-    template = root / "template.tif"
+    variant = "" if (compression, predictor) == ("ZSTD", 2) else f"-{compression.lower()}-pred{predictor}"
+    template = root / f"template{variant}.tif"
     if not template.exists():
         data = np.full((17999, 36000), 1234, dtype=np.int16)
-        write_cog(template.with_suffix(".partial.tif"), data, 1.0, "ZSTD", 2, nodata=-32768,
+        write_cog(template.with_suffix(".partial.tif"), data, 1.0, compression, predictor, nodata=-32768,
                   band_scale=0.001, band_offset=25.0, resampling="NEAREST")
         template.with_suffix(".partial.tif").rename(template)
-    archive = root / f"archive-{files}"
+    archive = root / f"archive{variant}-{files}"
     marker = archive / ".complete"
     if marker.exists():
         return archive
