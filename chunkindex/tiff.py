@@ -10,6 +10,7 @@ Python object is ever made per tile.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 from dataclasses import dataclass
@@ -71,17 +72,25 @@ class ReadSettings:
 
 
 def _dtype_of(ifd: Any, little_endian: bool, path: str) -> str:
-    bits = set(ifd.bits_per_sample)
-    formats = {int(f) for f in ifd.sample_format}
+    dtype, problem = _dtype_from(tuple(ifd.bits_per_sample), tuple(ifd.sample_format), little_endian)
+    if problem:
+        raise TiffHeaderError(f"{path}: {problem}")
+    return dtype
+
+
+@functools.lru_cache(maxsize=256)  # the same few layouts repeat in every file
+def _dtype_from(bits_per_sample: tuple[int, ...], sample_format: tuple[Any, ...], little_endian: bool
+                ) -> tuple[str, str | None]:
+    """(numpy dtype string, problem): one of them is empty."""
+    bits = set(bits_per_sample)
+    formats = {int(f) for f in sample_format}
     if len(bits) != 1 or len(formats) != 1:
-        raise TiffHeaderError(f"{path}: samples of mixed types (bits {sorted(bits)}) cannot form one array")
+        return "", f"samples of mixed types (bits {sorted(bits)}) cannot form one array"
     nbits, fmt = bits.pop(), formats.pop()
     if fmt not in SAMPLE_FORMATS or nbits not in (8, 16, 32, 64):
-        raise TiffHeaderError(f"{path}: unsupported sample type ({nbits}-bit, SampleFormat {fmt})")
-    order = "<" if little_endian or nbits == 8 else ">"
-    if nbits == 8:
-        order = "|"
-    return f"{order}{SAMPLE_FORMATS[fmt]}{nbits // 8}"
+        return "", f"unsupported sample type ({nbits}-bit, SampleFormat {fmt})"
+    order = "|" if nbits == 8 else ("<" if little_endian else ">")
+    return f"{order}{SAMPLE_FORMATS[fmt]}{nbits // 8}", None
 
 
 def _geotransform(ifd: Any) -> tuple[list[float] | None, str | None]:
@@ -122,6 +131,7 @@ def _crs(ifd: Any) -> tuple[str | None, str | None]:
     return None, None
 
 
+@functools.lru_cache(maxsize=1024)  # archives repeat the same GDAL metadata in every file
 def _gdal_scale_offset(xml: str | None) -> tuple[float | None, float | None]:
     if not xml:
         return None, None

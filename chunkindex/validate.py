@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from chunkindex.codecs import CodecChain, decode_chunk
 from chunkindex.kerchunk import read_kerchunk_metadata
@@ -108,59 +109,72 @@ class ChunkRef:
 
 
 def _load_refs(index: Path, name: str, record_size: int, n_chunks: int, refs_json: dict[str, Any] | None,
-               grid: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(url per chunk or None, offset, size) columns of one array."""
+               grid: tuple[int, ...]) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(file code per chunk, -1 for none; the files; offset; size) of one array.
+
+    Codes, not strings: an array may hold tens of millions of references."""
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    urls = np.full(n_chunks, None, dtype=object)
+    codes = np.full(n_chunks, -1, np.int32)
     offsets = np.zeros(n_chunks, np.int64)
     sizes = np.zeros(n_chunks, np.int64)
+    files: dict[str, int] = {}
     if refs_json is not None:
         prefix = name + "/"
         for key, ref in refs_json.items():
             if key.startswith(prefix) and not key.endswith((".zarray", ".zattrs")) and isinstance(ref, list):
                 number = int(np.ravel_multi_index(tuple(int(p) for p in key[len(prefix):].split(".")), grid))
-                urls[number], offsets[number], sizes[number] = ref[0], ref[1], ref[2]
-        return urls, offsets, sizes
+                codes[number] = files.setdefault(ref[0], len(files))
+                offsets[number], sizes[number] = ref[1], ref[2]
+        return codes, list(files), offsets, sizes
     for k in range(math.ceil(n_chunks / record_size)):
         part = index / name / f"refs.{k}.parq"
         if not part.exists():
             continue
-        table = pq.read_table(part)
+        table = pq.read_table(part, columns=["path", "offset", "size"], read_dictionary=["path"])
         start = k * record_size
         stop = start + table.num_rows
-        urls[start:stop] = np.asarray(table["path"].to_pylist(), dtype=object)
+        paths = table["path"].combine_chunks()
+        if not isinstance(paths, pa.DictionaryArray):
+            paths = paths.dictionary_encode()
+        mapping = np.array([files.setdefault(p, len(files)) for p in paths.dictionary.to_pylist()] + [-1], np.int32)
+        local = pc.fill_null(paths.indices, len(paths.dictionary)).to_numpy()
+        codes[start:stop] = mapping[local]
         offsets[start:stop] = table["offset"].to_numpy(zero_copy_only=False)
         sizes[start:stop] = table["size"].to_numpy(zero_copy_only=False)
-    return urls, offsets, sizes
+    return codes, list(files), offsets, sizes
 
 
 def sample_chunks(grid: tuple[int, ...], present: np.ndarray, count: int, seed: int,
-                  time_axis: int | None, urls: np.ndarray | None = None) -> np.ndarray:
+                  time_axis: int | None, codes: np.ndarray | None = None) -> np.ndarray:
     """Chunk numbers to check: random ones plus the first/last step, the first
     and last step of every file (up to 20 files), the edges and a chunk with
-    no data."""
+    no data. Nothing proportional to the array is built but the inputs."""
     n = int(np.prod(grid)) if grid else 1
     rng = np.random.default_rng(seed)
-    chosen = set(rng.choice(n, size=min(count, n), replace=False).tolist())
-    index = np.indices(grid).reshape(len(grid), -1) if grid else np.zeros((0, 1), int)
-    if time_axis is not None and urls is not None and grid:
-        steps = np.moveaxis(urls.reshape(grid), time_axis, 0).reshape(grid[time_axis], -1)
-        step_url = [next((u for u in row if u is not None), None) for row in steps]
-        boundaries = [t for t in range(1, len(step_url)) if step_url[t] != step_url[t - 1]]
-        for t in rng.permutation(boundaries)[:20].tolist():
-            for step in (t - 1, t):  # last step of one file, first of the next
-                in_step = np.flatnonzero(index[time_axis] == step)
-                chosen.add(int(rng.choice(in_step)))
-    # Edges: the last chunk along each axis, at the first and last step.
-    for axis in range(len(grid)):
-        at_edge = np.flatnonzero(index[axis] == grid[axis] - 1)
-        if at_edge.size:
-            chosen.update(rng.choice(at_edge, size=min(2, at_edge.size), replace=False).tolist())
-    if time_axis is not None and grid:
-        for step in (0, grid[time_axis] - 1):
-            in_step = np.flatnonzero(index[time_axis] == step)
-            chosen.update(rng.choice(in_step, size=min(2, in_step.size), replace=False).tolist())
+    if not grid:
+        return np.zeros(1, np.int64)
+    chosen = set(np.unique(rng.integers(0, n, size=min(count, n))).tolist())
+
+    def random_with(axis: int, value: int, how_many: int = 2) -> None:
+        for _ in range(how_many):
+            index = [int(rng.integers(0, g)) for g in grid]
+            index[axis] = value
+            chosen.add(int(np.ravel_multi_index(tuple(index), grid)))
+
+    for axis in range(len(grid)):  # edge chunks: the last along each axis
+        random_with(axis, grid[axis] - 1)
+    if time_axis is not None:
+        random_with(time_axis, 0)
+        random_with(time_axis, grid[time_axis] - 1)
+        if codes is not None:
+            steps = np.moveaxis(codes.reshape(grid), time_axis, 0).reshape(grid[time_axis], -1)
+            step_file = steps.max(axis=1)  # one file per step: its code (or -1)
+            boundaries = np.flatnonzero(step_file[1:] != step_file[:-1]) + 1
+            for t in rng.permutation(boundaries)[:20].tolist():
+                random_with(time_axis, t - 1, 1)  # last step of one file
+                random_with(time_axis, t, 1)      # first step of the next
     missing = np.flatnonzero(~present)
     if missing.size:
         chosen.update(rng.choice(missing, size=min(2, missing.size), replace=False).tolist())
@@ -391,7 +405,8 @@ def _zarr_group(index: Path, sample_url: str, remote_options: dict[str, Any] | N
     imagecodecs.numcodecs.register_codecs(verbose=False)
     protocol = "file" if sample_url.startswith("/") else sample_url.split("://", 1)[0]
     if index.is_dir():
-        refs: Any = LazyReferenceMapper(str(index), fs=fsspec.filesystem("file"), engine="pyarrow")
+        # A few cached record files: each is 100,000 rows of Python strings.
+        refs: Any = LazyReferenceMapper(str(index), fs=fsspec.filesystem("file"), engine="pyarrow", cache_size=4)
     else:
         refs = str(index)
     options = dict(remote_options or {})
@@ -424,6 +439,10 @@ def validate_index(
     group = None
     second_reader_tried = not second_reader
     names = sorted(k[: -len("/.zarray")] for k in meta if k.endswith("/.zarray"))
+    # A `_refs_only` variant right after its array: they share one reference table.
+    base_of = {n: meta.get(f"{n}/.zattrs", {}).get("chunkindex", {}).get("variant_of", n) for n in names}
+    names.sort(key=lambda n: (base_of[n], n != base_of[n], n))
+    loaded: tuple[str, Any] = ("", None)
     for name in names:
         zarray, attrs = meta[f"{name}/.zarray"], meta.get(f"{name}/.zattrs", {})
         info = attrs.get("chunkindex")
@@ -465,20 +484,23 @@ def validate_index(
                 _compare(report, name, "0", url, "inline values through zarr-python", expected, np.asarray(group[name][...]))
                 result.pixels_checked_zarr += 1
             continue
-        urls, offsets, sizes = _load_refs(index, name, doc["record_size"] or 0, n_chunks, doc.get("refs"), grid)
-        present = np.array([u is not None for u in urls], dtype=bool)
+        if loaded[0] != base_of[name]:
+            loaded = ("", None)  # free the previous table first
+            loaded = (base_of[name], _load_refs(index, name, doc["record_size"] or 0, n_chunks, doc.get("refs"), grid))
+        codes, files, offsets, sizes = loaded[1]
+        present = codes >= 0
         if not second_reader_tried and present.any():
             second_reader_tried = True
             try:
-                group = _zarr_group(index, str(urls[np.argmax(present)]), remote_options)
+                group = _zarr_group(index, files[0], remote_options)
             except Exception as exc:  # report it; GDAL remains the reference reader
                 report.mismatches.append(Mismatch("-", "-", str(index), "second reader opens the index",
                                                   "fsspec + zarr-python open it", f"{type(exc).__name__}: {exc}"))
         time_axis = dims.index(time_dim) if time_dim in dims else None
-        for number in sample_chunks(grid, present, sample_count, seed, time_axis, urls):
+        for number in sample_chunks(grid, present, sample_count, seed, time_axis, codes):
             chunk_index = tuple(int(i) for i in np.unravel_index(number, grid))
             key = ".".join(map(str, chunk_index))
-            url = urls[number]
+            url = files[codes[number]] if codes[number] >= 0 else None
             result.chunks_checked += 1
             start, count = _chunk_region(zarray, chunk_index)
             if url is None:

@@ -80,5 +80,9 @@ def header_benchmarks(wildcards):
 
 def final_targets():
     if DATASET == "fixtures":
-        return [fixture_manifest(name) for name in FIXTURE_SETS]
+        return [
+            fixture_manifest(name)
+            for name, spec in FIXTURE_SETS.items()
+            if not spec.get("benchmark_only", False)
+        ]
     return [f"{RESULTS}/validation.json", f"{RESULTS}/report/report.md"]

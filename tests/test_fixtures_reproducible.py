@@ -12,7 +12,7 @@ from conftest import REPO
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
 
 
-@pytest.mark.parametrize("name", sorted(CONFIG["fixtures"]["sets"]))
+@pytest.mark.parametrize("name", sorted(n for n, s in CONFIG["fixtures"]["sets"].items() if not s.get("benchmark_only")))
 def test_fixture_set_regenerates_byte_identically(name, fixtures_root, tmp_path):
     spec = dict(CONFIG["fixtures"]["sets"][name])
     fixture = FixtureSet(name, spec.pop("kind"), CONFIG["fixtures"]["seed"], spec)

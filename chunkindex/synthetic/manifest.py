@@ -35,9 +35,14 @@ def sha256_of(path: Path, block: int = 1 << 20) -> str:
 def write_manifest(folder: Path) -> Path:
     """Write `MANIFEST.sha256` (sha256, size, relative path; sorted) for every file in `folder`."""
     lines = []
+    digests: dict[tuple[int, int], str] = {}  # hard links are hashed once
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name != MANIFEST_NAME):
         rel = path.relative_to(folder).as_posix()
-        lines.append(f"{sha256_of(path)}  {path.stat().st_size:>12}  {rel}\n")
+        stat = path.stat()
+        key = (stat.st_dev, stat.st_ino)
+        if key not in digests:
+            digests[key] = sha256_of(path)
+        lines.append(f"{digests[key]}  {stat.st_size:>12}  {rel}\n")
     manifest = folder / MANIFEST_NAME
     manifest.write_text("".join(lines))
     return manifest
@@ -54,6 +59,7 @@ def read_manifest(path: Path) -> dict[str, str]:
 
 GENERATOR_MODULES = {
     "ghrsst-cog": "chunkindex.synthetic.ghrsst",
+    "ghrsst-scale-cog": "chunkindex.synthetic.ghrsst_scale",
     "bran-netcdf": "chunkindex.synthetic.bran",
     "edge-cases": "chunkindex.synthetic.edge_cases",
 }
