@@ -4,7 +4,7 @@ VENV ?= .venv
 SNAKEMAKE = $(VENV)/bin/snakemake
 CORES ?= 2
 
-.PHONY: setup demo bran-demo fixtures test lint doctor clean
+.PHONY: setup demo bran-demo fixtures test lint doctor bench clean
 
 setup:
 	tools/setup.sh
@@ -23,6 +23,10 @@ test: setup
 
 lint: setup
 	$(SNAKEMAKE) --lint --config dataset=ghrsst-demo
+
+# Every benchmark at archive scale -> results/bench/benchmark.md (+ PNG plots).
+bench: setup
+	$(VENV)/bin/python bench/report.py
 
 doctor: setup
 	$(VENV)/bin/chunkindex doctor

@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=8660)
     parser.add_argument("--no-overviews", action="store_true", help="index full resolution only")
     parser.add_argument("--workdir", default=str(Path.home() / ".cache/chunkindex/bench"))
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
     args = parser.parse_args()
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
@@ -97,6 +98,12 @@ def main() -> None:
         write_kerchunk_parquet(assembled.arrays, Path(tmp) / "index.parq", 100_000)
         timings["kerchunk_parquet"] = time.perf_counter() - t
     total = sum(timings.values())
+    if args.json:
+        import json
+
+        print(json.dumps({"files": args.files, "refs": refs, "full_resolution_refs": full, "seconds": timings,
+                          "total_seconds": total, "peak_memory_mb": peak_rss_mb()}))
+        return
     print(f"references: {refs:,} ({full:,} at full resolution, {refs - full:,} in overviews and _refs_only variants)")
     for step, seconds in timings.items():
         rate = {"list": f"{args.files / seconds:,.0f} files/s", "headers": f"{args.files / seconds:,.0f} files/s",

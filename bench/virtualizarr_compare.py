@@ -68,6 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--workdir", default=str(Path.home() / ".cache/chunkindex/bench"))
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
     args = parser.parse_args()
     root = Path(args.workdir)
     archive = make_archive(root, args.files, "DEFLATE", 1)
@@ -134,6 +135,10 @@ def main() -> None:
                   f"chunk {first}: VirtualiZarr {[r[first] for r in vz_refs] if first < n else '-'}, "
                   f"chunkindex {[r[first] for r in our_refs] if first < n else '-'}")
 
+    if args.json:
+        print(json.dumps({"files": args.files, "refs": n, "virtualizarr": {**vz, "total": vz_total},
+                          "chunkindex": {**ours, "total": our_total}, "references_identical": agree}))
+        return
     print(f"{args.files} full-size COGs ({n:,} references at full resolution), DEFLATE, no predictor")
     print(f"  VirtualiZarr + virtual-tiff: open+combine {vz['open_and_combine']:.2f} s, Kerchunk Parquet "
           f"{vz['kerchunk_parquet']:.2f} s, process total {vz_total:.2f} s")

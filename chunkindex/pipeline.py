@@ -30,7 +30,7 @@ def list_step(recipe_path: str, base_dir: str, manifest_out: str, batches_dir: s
     recipe = load_recipe(recipe_path)
     spec = store_spec(recipe, base_dir)
     start = time.perf_counter()
-    manifest = list_sources(recipe, spec)
+    manifest = list_sources(recipe, spec, concurrency=recipe.headers.concurrency)
     count = write_batches(manifest, batches_dir, recipe.headers.batch_size)
     manifest = with_batch_count(manifest, count)
     tmp = Path(manifest_out).with_suffix(".tmp")
@@ -53,7 +53,7 @@ def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: s
     meta = {b"chunkindex.seconds": str(elapsed).encode(), b"chunkindex.files": str(batch.num_rows).encode()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     tmp = Path(levels_out).with_suffix(".tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, compression="zstd")
     tmp.replace(levels_out)
     log.info("read %d headers in %.2f s (%.0f files/s)", batch.num_rows, elapsed,
              batch.num_rows / max(elapsed, 1e-9))

@@ -18,7 +18,7 @@ from chunkindex.pipeline import quick_recipe, run_recipe, store_spec
 from chunkindex.listing import list_sources
 
 from conftest import REPO, run_snakemake, shared_fixture
-from servers import HttpServer
+from chunkindex.servers import HttpServer
 
 
 def bran_recipe(folder: Path, recipe_id: str = "bran", extractor: str = "hdf5", **extra):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import REPO, run_snakemake
-from servers import HttpServer, MotoS3Server
+from chunkindex.servers import HttpServer, MotoS3Server
 
 pytestmark = pytest.mark.network_local
 FIXTURE_SET = "ghrsst-deflate-pred1"

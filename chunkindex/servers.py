@@ -1,0 +1,243 @@
+"""Local servers for tests and benchmarks: a static HTTP server with Range
+support (and an optional fixed delay per request, to imitate cloud latency)
+and moto's S3 server, both on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RangeHandler(BaseHTTPRequestHandler):
+    """GET/HEAD of files under `root`, honouring single byte ranges."""
+
+    root: Path
+    delay: float = 0.0
+    counter: list[int]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def parse_request(self) -> bool:
+        # The delay stands in for a network round trip: every request waits it.
+        ok = super().parse_request()
+        if ok:
+            self.counter[0] += 1
+            if self.delay:
+                time.sleep(self.delay)
+        return ok
+
+    def _file(self) -> Path | None:
+        path = (self.root / self.path.split("?", 1)[0].lstrip("/")).resolve()
+        if not str(path).startswith(str(self.root.resolve())) or not path.is_file():
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return path
+
+    def _headers(self, path: Path, length: int, status: int, extra: dict[str, str]) -> None:
+        self.send_response(status)
+        stat = path.stat()
+        self.send_header("Content-Length", str(length))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
+        self.send_header("ETag", f'"{stat.st_size:x}-{int(stat.st_mtime):x}"')
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        path = self._file()
+        if path is not None:
+            self._headers(path, path.stat().st_size, 200, {})
+
+    def do_GET(self) -> None:
+        path = self._file()
+        if path is None:
+            return
+        size = path.stat().st_size
+        match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
+        if match:
+            start_text, end_text = match.groups()
+            if start_text:
+                start, end = int(start_text), min(int(end_text) if end_text else size - 1, size - 1)
+            else:
+                start, end = max(size - int(end_text), 0), size - 1
+            if start >= size:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self._headers(path, end - start + 1, 206, {"Content-Range": f"bytes {start}-{end}/{size}"})
+        else:
+            start, end = 0, size - 1
+            self._headers(path, size, 200, {})
+        with open(path, "rb") as handle:
+            handle.seek(start)
+            self.wfile.write(handle.read(end - start + 1))
+
+
+class HttpServer:
+    """A static file server on 127.0.0.1 with Range support."""
+
+    def __init__(self, root: Path, delay: float = 0.0) -> None:
+        self.counter = [0]
+        handler = type("Handler", (RangeHandler,), {"root": Path(root), "delay": delay, "counter": self.counter})
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        self.server.daemon_threads = True
+        self.server.request_queue_size = 512
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def requests(self) -> int:
+        return self.counter[0]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> "HttpServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class MotoS3Server:
+    """moto's S3 server in a subprocess on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "MotoS3Server":
+        exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
+        self.process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        self.__exit__()
+        raise RuntimeError("moto_server did not start within 30 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+async def _serve_range_requests(root: Path, port: int, delay: float, ready: Any = None) -> None:
+    """A small asyncio HTTP/1.1 server: HEAD and GET (with one byte range) of
+    files under `root`, each request answered after `delay` seconds."""
+    import asyncio
+    import os
+
+    root = root.resolve()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, _ = lines[0].split(" ", 2)
+                headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+                if delay:
+                    await asyncio.sleep(delay)
+                path = (root / target.split("?", 1)[0].lstrip("/")).resolve()
+                if not str(path).startswith(str(root)) or not path.is_file():
+                    writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    await writer.drain()
+                    continue
+                stat = path.stat()
+                size = stat.st_size
+                common = (f"Accept-Ranges: bytes\r\nLast-Modified: {email.utils.formatdate(stat.st_mtime, usegmt=True)}\r\n"
+                          f"ETag: \"{size:x}-{int(stat.st_mtime):x}\"\r\n")
+                match = re.fullmatch(r"bytes=(\d*)-(\d*)", headers.get("range", ""))
+                if method == "HEAD":
+                    writer.write(f"HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n{common}\r\n".encode())
+                else:
+                    start, end = 0, size - 1
+                    status = "200 OK"
+                    extra = ""
+                    if match:
+                        a, b = match.groups()
+                        start, end = (int(a), min(int(b) if b else size - 1, size - 1)) if a else (max(size - int(b), 0), size - 1)
+                        status, extra = "206 Partial Content", f"Content-Range: bytes {start}-{end}/{size}\r\n"
+                    with open(path, "rb") as handle:
+                        body = os.pread(handle.fileno(), end - start + 1, start)
+                    writer.write(f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{common}{extra}\r\n".encode() + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+class FastHttpServer:
+    """The asyncio server above in its own process (so it never competes with
+    the client for the GIL): for benchmarks with many concurrent requests."""
+
+    def __init__(self, root: Path, delay: float = 0.0) -> None:
+        self.root, self.delay, self.port = Path(root), delay, free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "FastHttpServer":
+        self.process = subprocess.Popen([sys.executable, "-m", "chunkindex.servers", str(self.root), str(self.port),
+                                         str(self.delay)])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__()
+        raise RuntimeError("the HTTP server did not start within 30 s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    asyncio.run(_serve_range_requests(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
