@@ -48,6 +48,38 @@ def make_archive(root: Path, files: int, compression: str = "ZSTD", predictor: i
     return archive
 
 
+def timed_steps(recipe, workdir: Path, limit: int | None = None, concurrency: int = 32,
+                keep: Path | None = None) -> tuple[dict[str, float], list]:
+    """List, read headers, assemble and write Kerchunk Parquet, timing each step.
+
+    `limit` keeps the first files of the listing; `keep` is where the index is
+    written (a temporary folder otherwise)."""
+    from chunkindex.extract import extractor_for
+    from chunkindex.kerchunk import write_kerchunk_parquet
+    from chunkindex.listing import list_sources
+    from chunkindex.pipeline import store_spec
+
+    timings: dict[str, float] = {}
+    spec = store_spec(recipe, "/")
+    t = time.perf_counter()
+    manifest = list_sources(recipe, spec, concurrency=concurrency)
+    if limit is not None:
+        manifest = manifest.slice(0, limit)
+    timings["list"] = time.perf_counter() - t
+    extractor = extractor_for(recipe.format)
+    t = time.perf_counter()
+    headers = extractor.read_batch(recipe, spec, manifest)
+    timings["headers"] = time.perf_counter() - t
+    t = time.perf_counter()
+    arrays = extractor.assemble(recipe, manifest, headers).arrays
+    timings["assemble"] = time.perf_counter() - t
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        t = time.perf_counter()
+        write_kerchunk_parquet(arrays, (keep or Path(tmp)) / "index.parq", 100_000)
+        timings["kerchunk_parquet"] = time.perf_counter() - t
+    return timings, arrays
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -65,10 +97,7 @@ def main() -> None:
     archive = make_archive(root, args.files)
     print(f"archive: {args.files:,} files under {archive} (ready in {time.perf_counter() - start:.1f} s)")
 
-    from chunkindex.extract import extractor_for
-    from chunkindex.kerchunk import write_kerchunk_parquet
-    from chunkindex.listing import list_sources
-    from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.pipeline import quick_recipe
 
     recipe = quick_recipe(
         "ghrsst-scale", str(archive), units="days since 1970-01-01", variables=("analysed_sst",),
@@ -79,24 +108,10 @@ def main() -> None:
         from dataclasses import replace
 
         recipe = replace(recipe, output=replace(recipe.output, overviews=False))
-    spec = store_spec(recipe, "/")
-    timings = {}
-    t = time.perf_counter()
-    manifest = list_sources(recipe, spec)
-    timings["list"] = time.perf_counter() - t
-    extractor = extractor_for("cog")
-    t = time.perf_counter()
-    headers = extractor.read_batch(recipe, spec, manifest)
-    timings["headers"] = time.perf_counter() - t
-    t = time.perf_counter()
-    assembled = extractor.assemble(recipe, manifest, headers)
-    timings["assemble"] = time.perf_counter() - t
-    refs = sum(a.n_chunks for a in assembled.arrays if a.inline is None)
-    full = next(a for a in assembled.arrays if a.name == "analysed_sst").n_chunks
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
-        t = time.perf_counter()
-        write_kerchunk_parquet(assembled.arrays, Path(tmp) / "index.parq", 100_000)
-        timings["kerchunk_parquet"] = time.perf_counter() - t
+    timings, arrays = timed_steps(recipe, root)
+    assembled_arrays = arrays
+    refs = sum(a.n_chunks for a in assembled_arrays if a.inline is None)
+    full = next(a for a in assembled_arrays if a.name == "analysed_sst").n_chunks
     total = sum(timings.values())
     if args.json:
         import json

@@ -16,21 +16,16 @@ import argparse
 import datetime as dt
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ghrsst_scale import make_archive  # noqa: E402
+from ghrsst_scale import make_archive, timed_steps  # noqa: E402
 
 
 def run(archive: Path, files: int, delay: float, concurrency: int, workdir: Path) -> dict:
     from dataclasses import replace
 
-    from chunkindex.extract import extractor_for
-    from chunkindex.kerchunk import write_kerchunk_parquet
-    from chunkindex.listing import list_sources
-    from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.pipeline import quick_recipe
     from chunkindex.servers import FastHttpServer
 
     end = dt.date(2002, 6, 1) + dt.timedelta(days=files - 1)
@@ -41,25 +36,14 @@ def run(archive: Path, files: int, delay: float, concurrency: int, workdir: Path
             source={"template": {"start": "2002-06-01", "end": end.isoformat(), "step": "day"}},
             headers={"concurrency": concurrency})
         recipe = replace(recipe, output=replace(recipe.output, overviews=False))
-        spec = store_spec(recipe, "/")
-        figures: dict = {"files": files, "delay": delay, "concurrency": concurrency, "steps": {}}
-        t = time.perf_counter()
-        manifest = list_sources(recipe, spec, concurrency=concurrency)
-        figures["steps"]["list"] = {"seconds": time.perf_counter() - t, "requests": manifest.num_rows}
-        extractor = extractor_for("cog")
-        t = time.perf_counter()
-        headers = extractor.read_batch(recipe, spec, manifest)
-        # One request per file: the first file's measured header size is prefetched at once.
-        figures["steps"]["headers"] = {"seconds": time.perf_counter() - t, "requests": manifest.num_rows + 1}
-        t = time.perf_counter()
-        arrays = extractor.assemble(recipe, manifest, headers).arrays
-        with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-            write_kerchunk_parquet(arrays, Path(tmp) / "index.parq", 100_000)
-        figures["steps"]["assemble_and_write"] = {"seconds": time.perf_counter() - t, "requests": 0}
-    for step in figures["steps"].values():
-        step["bound_seconds"] = step["requests"] * delay / concurrency
-    figures["total_seconds"] = sum(s["seconds"] for s in figures["steps"].values())
-    return figures
+        timings, _ = timed_steps(recipe, workdir, concurrency=concurrency)
+    # One HEAD per file to list (HTTP cannot list); one GET per file for its
+    # header (the first file's measured header size is prefetched at once).
+    requests = {"list": files, "headers": files + 1, "assemble": 0, "kerchunk_parquet": 0}
+    steps = {step: {"seconds": seconds, "requests": requests[step],
+                    "bound_seconds": requests[step] * delay / concurrency} for step, seconds in timings.items()}
+    return {"files": files, "delay": delay, "concurrency": concurrency, "steps": steps,
+            "total_seconds": sum(timings.values())}
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ghrsst_scale import make_archive  # noqa: E402
+from ghrsst_scale import make_archive, timed_steps  # noqa: E402
 
 VZ_PACKAGES = ["virtualizarr==2.8.0", "virtual-tiff==0.5.0", "kerchunk==0.2.10", "fastparquet==2026.9.0"]
 VZ_SCRIPT = r"""
@@ -77,10 +77,7 @@ def main() -> None:
 
     from dataclasses import replace
 
-    from chunkindex.extract import extractor_for
-    from chunkindex.kerchunk import write_kerchunk_parquet
-    from chunkindex.listing import list_sources
-    from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.pipeline import quick_recipe
 
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         vz_out = Path(tmp) / "vz.parq"
@@ -96,23 +93,10 @@ def main() -> None:
             "compare", str(archive), units="days since 1970-01-01", variables=("analysed_sst",),
             pattern="{time:%Y}/{time:%m}/{time:%d}/{time:%Y%m%d}090000-JPL-L4_GHRSST-SSTfnd-MUR-GLOB-v02.0-fv04.1_{variable}.tif")
         recipe = replace(recipe, output=replace(recipe.output, overviews=False))
-        ours: dict[str, float] = {}
         start = time.perf_counter()
-        t = time.perf_counter()
-        spec = store_spec(recipe, "/")
-        manifest = list_sources(recipe, spec).slice(0, args.files)
-        ours["list"] = time.perf_counter() - t
-        extractor = extractor_for("cog")
-        t = time.perf_counter()
-        headers = extractor.read_batch(recipe, spec, manifest)
-        ours["headers"] = time.perf_counter() - t
-        t = time.perf_counter()
-        arrays = extractor.assemble(recipe, manifest, headers).arrays
-        ours["assemble"] = time.perf_counter() - t
-        t = time.perf_counter()
-        our_out = write_kerchunk_parquet(arrays, Path(tmp) / "ours.parq", 100_000)
-        ours["kerchunk_parquet"] = time.perf_counter() - t
+        ours, _ = timed_steps(recipe, root, limit=args.files, keep=Path(tmp))
         our_total = time.perf_counter() - start
+        our_out = Path(tmp) / "index.parq"
 
         def refs(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             parts = sorted((folder / name).glob("refs.*.parq"), key=lambda p: int(p.stem.split(".")[1]))

@@ -15,7 +15,6 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 
 def free_port() -> int:
@@ -124,12 +123,36 @@ class HttpServer:
         self.server.server_close()
 
 
-class MotoS3Server:
+class _ServerProcess:
+    """A server in a subprocess on 127.0.0.1:`port`, ready once it accepts."""
+
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+
+    def _start(self, command: list[str], what: str) -> None:
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self._stop()
+        raise RuntimeError(f"{what} did not start within 30 s")
+
+    def _stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+class MotoS3Server(_ServerProcess):
     """moto's S3 server in a subprocess on 127.0.0.1."""
 
     def __init__(self) -> None:
         self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def endpoint(self) -> str:
@@ -137,25 +160,14 @@ class MotoS3Server:
 
     def __enter__(self) -> "MotoS3Server":
         exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
-        self.process = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError("moto_server did not start within 30 s")
+        self._start([exe, "-H", "127.0.0.1", "-p", str(self.port)], "moto_server")
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        self._stop()
 
 
-async def _serve_range_requests(root: Path, port: int, delay: float, ready: Any = None) -> None:
+async def _serve_range_requests(root: Path, port: int, delay: float) -> None:
     """A small asyncio HTTP/1.1 server: HEAD and GET (with one byte range) of
     files under `root`, each request answered after `delay` seconds."""
     import asyncio
@@ -206,35 +218,24 @@ async def _serve_range_requests(root: Path, port: int, delay: float, ready: Any 
         await server.serve_forever()
 
 
-class FastHttpServer:
+class FastHttpServer(_ServerProcess):
     """The asyncio server above in its own process (so it never competes with
     the client for the GIL): for benchmarks with many concurrent requests."""
 
     def __init__(self, root: Path, delay: float = 0.0) -> None:
         self.root, self.delay, self.port = Path(root), delay, free_port()
-        self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> "FastHttpServer":
-        self.process = subprocess.Popen([sys.executable, "-m", "chunkindex.servers", str(self.root), str(self.port),
-                                         str(self.delay)])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        self.__exit__()
-        raise RuntimeError("the HTTP server did not start within 30 s")
+        self._start([sys.executable, "-m", "chunkindex.servers", str(self.root), str(self.port), str(self.delay)],
+                    "the HTTP server")
+        return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
+        self._stop()
 
 
 if __name__ == "__main__":
