@@ -2,6 +2,7 @@
 #
 #   snakemake --cores 2 --config dataset=ghrsst-demo     # one recipe, end to end
 #   snakemake --cores 2 --config dataset=fixtures        # every synthetic fixture set
+#   snakemake --cores 2 --config dataset=bench           # every benchmark -> results/bench/
 #
 # Stages: list -> headers (batched) -> write -> validate -> report.
 from snakemake.utils import min_version
@@ -14,6 +15,7 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/fixtures.smk"
+include: "rules/bench.smk"
 
 
 # The pipeline rules need a recipe; `dataset=fixtures` only generates fixtures.

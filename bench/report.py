@@ -41,9 +41,12 @@ def run_json(*args: str) -> object:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+NOLOCK: list[str] = []  # ["--nolock"] when run from inside a Snakemake job
+
+
 def snakemake(*args: str) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([SNAKEMAKE, *args], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([SNAKEMAKE, *NOLOCK, *args], cwd=REPO, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"snakemake {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return time.perf_counter() - start, done.stdout + done.stderr
@@ -207,7 +210,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "results/bench"))
     parser.add_argument("--skip-bran", action="store_true")
     parser.add_argument("--skip-virtualizarr", action="store_true")
+    parser.add_argument("--nolock", action="store_true", help="run the nested snakemake runs with --nolock "
+                        "(set by the workflow's benchmark_report rule)")
     args = parser.parse_args()
+    if args.nolock:
+        NOLOCK.append("--nolock")
     figures: dict = {"machine": machine()}
     with tempfile.TemporaryDirectory() as tmp:
         print("workflow at GHRSST scale ...", flush=True)

@@ -93,6 +93,10 @@ def _dtype_from(bits_per_sample: tuple[int, ...], sample_format: tuple[Any, ...]
     return f"{order}{SAMPLE_FORMATS[fmt]}{nbits // 8}", None
 
 
+def _int64(values: list[int]) -> np.ndarray:
+    return np.fromiter(values, dtype=np.int64, count=len(values))
+
+
 def _geotransform(ifd: Any) -> tuple[list[float] | None, str | None]:
     """GDAL-style geotransform from ModelPixelScale/Tiepoint or ModelTransformation."""
     keys = ifd.geo_key_directory
@@ -169,8 +173,8 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
             kind = "image"
         if ifd.tile_width is not None and ifd.tile_offsets is not None:
             tile_width, tile_height = ifd.tile_width, ifd.tile_height
-            offsets = np.asarray(ifd.tile_offsets, dtype=np.int64)
-            counts = np.asarray(ifd.tile_byte_counts, dtype=np.int64)
+            offsets = _int64(ifd.tile_offsets)
+            counts = _int64(ifd.tile_byte_counts)
         else:
             # A strip is a chunk of full width, as long as every strip is full:
             # a short last strip would decode to fewer rows than its chunk.
@@ -181,8 +185,8 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
                     f"holds only {ifd.image_height % strip_rows} of {strip_rows} rows, which no Zarr reader "
                     "can pad; convert it to a tiled COG (gdal_translate -of COG) to index it")
             tile_width, tile_height = ifd.image_width, strip_rows
-            offsets = np.asarray(ifd.strip_offsets, dtype=np.int64)
-            counts = np.asarray(ifd.strip_byte_counts, dtype=np.int64)
+            offsets = _int64(ifd.strip_offsets)
+            counts = _int64(ifd.strip_byte_counts)
         if offsets.shape != counts.shape:
             raise TiffHeaderError(f"{path}: IFD {index} has {offsets.size} tile offsets but {counts.size} byte counts")
         ends = offsets + counts

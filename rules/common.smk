@@ -21,7 +21,7 @@ FIXTURE_SETS = config["fixtures"]["sets"]
 LOGS = f"logs/{DATASET}"
 BENCHMARKS = f"benchmarks/{DATASET}"
 
-if DATASET == "fixtures":
+if DATASET in ("fixtures", "bench"):
     RECIPE_FILE = None
     RECIPE = None
 else:
@@ -32,7 +32,7 @@ else:
         known = sorted(p.stem for p in Path(config["recipes_dir"]).glob("*.yaml"))
         raise WorkflowError(
             f"dataset {DATASET!r}: no recipe {RECIPE_FILE}; known datasets: "
-            + ", ".join(known + ["fixtures"])
+            + ", ".join(known + ["fixtures", "bench"])
         )
     except RecipeError as exc:
         raise WorkflowError(str(exc))
@@ -79,6 +79,8 @@ def header_benchmarks(wildcards):
 
 
 def final_targets():
+    if DATASET == "bench":
+        return [f"{config['results_dir']}/bench/benchmark.md"]
     if DATASET == "fixtures":
         return [
             fixture_manifest(name)
