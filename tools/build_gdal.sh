@@ -97,7 +97,7 @@ if [[ -f "$PREFIX/BUILD_OK" ]]; then
 fi
 
 # --- Build dependencies (Debian packages) -----------------------------------
-DEB_PACKAGES=(cmake ninja-build swig ccache patchelf xz-utils dpkg-dev
+DEB_PACKAGES=(cmake ninja-build swig ccache patchelf xz-utils dpkg-dev curl
   libproj-dev libnetcdf-dev libhdf5-dev libcurl4-openssl-dev libsqlite3-dev
   libzstd-dev libblosc-dev liblz4-dev libdeflate-dev libexpat1-dev libgeos-dev
   libpng-dev libjpeg-dev liblzma-dev zlib1g-dev libwebp-dev proj-data)
