@@ -57,7 +57,7 @@ class CodecChain:
                 "description": self.description, "readers": self.readers,
                 "notes": list(self.notes)}
 
-    def gdal_openable(self) -> "CodecChain":
+    def gdal_openable(self) -> CodecChain:
         """The nearest chain GDAL will open: the GDAL-known compressor (if any)
         and no filters. Pixels read through it are not valid unless the chain
         already was GDAL-decodable."""

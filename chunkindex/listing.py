@@ -51,7 +51,7 @@ class NamePattern:
     time_formats: tuple[str, ...]  # strftime format of each `time` group, in order
 
     @classmethod
-    def compile(cls, text: str) -> "NamePattern":
+    def compile(cls, text: str) -> NamePattern:
         parts, formats, pos = [], [], 0
         for match in re.finditer(r"\{(\w+)(?::([^}]*))?\}", text):
             parts.append(re.escape(text[pos:match.start()]))

@@ -114,7 +114,7 @@ class HttpServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
-    def __enter__(self) -> "HttpServer":
+    def __enter__(self) -> HttpServer:
         self.thread.start()
         return self
 
@@ -158,7 +158,7 @@ class MotoS3Server(_ServerProcess):
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "MotoS3Server":
+    def __enter__(self) -> MotoS3Server:
         exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or "moto_server"
         self._start([exe, "-H", "127.0.0.1", "-p", str(self.port)], "moto_server")
         return self
@@ -229,7 +229,7 @@ class FastHttpServer(_ServerProcess):
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "FastHttpServer":
+    def __enter__(self) -> FastHttpServer:
         self._start([sys.executable, "-m", "chunkindex.servers", str(self.root), str(self.port), str(self.delay)],
                     "the HTTP server")
         return self

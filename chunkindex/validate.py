@@ -365,10 +365,9 @@ class HdfSource:
 
                 values = entry["dataset"][region]
             except Exception as h5_exc:
-                filters = ", ".join(f["name"] for f in json.loads(json.dumps(
-                    [{"name": n} for n in attrs["chunkindex"]["codec"]["description"].split(" + ")])))
+                chain = attrs["chunkindex"]["codec"]["description"]
                 raise ValueError(f"{url}: neither GDAL ({exc or 'read failed'}) nor h5py ({h5_exc}) can read the "
-                                 f"source values to compare with ({filters})") from None
+                                 f"source values to compare with ({chain})") from None
             if url not in self._h5_read_noted:
                 self._h5_read_noted.add(url)
                 self.notes.append(f"{url}: GDAL cannot decode this HDF5 filter pipeline, so source values "
