@@ -135,7 +135,7 @@ def test_every_schema_field_has_a_description():
 
 
 def test_snakemake_lint_is_clean():
-    for dataset in ("ghrsst-demo", "bran-demo", "fixtures"):
+    for dataset in ("ghrsst-demo", "bran-demo", "fixtures", "bench"):
         result = run_snakemake("--lint", "--config", f"dataset={dataset}", check=False)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
