@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,82 +62,97 @@ def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: s
     return table
 
 
-def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = time.perf_counter() - start
+
+
+def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: dict[str, str]) -> dict[str, Any]:
+    """Assemble the arrays and write every output in `outputs` (by kind);
+    returns the summary (references, arrays, readers, timings, notes)."""
     from chunkindex import kerchunk
     from chunkindex.footprints import write_footprints
 
-    recipe = load_recipe(recipe_path)
-    manifest = pq.read_table(manifest_path)
-    headers = pa.concat_tables([pq.read_table(p) for p in header_paths]) if header_paths else None
-    if headers is None:
-        raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    assembled = extractor_for(recipe.format).assemble(recipe, manifest, headers)
-    timings["assemble"] = time.perf_counter() - start
+    with _timed(timings, "assemble"):
+        assembled = extractor_for(recipe.format).assemble(recipe, manifest, headers)
     for note in assembled.notes:
         log.warning("%s", note)
+    arrays = assembled.arrays
     root_attrs = {"title": recipe.title, "chunkindex_recipe": recipe.id,
                   "chunkindex_notes": assembled.notes, "chunkindex_skipped_files": assembled.skipped_files}
-    n_refs = sum(a.n_chunks for a in assembled.arrays if a.inline is None)
     if "kerchunk_parquet" in outputs:
-        start = time.perf_counter()
-        kerchunk.write_kerchunk_parquet(assembled.arrays, outputs["kerchunk_parquet"], recipe.output.record_size,
-                                        root_attrs, progress_logger(log, "kerchunk parquet refs"))
-        timings["kerchunk_parquet"] = time.perf_counter() - start
+        with _timed(timings, "kerchunk_parquet"):
+            kerchunk.write_kerchunk_parquet(arrays, outputs["kerchunk_parquet"], recipe.output.record_size,
+                                            root_attrs, progress_logger(log, "kerchunk parquet refs"))
     if "kerchunk_json" in outputs:
-        start = time.perf_counter()
-        kerchunk.write_kerchunk_json(assembled.arrays, outputs["kerchunk_json"], root_attrs)
-        timings["kerchunk_json"] = time.perf_counter() - start
+        with _timed(timings, "kerchunk_json"):
+            kerchunk.write_kerchunk_json(arrays, outputs["kerchunk_json"], root_attrs)
     if "flat_parquet" in outputs:
-        start = time.perf_counter()
-        kerchunk.write_flat_parquet(assembled.arrays, outputs["flat_parquet"])
-        timings["flat_parquet"] = time.perf_counter() - start
+        with _timed(timings, "flat_parquet"):
+            kerchunk.write_flat_parquet(arrays, outputs["flat_parquet"])
     if "footprints_parquet" in outputs:
-        start = time.perf_counter()
-        write_footprints(assembled.arrays, outputs["footprints_parquet"], outputs["footprints_gpkg"])
-        timings["footprints"] = time.perf_counter() - start
-    summary = {"refs": n_refs, "arrays": [a.name for a in assembled.arrays], "timings": timings,
-               "notes": assembled.notes, "skipped_files": assembled.skipped_files}
-    # A `_refs_only` variant opens in GDAL, but no reader decodes its pixels.
-    summary["readers"] = {a.name: ([] if "variant_of" in a.attrs["chunkindex"] else a.chain.readers)
-                          for a in assembled.arrays if "chunkindex" in a.attrs}
-    summary["refs_per_array"] = {a.name: a.n_chunks for a in assembled.arrays if a.inline is None}
-    summary["missing_per_array"] = {a.name: a.n_missing for a in assembled.arrays if a.inline is None}
+        with _timed(timings, "footprints"):
+            write_footprints(arrays, outputs["footprints_parquet"], outputs["footprints_gpkg"])
+    referenced = [a for a in arrays if a.inline is None]
+    summary = {
+        "refs": sum(a.n_chunks for a in referenced), "arrays": [a.name for a in arrays], "timings": timings,
+        "notes": assembled.notes, "skipped_files": assembled.skipped_files,
+        # A `_refs_only` variant opens in GDAL, but no reader decodes its pixels.
+        "readers": {a.name: ([] if "variant_of" in a.attrs["chunkindex"] else a.chain.readers)
+                    for a in arrays if "chunkindex" in a.attrs},
+        "refs_per_array": {a.name: a.n_chunks for a in referenced},
+        "missing_per_array": {a.name: a.n_missing for a in referenced},
+    }
     if "summary" in outputs:
         Path(outputs["summary"]).write_text(json.dumps(summary, indent=1))
-    log.info("wrote %d references in %d arrays: %s", n_refs, len(assembled.arrays),
+    log.info("wrote %d references in %d arrays: %s", summary["refs"], len(arrays),
              ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
     return summary
 
 
-def apply_gdal_config(recipe: Recipe) -> None:
-    """Set the recipe's GDAL configuration options (endpoints, anonymous access)."""
+def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+    recipe = load_recipe(recipe_path)
+    if not header_paths:
+        raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
+    headers = pa.concat_tables([pq.read_table(p) for p in header_paths])
+    return write_index(recipe, pq.read_table(manifest_path), headers, outputs)
+
+
+def validate_recipe_index(recipe: Recipe, index_path: str | Path) -> Any:
+    """Validate an index with the recipe's sample, seed and GDAL settings;
+    a failed validation raises ValidationFailed with the mismatches."""
     from osgeo import gdal
 
-    for key, value in recipe.source.gdal_config.items():
-        gdal.SetConfigOption(key, str(value))
-
-
-def validate_step(recipe_path: str, index_path: str, report_out: str) -> Any:
     from chunkindex.validate import ValidationFailed, validate_index
 
-    recipe = load_recipe(recipe_path)
-    apply_gdal_config(recipe)
-    source = extractor_for(recipe.format).source(recipe)
-    report = validate_index(index_path, source, recipe.validation.sample_chunks, recipe.validation.seed,
-                            recipe.validation.second_reader, recipe.concat.dim,
+    for key, value in recipe.source.gdal_config.items():  # endpoints, anonymous access
+        gdal.SetConfigOption(key, str(value))
+    report = validate_index(index_path, extractor_for(recipe.format).source(recipe), recipe.validation.sample_chunks,
+                            recipe.validation.seed, recipe.validation.second_reader, recipe.concat.dim,
                             progress=lambda name: log.info("validating %s", name))
-    Path(report_out).write_text(report.to_json())
-    for line in report.summary().splitlines():
-        log.info("%s", line)
     if not report.ok:
-        raise ValidationFailed(report.summary())
+        raise ValidationFailed(report.summary(), report)
     return report
 
 
-def load_json(path: str) -> Any:
-    return json.loads(Path(path).read_text())
+def validate_step(recipe_path: str, index_path: str, report_out: str) -> Any:
+    from chunkindex.validate import ValidationFailed
+
+    def record(report: Any) -> None:
+        Path(report_out).write_text(report.to_json())
+        for line in report.summary().splitlines():
+            log.info("%s", line)
+
+    try:
+        report = validate_recipe_index(load_recipe(recipe_path), index_path)
+    except ValidationFailed as failed:
+        record(failed.report)  # the log names every mismatch
+        raise
+    record(report)
+    return report
 
 
 def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, validate: bool = True) -> dict[str, Any]:
@@ -145,66 +162,22 @@ def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, valida
     notebooks). Returns the write summary, the index paths and, with
     `validate`, the ValidationReport (validation failures raise).
     """
-    import tempfile
-
     from chunkindex.listing import list_sources
-    from chunkindex.validate import ValidationFailed, validate_index
 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = store_spec(recipe, base_dir)
     manifest = list_sources(recipe, spec)
-    extractor = extractor_for(recipe.format)
-    headers = extractor.read_batch(recipe, spec, manifest)
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        recipe_path = Path(tmp) / f"{recipe.id}.yaml"
-        recipe_path.write_text(recipe_yaml(recipe))
-        manifest_path, headers_path = Path(tmp) / "manifest.parquet", Path(tmp) / "headers.parquet"
-        pq.write_table(manifest, manifest_path)
-        pq.write_table(headers, headers_path)
-        outputs = {"kerchunk_parquet": str(workdir / f"{recipe.id}.parq"),
-                   "summary": str(workdir / f"{recipe.id}.summary.json")}
-        if "kerchunk-json" in recipe.output.kinds:
-            outputs["kerchunk_json"] = str(workdir / f"{recipe.id}.json")
-        summary = write_step(str(recipe_path), str(manifest_path), [str(headers_path)], outputs)
-    result: dict[str, Any] = {"summary": summary, "outputs": outputs, "manifest": manifest}
+    headers = extractor_for(recipe.format).read_batch(recipe, spec, manifest)
+    outputs = {"kerchunk_parquet": str(workdir / f"{recipe.id}.parq"),
+               "summary": str(workdir / f"{recipe.id}.summary.json")}
+    if "kerchunk-json" in recipe.output.kinds:
+        outputs["kerchunk_json"] = str(workdir / f"{recipe.id}.json")
+    result: dict[str, Any] = {"summary": write_index(recipe, manifest, headers, outputs), "outputs": outputs,
+                              "manifest": manifest}
     if validate:
-        apply_gdal_config(recipe)
-        report = validate_index(outputs["kerchunk_parquet"], extractor.source(recipe),
-                                recipe.validation.sample_chunks, recipe.validation.seed,
-                                recipe.validation.second_reader, recipe.concat.dim)
-        result["validation"] = report
-        if not report.ok:
-            raise ValidationFailed(report.summary())
+        result["validation"] = validate_recipe_index(recipe, outputs["kerchunk_parquet"])
     return result
-
-
-def recipe_yaml(recipe: Recipe) -> str:
-    """The YAML text of a Recipe (round-trips through load_recipe)."""
-    import dataclasses
-
-    import yaml
-
-    doc = dataclasses.asdict(recipe)
-    doc.pop("path", None)
-    doc["concat"]["from"] = doc["concat"].pop("from_")
-    doc["output"]["kinds"] = list(doc["output"]["kinds"])
-    doc["benchmark"]["scale_files"] = list(doc["benchmark"]["scale_files"])
-    if doc["source"]["template"] is None:
-        doc["source"].pop("template")
-    if not doc["source"]["gdal_config"]:
-        doc["source"].pop("gdal_config")
-    for key in ("pattern", "glob", "public_url", "synthetic"):
-        if doc["source"][key] is None:
-            doc["source"].pop(key)
-    for variable in doc["variables"]:
-        if variable["source_name"] is None:
-            variable.pop("source_name")
-    if doc["concat"]["units"] is None:
-        doc["concat"].pop("units")
-    if not doc["description"]:
-        doc.pop("description")
-    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def quick_recipe(recipe_id: str, url: str, fmt: str = "cog", *, glob: str | None = None,

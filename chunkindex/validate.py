@@ -89,7 +89,11 @@ class ValidationReport:
 
 
 class ValidationFailed(AssertionError):
-    """The index disagrees with its sources."""
+    """The index disagrees with its sources (the report says where)."""
+
+    def __init__(self, message: str, report: ValidationReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def _gdal() -> Any:
