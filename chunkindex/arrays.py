@@ -3,7 +3,9 @@ chunk references as numpy columns in C-order chunk number."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import logging
 import math
 import re
 from dataclasses import dataclass, field
@@ -12,7 +14,9 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from chunkindex.codecs import CodecChain, encode_chunk
+from chunkindex.codecs import REFS_ONLY_NOTE, CodecChain, encode_chunk
+
+log = logging.getLogger(__name__)
 
 
 def list_column(values: list[np.ndarray], value_type: pa.DataType = pa.int64()) -> pa.ListArray:
@@ -82,12 +86,47 @@ class ArraySpec:
         index = np.unravel_index(number, self.chunk_grid) if self.shape else ()
         return ".".join(str(int(i)) for i in index) or "0"
 
-    def fill_missing(self) -> None:
-        """Encode the fill chunk that stands in for chunks with no data."""
-        if self.inline is None and self.n_missing and self.missing_raw is None and self.chain.python_decodable:
+    def fill_missing(self, encodable: bool | None = None) -> None:
+        """Encode the fill chunk that stands in for chunks with no data
+        (`encodable`: whether numcodecs can encode the chain; by default,
+        whether Python decodes it)."""
+        can_encode = self.chain.python_decodable if encodable is None else encodable
+        if self.inline is None and self.missing_raw is None and can_encode and self.n_missing:
             block = np.full(self.chunks, self.fill_value if self.fill_value is not None else 0,
                             dtype=np.dtype(self.dtype))
             self.missing_raw = encode_chunk(self.chain, block)
+
+    def refs_only_variant(self) -> ArraySpec:
+        """The same references under a chain GDAL opens, flagged: pixels read
+        through it are not valid; the true chain stays in the attributes."""
+        info = dict(self.attrs["chunkindex"], codec=self.chain.as_attribute(), gdal_decodable=False,
+                    variant_of=self.name, warning=REFS_ONLY_NOTE)
+        attrs = {**self.attrs, "chunkindex": info, "chunkindex_warning": REFS_ONLY_NOTE.upper()}
+        variant = dataclasses.replace(self, name=f"{self.name}_refs_only", chain=self.chain.gdal_openable(),
+                                      attrs=attrs, missing_raw=None)
+        variant.fill_missing(encodable=True)
+        return variant
+
+
+@dataclass
+class AssembledIndex:
+    """Arrays of an index and what was left out along the way."""
+
+    arrays: list[ArraySpec]
+    skipped_files: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add_data_array(self, array: ArraySpec, gdal_variant: bool) -> None:
+        """Add an array; one GDAL cannot decode is noted, and with
+        `gdal_variant` gets its `_refs_only` variant for GDAL."""
+        array.fill_missing()
+        self.arrays.append(array)
+        if array.chain.gdal_decodable:
+            return
+        self.notes.append(f"{array.name}: {array.chain.description} is not decodable by GDAL")
+        if gdal_variant:
+            self.arrays.append(array.refs_only_variant())
+            log.warning("%s_refs_only written for GDAL: %s", array.name, REFS_ONLY_NOTE.upper())
 
 
 def json_fill_value(value: Any) -> Any:

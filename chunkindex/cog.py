@@ -10,15 +10,14 @@ the reference columns with one slice assignment.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chunkindex.arrays import ArraySpec, spatial_coordinates, time_coordinate
-from chunkindex.codecs import REFS_ONLY_NOTE, encode_chunk, tiff_chain
+from chunkindex.arrays import ArraySpec, AssembledIndex, spatial_coordinates, time_coordinate
+from chunkindex.codecs import tiff_chain
 from chunkindex.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -30,15 +29,6 @@ LAYOUT_COLUMNS = ("kind", "width", "height", "tile_width", "tile_height", "sampl
 
 class LayoutMismatch(ValueError):
     """A file whose layout differs from the first file of its variable."""
-
-
-@dataclass
-class AssembledIndex:
-    """Arrays of an index and what was left out along the way."""
-
-    arrays: list[ArraySpec]
-    skipped_files: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
 
 
 def _is_geographic(crs: str | None) -> bool:
@@ -260,27 +250,7 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
             array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=level["dtype"],
                               fill_value=fill, chain=chain, attrs=attrs, urls=url_list,
                               url_index=url_index, offsets=all_offsets, sizes=all_sizes)
-            array.fill_missing()
-            result.arrays.append(array)
-            if not chain.gdal_decodable:
-                message = f"{name}: {chain.description} is not decodable by GDAL"
-                result.notes.append(message)
-                if recipe.output.gdal_readable_variant:
-                    variant_chain = chain.gdal_openable()
-                    variant_attrs = dict(attrs)
-                    variant_attrs["chunkindex"] = dict(attrs["chunkindex"], codec=chain.as_attribute(),
-                                                       gdal_decodable=False, variant_of=name,
-                                                       warning=REFS_ONLY_NOTE)
-                    variant_attrs["chunkindex_warning"] = REFS_ONLY_NOTE.upper()
-                    variant = ArraySpec(name=f"{name}_refs_only", dims=dims, shape=shape, chunks=chunks,
-                                        dtype=level["dtype"], fill_value=fill, chain=variant_chain,
-                                        attrs=variant_attrs, urls=url_list, url_index=url_index,
-                                        offsets=all_offsets, sizes=all_sizes)
-                    if variant.n_missing:
-                        block = np.full(chunks, fill, dtype=np.dtype(level["dtype"]))
-                        variant.missing_raw = encode_chunk(variant_chain, block)
-                    result.arrays.append(variant)
-                    log.warning("%s_refs_only written for GDAL: %s", name, REFS_ONLY_NOTE.upper())
+            result.add_data_array(array, recipe.output.gdal_readable_variant)
     if has_time:
         units = recipe.concat.units or "days since 1970-01-01"
         coordinate_arrays[time_dim] = time_coordinate(

@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chunkindex.arrays import ArraySpec, coordinate_array, list_column
+from chunkindex.arrays import ArraySpec, AssembledIndex, coordinate_array, list_column
 from chunkindex.codecs import CodecChain, UnsupportedCodec
 from chunkindex.recipe import Recipe
 from chunkindex.stores import gdal_path
@@ -329,8 +329,6 @@ class HdfExtractor:
 def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Any:
     """Concatenate each variable's files along the concat dimension, in
     coordinate order whatever the listing order; report gaps, refuse overlaps."""
-    from chunkindex.cog import AssembledIndex
-
     result = AssembledIndex(arrays=[])
     urls = dict(zip(manifest["file_id"].to_pylist(), manifest["url"].to_pylist()))
     concat = recipe.concat.dim
@@ -425,10 +423,7 @@ def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Any:
             array.attrs["chunkindex"]["codec"] = array.chain.as_attribute()
             array.attrs["chunkindex"]["inline_source"] = url_list[0]
             array.inline = inline[0]
-        array.fill_missing()
-        result.arrays.append(array)
-        if not chain.gdal_decodable:
-            result.notes.append(f"{variable.name}: {chain.description} is not decodable by GDAL")
+        result.add_data_array(array, recipe.output.gdal_readable_variant)
         # Coordinates: the concat one from every file, the others from the first file (must agree).
         coords = json.loads(first["coords"])
         for i in order[1:]:

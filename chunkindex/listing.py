@@ -206,18 +206,14 @@ def list_sources(recipe: Recipe, spec: StoreSpec, concurrency: int = 32) -> pa.T
     what = recipe.source.pattern or recipe.source.glob
     if not rows:
         raise ListingError(f"recipe {recipe.id}: no file under {spec.url} matches {what!r}")
-    if recipe.format != "cog":
-        variable_key = [None] * len(rows)  # NetCDF files hold every variable
-        rows = [r[:4] + (None,) + r[5:] for r in rows]
-    else:
-        variable_key = [r[4] for r in rows]
+    if recipe.format != "cog":  # NetCDF files hold every variable
+        rows = [(*r[:4], None, r[5]) for r in rows]
     # Sort by coordinate (then variable, then path) and reject duplicates.
-    order = sorted(range(len(rows)), key=lambda i: (rows[i][5] or dt.datetime.min, rows[i][4] or "", rows[i][0]))
-    rows = [rows[i] for i in order]
-    variable_key = [variable_key[i] for i in order]
+    rows.sort(key=lambda r: (r[5] or dt.datetime.min, r[4] or "", r[0]))
     seen: dict[tuple[Any, Any], str] = {}
     if pattern is not None and pattern.time_formats:
-        for row, var in zip(rows, variable_key):
+        for row in rows:
+            var = row[4]
             key = (var, row[5])
             if key in seen:
                 raise ListingError(
