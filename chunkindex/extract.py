@@ -29,6 +29,10 @@ class HeaderExtractor(Protocol):
         ...
 
 
+# Bumped whenever the header tables change shape: a rule parameter, so that
+# Snakemake re-reads headers cached by an older chunkindex.
+HEADER_FORMAT_VERSION = 2
+
 EXTRACTORS = {
     "cog": "chunkindex.tiff:TiffExtractor",
     "netcdf4": "chunkindex.hdf:HdfExtractor",

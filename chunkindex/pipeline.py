@@ -13,7 +13,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chunkindex.extract import extractor_for
+from chunkindex.extract import HEADER_FORMAT_VERSION, extractor_for
 from chunkindex.recipe import Recipe, load_recipe
 from chunkindex.stores import StoreSpec, resolve_local
 from chunkindex.workflow import progress_logger, with_batch_count, write_batches
@@ -52,7 +52,8 @@ def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: s
     table = extractor.read_batch(recipe, store_spec(recipe, base_dir), batch,
                                  progress_logger(log, f"headers {Path(batch_path).stem}"))
     elapsed = time.perf_counter() - start
-    meta = {b"chunkindex.seconds": str(elapsed).encode(), b"chunkindex.files": str(batch.num_rows).encode()}
+    meta = {b"chunkindex.seconds": str(elapsed).encode(), b"chunkindex.files": str(batch.num_rows).encode(),
+            b"chunkindex.header_format": str(HEADER_FORMAT_VERSION).encode()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
     tmp = Path(levels_out).with_suffix(".tmp")
     pq.write_table(table, tmp, compression="zstd")
@@ -117,6 +118,11 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
     recipe = load_recipe(recipe_path)
     if not header_paths:
         raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
+    for path in header_paths:
+        found = (pq.read_schema(path).metadata or {}).get(b"chunkindex.header_format", b"1").decode()
+        if found != str(HEADER_FORMAT_VERSION):
+            raise ValueError(f"{path} was written by another chunkindex version (header format {found}, "
+                             f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
     headers = pa.concat_tables([pq.read_table(p) for p in header_paths])
     return write_index(recipe, pq.read_table(manifest_path), headers, outputs)
 

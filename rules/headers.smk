@@ -10,6 +10,7 @@ rule headers:
         levels=f"{RESULTS}/headers/batch-{{batch}}.parquet",
     params:
         base_dir=workflow.basedir,
+        header_format=HEADER_FORMAT_VERSION,
     log:
         f"{LOGS}/headers-{{batch}}.log",
     benchmark:
