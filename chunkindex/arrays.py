@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 
 
 def list_column(values: list[np.ndarray], value_type: pa.DataType = pa.int64()) -> pa.ListArray:
-    """An Arrow list column from numpy arrays, built in one concatenation."""
+    """An Arrow list column from numpy arrays, built in one concatenation
+    (which also converts them, whatever their integer type and byte order)."""
     lengths = np.fromiter((v.size for v in values), dtype=np.int32, count=len(values))
     offsets = np.zeros(len(values) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate(values) if values else np.zeros(0)
+    dtype = value_type.to_pandas_dtype()
+    flat = np.concatenate(values, dtype=dtype, casting="same_kind") if values else np.zeros(0, dtype)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, value_type))
 
 

@@ -138,6 +138,7 @@ class HeaderOptions:
     prefetch: int = 65536
     retries: int = 4
     extractor: str = "hdf5"
+    tiff_reader: str = "numpy"
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,9 @@
-"""TIFF/COG header extraction with async-tiff: every IFD's tile table and layout.
+"""TIFF/COG header extraction: every IFD's tile table and layout.
 
-Files are opened concurrently (bounded), with a prefetch sized to cover the
+Two readers give the same rows: chunkindex's numpy tag reader
+(`chunkindex.tiff_ifd`, the default, ~10x faster) and async-tiff; the recipe
+picks one (`headers.tiff_reader`) and the other re-reads each batch's first
+file as a cross-check. Files are opened concurrently (bounded), with a prefetch sized to cover the
 whole header in one request where possible, and retried with backoff on
 transient errors. The result is one Arrow table with a row per (file, IFD):
 layout scalars plus `tile_offsets`/`tile_byte_counts` list columns, so no
@@ -11,8 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import math
+import os
 import random
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 
 from chunkindex.arrays import list_column
+
+log = logging.getLogger(__name__)
 
 # TIFF tag values
 PLANAR_CHUNKY, PLANAR_SEPARATE = 1, 2
@@ -93,7 +101,9 @@ def _dtype_from(bits_per_sample: tuple[int, ...], sample_format: tuple[Any, ...]
     return f"{order}{SAMPLE_FORMATS[fmt]}{nbits // 8}", None
 
 
-def _int64(values: list[int]) -> np.ndarray:
+def _int64(values: Any) -> np.ndarray:
+    if isinstance(values, np.ndarray):
+        return values.astype(np.int64, copy=False)
     return np.fromiter(values, dtype=np.int64, count=len(values))
 
 
@@ -153,6 +163,23 @@ def _gdal_scale_offset(xml: str | None) -> tuple[float | None, float | None]:
     return values.get("scale"), values.get("offset")
 
 
+def chunk_table_attrs(ifd: Any) -> tuple[str, str]:
+    """The IFD attributes holding its chunk table: tiles, else strips."""
+    if ifd.tile_width is not None and ifd.tile_offsets is not None:
+        return "tile_offsets", "tile_byte_counts"
+    return "strip_offsets", "strip_byte_counts"
+
+
+def check_within(path: str, index: int, offsets: np.ndarray, counts: np.ndarray, size: int) -> None:
+    """Refuse a tile that ends past the end of the file (a truncated file)."""
+    ends = offsets + counts
+    if ends.size and int(ends.max()) > size:
+        bad = int(np.argmax(ends > size))
+        raise TiffHeaderError(
+            f"{path}: truncated - IFD {index} tile {bad} ends at byte {int(ends[bad])} "
+            f"but the file has {size} bytes")
+
+
 def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str, Any]]:
     little = int(tiff.endianness) == 0
     rows = []
@@ -171,10 +198,14 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         kind = "mask" if subfile & SUBFILE_MASK else ("overview" if subfile & SUBFILE_REDUCED else "image")
         if index == 0 and kind != "image":
             kind = "image"
-        if ifd.tile_width is not None and ifd.tile_offsets is not None:
+        offsets_attr, counts_attr = chunk_table_attrs(ifd)
+        if getattr(ifd, offsets_attr) is None or getattr(ifd, counts_attr) is None:
+            raise TiffHeaderError(f"{path}: IFD {index} has no TileOffsets/TileByteCounts or "
+                                  "StripOffsets/StripByteCounts, so its data cannot be located")
+        offsets = _int64(getattr(ifd, offsets_attr))
+        counts = _int64(getattr(ifd, counts_attr))
+        if offsets_attr == "tile_offsets":
             tile_width, tile_height = ifd.tile_width, ifd.tile_height
-            offsets = _int64(ifd.tile_offsets)
-            counts = _int64(ifd.tile_byte_counts)
         else:
             # A strip is a chunk of full width, as long as every strip is full:
             # a short last strip would decode to fewer rows than its chunk.
@@ -185,16 +216,9 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
                     f"holds only {ifd.image_height % strip_rows} of {strip_rows} rows, which no Zarr reader "
                     "can pad; convert it to a tiled COG (gdal_translate -of COG) to index it")
             tile_width, tile_height = ifd.image_width, strip_rows
-            offsets = _int64(ifd.strip_offsets)
-            counts = _int64(ifd.strip_byte_counts)
         if offsets.shape != counts.shape:
             raise TiffHeaderError(f"{path}: IFD {index} has {offsets.size} tile offsets but {counts.size} byte counts")
-        ends = offsets + counts
-        if ends.size and int(ends.max()) > size:
-            bad = int(np.argmax(ends > size))
-            raise TiffHeaderError(
-                f"{path}: truncated - IFD {index} tile {bad} ends at byte {int(ends[bad])} "
-                f"but the file has {size} bytes")
+        check_within(path, index, offsets, counts, size)
         samples = int(ifd.samples_per_pixel)
         planar = int(ifd.planar_configuration)
         tiles_x = math.ceil(ifd.image_width / tile_width)
@@ -240,14 +264,15 @@ def _is_transient(exc: BaseException) -> bool:
     return not any(word in text for word in permanent)
 
 
-async def _open_one(store: Any, path: str, settings: ReadSettings, prefetch: int) -> Any:
-    from async_tiff import TIFF
-
+async def _with_retries(path: str, settings: ReadSettings, request: Any) -> Any:
+    """Await `request()`, retrying transient errors with exponential backoff."""
     delay = settings.backoff_seconds
     for attempt in range(1, settings.retries + 1):
         try:
-            return await TIFF.open(path, store=store, prefetch=prefetch)
+            return await request()
         except (KeyboardInterrupt, SystemExit, MemoryError):
+            raise
+        except TiffHeaderError:
             raise
         except BaseException as exc:  # plain exceptions for I/O and parse errors, PanicException for others
             if attempt == settings.retries or not _is_transient(exc):
@@ -260,6 +285,101 @@ async def _open_one(store: Any, path: str, settings: ReadSettings, prefetch: int
     raise AssertionError("unreachable")
 
 
+@dataclass
+class _Parsed:
+    """A header parsed in full (numpy or async-tiff), and its template index if it became one."""
+
+    header: Any
+    template: int | None = None
+
+
+@dataclass
+class _Hit:
+    """A header identical to a template's but for its offset arrays."""
+
+    template: int
+    arrays: dict[tuple[int, str], np.ndarray]
+
+
+def _header_reading(path: str, size: int, prefetch: int, templates: Any) -> Generator[tuple[int, int], Any, Any]:
+    """Yields the (start, length) ranges to fetch and receives their bytes;
+    returns a `_Hit` or `_Parsed`. One routine for local and remote reads."""
+    from chunkindex.tiff_ifd import HeaderBytes, HeaderFormatError, MissingBytes, parse_header
+
+    data = HeaderBytes(size)
+    start, length = 0, min(prefetch, size)
+    for _ in range(256):  # every round fetches at least one missing tag value
+        if length > 0:
+            got = yield start, length
+            if len(got) != length:
+                raise TiffHeaderError(f"{path}: {len(got)} bytes at {start} where {length} were expected; "
+                                      f"the file is shorter than the {size} bytes listed (changed since listing?)")
+            data.add(start, got)
+        if start == 0 and (hit := templates.match(data)) is not None:
+            return _Hit(*hit)
+        try:
+            header = parse_header(data)
+        except MissingBytes as missing:
+            start = missing.start
+            length = min(max(missing.length, prefetch), size - start)
+            continue
+        except HeaderFormatError as exc:
+            raise TiffHeaderError(f"{path}: cannot read the TIFF header: {exc}") from None
+        return _Parsed(header, templates.add(header, data))
+    raise TiffHeaderError(f"{path}: the header is scattered over more than 256 places in the file")
+
+
+def _read_local(root: str, path: str, size: int, prefetch: int, templates: Any) -> Any:
+    """Read one header from a local file with plain `pread` calls.
+
+    obstore's LocalStore costs ~0.1 ms per request (its async machinery), ten
+    times the read itself, so local headers skip it.
+    """
+    reading = _header_reading(path, size, prefetch, templates)
+    try:
+        fd = os.open(os.path.join(root, path), os.O_RDONLY)
+    except OSError as exc:
+        raise TiffHeaderError(f"{path}: cannot read the TIFF header: {exc.strerror}") from None
+    try:
+        start, length = next(reading)
+        while True:
+            start, length = reading.send(os.pread(fd, length, start))
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        os.close(fd)
+
+
+async def _read_remote(store: Any, path: str, size: int, prefetch: int, templates: Any,
+                       settings: ReadSettings) -> Any:
+    """Read one header through obstore (S3, HTTP, ...), with retries."""
+    import obstore
+
+    reading = _header_reading(path, size, prefetch, templates)
+    try:
+        start, length = next(reading)
+        while True:
+            got = await _with_retries(
+                path, settings, lambda: obstore.get_range_async(store, path, start=start, length=length))
+            start, length = reading.send(got)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def _read_async_tiff(store: Any, path: str, prefetch: int, settings: ReadSettings) -> _Parsed:
+    from async_tiff import TIFF
+
+    return _Parsed(await _with_retries(path, settings, lambda: TIFF.open(path, store=store, prefetch=prefetch)))
+
+
+def local_root(store: Any) -> str | None:
+    """The folder of a local obstore store, else None."""
+    prefix = getattr(store, "prefix", None)
+    if type(store).__name__ == "LocalStore" and prefix is not None:
+        return str(prefix)
+    return None
+
+
 async def read_headers_async(
     store: Any,
     paths: list[str],
@@ -267,31 +387,139 @@ async def read_headers_async(
     file_ids: list[int],
     settings: ReadSettings,
     progress: Any = None,
+    reader: str = "numpy",
 ) -> pa.Table:
-    """Read the headers of `paths` (relative to `store`) concurrently."""
+    """Read the headers of `paths` (relative to `store`) concurrently.
+
+    `reader` is "numpy" (chunkindex.tiff_ifd, the fast path) or "async-tiff".
+    Files whose header matches an earlier one but for the tile tables (an
+    archive of daily files) reuse its parse: only their tile tables are read.
+    """
+    from chunkindex.tiff_ifd import HeaderTemplates
+
     if not paths:
         return LEVELS_SCHEMA.empty_table()
-    # The first file tells how large a header is; later opens fetch it at once.
-    first = await _open_one(store, paths[0], settings, settings.prefetch)
-    prefetch = max(settings.prefetch, _guarded(paths[0], lambda: int(first.header_byte_size)) + 1024)
-    semaphore = asyncio.Semaphore(settings.concurrency)
-    done = 0
+    templates = HeaderTemplates()
+    root = local_root(store) if reader == "numpy" else None
 
-    async def one(i: int) -> list[dict[str, Any]]:
-        nonlocal done
-        if i == 0:
-            tiff = first
-        else:
+    async def read(i: int, prefetch: int) -> Any:
+        if reader == "async-tiff":
+            return await _read_async_tiff(store, paths[i], prefetch, settings)
+        if root is not None:
+            return _read_local(root, paths[i], sizes[i], prefetch, templates)
+        return await _read_remote(store, paths[i], sizes[i], prefetch, templates, settings)
+
+    # The first file tells how large a header is; later reads fetch it at once.
+    first = await read(0, settings.prefetch)
+    prefetch = max(settings.prefetch, _guarded(paths[0], lambda: int(first.header.header_byte_size)) + 1024)
+    results: list[Any] = [first] + [None] * (len(paths) - 1)
+    if root is not None:  # local reads are cheap system calls: no event loop round trips
+        for i in range(1, len(paths)):
+            results[i] = _read_local(root, paths[i], sizes[i], prefetch, templates)
+            if progress is not None:
+                progress(i + 1, len(paths))
+    else:
+        semaphore = asyncio.Semaphore(settings.concurrency)
+        done = 1
+
+        async def one(i: int) -> None:
+            nonlocal done
             async with semaphore:
-                tiff = await _open_one(store, paths[i], settings, prefetch)
-        rows = _guarded(paths[i], lambda: _level_rows(tiff, file_ids[i], paths[i], sizes[i]))
-        done += 1
-        if progress is not None:
-            progress(done, len(paths))
-        return rows
+                results[i] = await read(i, prefetch)
+            done += 1
+            if progress is not None:
+                progress(done, len(paths))
 
-    results = await asyncio.gather(*(one(i) for i in range(len(paths))))
-    return levels_table([row for rows in results for row in rows])
+        await asyncio.gather(*(one(i) for i in range(1, len(paths))))
+    return _levels_of(results, paths, sizes, file_ids, templates)
+
+
+def _levels_of(results: list[Any], paths: list[str], sizes: list[int], file_ids: list[int],
+               templates: Any) -> pa.Table:
+    """The levels table of a batch: rows of fully parsed files, and for the
+    files matching a template, its rows with their own tile tables.
+
+    Tile tables stay in the file's own integer type until one concatenation
+    per column; the truncation check and header sizes are then vectorised.
+    """
+    parsed_rows: list[dict[str, Any]] = []
+    template_rows: dict[int, tuple[int, list[tuple[str, str]]]] = {}  # -> (first row, chunk table attrs)
+    take: list[np.ndarray] = []
+    offsets: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    rows_per_file = np.zeros(len(results), dtype=np.int64)
+    for i, result in enumerate(results):
+        if isinstance(result, _Parsed):
+            rows = _guarded(paths[i], lambda: _level_rows(result.header, file_ids[i], paths[i], sizes[i]))
+            first_row = len(parsed_rows)
+            if result.template is not None:
+                template_rows[result.template] = (first_row, [chunk_table_attrs(ifd) for ifd in result.header.ifds])
+            parsed_rows.extend(rows)
+            offsets.extend(r["tile_offsets"] for r in rows)
+            counts.extend(r["tile_byte_counts"] for r in rows)
+            count = len(rows)
+        else:
+            first_row, attrs = template_rows[result.template]
+            offsets.extend(result.arrays[(index, attr)] for index, (attr, _) in enumerate(attrs))
+            counts.extend(result.arrays[(index, attr)] for index, (_, attr) in enumerate(attrs))
+            count = len(attrs)
+        take.append(np.arange(first_row, first_row + count))
+        rows_per_file[i] = count
+    tile_offsets, tile_byte_counts = list_column(offsets), list_column(counts)
+    header_bytes = _check_tile_ends(tile_offsets, tile_byte_counts, rows_per_file, paths, sizes, file_ids)
+    per_file = ("file_id", "tile_offsets", "tile_byte_counts", "header_bytes")
+    table = levels_table(parsed_rows).drop_columns(list(per_file)).take(pa.array(np.concatenate(take)))
+    columns = {
+        "file_id": pa.array(np.repeat(np.asarray(file_ids, dtype=np.int32), rows_per_file)),
+        "tile_offsets": tile_offsets,
+        "tile_byte_counts": tile_byte_counts,
+        "header_bytes": pa.array(np.repeat(header_bytes, rows_per_file)),
+    }
+    for name in per_file:
+        table = table.append_column(LEVELS_SCHEMA.field(name), columns[name])
+    return table.select(LEVELS_SCHEMA.names)
+
+
+def _check_tile_ends(tile_offsets: pa.ListArray, tile_byte_counts: pa.ListArray, rows_per_file: np.ndarray,
+                     paths: list[str], sizes: list[int], file_ids: list[int]) -> np.ndarray:
+    """Refuse tiles ending past their file's end; returns each file's header size
+    (its first tile's offset, as async-tiff's `header_byte_size`).
+
+    Per-file maxima and minima by `reduceat` over the flat columns, a few
+    million values at a time so no temporary is as large as the columns.
+    """
+    starts = tile_offsets.values.to_numpy()
+    byte_counts = tile_byte_counts.values.to_numpy()
+    row_bounds = tile_offsets.offsets.to_numpy()
+    file_rows = np.concatenate([[0], np.cumsum(rows_per_file)])
+    file_bounds = row_bounds[file_rows].astype(np.int64)
+    sizes_array = np.asarray(sizes, dtype=np.int64)
+    header_bytes = sizes_array.copy()
+    nonempty = np.flatnonzero(np.diff(file_bounds) > 0)
+    if nonempty.size == 0:
+        return header_bytes
+    at = file_bounds[nonempty]
+    largest_end = np.empty(nonempty.size, dtype=np.int64)
+    block, first = 1 << 22, 0
+    while first < nonempty.size:
+        last = max(first + 1, int(np.searchsorted(at, at[first] + block, side="right")) - 1)
+        last = nonempty.size if last >= nonempty.size else last
+        end = file_bounds[nonempty[last - 1] + 1]
+        ends = starts[at[first]:end] + byte_counts[at[first]:end]
+        largest_end[first:last] = np.maximum.reduceat(ends, at[first:last] - at[first])
+        first = last
+    for k in np.flatnonzero(largest_end > sizes_array[nonempty]):
+        i = int(nonempty[k])
+        for row in range(int(file_rows[i]), int(file_rows[i + 1])):
+            span = slice(row_bounds[row], row_bounds[row + 1])
+            check_within(paths[i], row - int(file_rows[i]), starts[span], byte_counts[span], sizes[i])
+    lowest = np.minimum.reduceat(starts, at)
+    for k in np.flatnonzero(lowest == 0):  # sparse tiles have offset 0: the smallest non-zero one
+        i = int(nonempty[k])
+        values = starts[file_bounds[i]:file_bounds[i + 1]]
+        lowest[k] = values[values > 0].min() if (values > 0).any() else sizes[i]
+    header_bytes[nonempty] = np.minimum(lowest, sizes_array[nonempty])
+    return header_bytes
 
 
 def levels_table(rows: list[dict[str, Any]]) -> pa.Table:
@@ -312,21 +540,67 @@ def read_headers(
     file_ids: list[int],
     settings: ReadSettings = ReadSettings(),
     progress: Any = None,
+    reader: str = "numpy",
 ) -> pa.Table:
     """Synchronous wrapper of `read_headers_async`."""
-    return asyncio.run(read_headers_async(store, paths, sizes, file_ids, settings, progress))
+    return asyncio.run(read_headers_async(store, paths, sizes, file_ids, settings, progress, reader))
+
+
+def _same_values(a: Any, b: Any) -> bool:
+    """Equality that counts NaN equal to NaN (a nodata of NaN is common)."""
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_values(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def cross_check_first(store: Any, paths: list[str], sizes: list[int], file_ids: list[int],
+                      table: pa.Table, settings: ReadSettings, reader: str) -> str | None:
+    """Re-read a batch's first file with the other reader; a difference is an error.
+
+    Returns a note when the other reader cannot read the file at all (async-tiff
+    panics on IFDs whose every strip is empty, which the numpy reader indexes).
+    """
+    other = "async-tiff" if reader == "numpy" else "numpy"
+    try:
+        again = read_headers(store, paths[:1], sizes[:1], file_ids[:1], settings, reader=other)
+    except TiffHeaderError as exc:
+        return f"cross-check skipped: the {other} reader cannot read {exc}"
+    mine = table.filter(pa.compute.equal(table["file_id"], file_ids[0]))
+    for name in LEVELS_SCHEMA.names:
+        if name == "header_bytes" or mine[name].equals(again[name]):
+            continue
+        if not _same_values(mine[name].to_pylist(), again[name].to_pylist()):
+            raise TiffHeaderError(
+                f"{paths[0]}: the {reader} and {other} TIFF readers disagree on {name!r} "
+                f"({mine[name].to_pylist()[:4]} vs {again[name].to_pylist()[:4]}); please report this file")
+    return None
 
 
 class TiffExtractor:
-    """HeaderExtractor for COGs and tiled GeoTIFFs (async-tiff)."""
+    """HeaderExtractor for COGs and tiled GeoTIFFs.
+
+    `headers.tiff_reader` picks the reader: chunkindex's numpy tag reader
+    (fast) or async-tiff; each batch's first file is re-read with the other.
+    """
 
     def read_batch(self, recipe: Any, spec: Any, batch: pa.Table, progress: Any = None) -> pa.Table:
+        import pyarrow.compute  # noqa: F401  (pa.compute in cross_check_first)
+
         from chunkindex.stores import open_store
 
         settings = ReadSettings(concurrency=recipe.headers.concurrency, prefetch=recipe.headers.prefetch,
                                 retries=recipe.headers.retries)
-        return read_headers(open_store(spec), batch["path"].to_pylist(), batch["size"].to_pylist(),
-                            batch["file_id"].to_pylist(), settings, progress)
+        store = open_store(spec)
+        paths, sizes, file_ids = (batch["path"].to_pylist(), batch["size"].to_pylist(),
+                                  batch["file_id"].to_pylist())
+        reader = recipe.headers.tiff_reader
+        table = read_headers(store, paths, sizes, file_ids, settings, progress, reader=reader)
+        note = cross_check_first(store, paths, sizes, file_ids, table, settings, reader) if paths else None
+        if note:
+            log.warning(note)
+        return table
 
     def assemble(self, recipe: Any, manifest: pa.Table, headers: pa.Table) -> Any:
         from chunkindex.cog import assemble_cog

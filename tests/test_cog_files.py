@@ -23,7 +23,7 @@ EDGE_REFUSED = {
     "striped.tif": r"striped.tif: IFD 0 is striped with RowsPerStrip=16, and its last strip holds only 12 of 16 rows",
     "truncated-data.tif": r"truncated-data.tif: truncated - IFD 0 tile \d+ ends at byte \d+ but the file has \d+ bytes",
     "truncated-header.tif": r"truncated-header.tif: cannot read the TIFF header: .*truncated",
-    "not-a-tiff.tif": r"not-a-tiff.tif: cannot read the TIFF header: .*magic",
+    "not-a-tiff.tif": r"not-a-tiff.tif: cannot read the TIFF header: not a TIFF file \(it starts with b'<html>",
 }
 
 
@@ -102,8 +102,11 @@ REAL_REFUSED = {
     "GeoTIFF__geoblaze/data/gfwfiji_6933_COG_Binary.tif": "last strip holds only 11 of 16 rows",
     "rasterio__rasterio/tests/data/RGB.byte.tif": "last strip holds only 1 of 3 rows",
     "rasterio__rasterio/tests/data/rgb_deflate.tif": "last strip holds only 1 of 3 rows",
-    "useyardstick__soil-data/tests/raster/fixtures/polaris/lat4142_lon-88-87.tif": "every IFD to have StripOffsets or TileOffsets",
 }
+
+
+# Files whose every strip is empty (offset 0, size 0); async-tiff cannot open them.
+REAL_ALL_EMPTY = {"useyardstick__soil-data/tests/raster/fixtures/polaris/lat4142_lon-88-87.tif"}
 
 
 @pytest.mark.parametrize("relative", _real_cogs() or ["(no real-cogs fixtures)"])
@@ -120,6 +123,9 @@ def test_real_world_tiff(relative, tmp_path):
     assert report.ok
     arrays = {a.array: a for a in report.arrays}
     data = arrays["data"]
+    if relative in REAL_ALL_EMPTY:  # every strip empty: every chunk reads as fill, as GDAL reads it
+        assert data.refs_checked == 0 and data.missing_chunks_checked > 0
+        return
     assert data.refs_checked > 0
     readers = result["summary"]["readers"]["data"]
     if readers:  # whoever can decode it did, and agreed with GDAL's read of the source
