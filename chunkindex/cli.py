@@ -7,6 +7,7 @@ import math
 import sys
 
 from chunkindex import doctor
+from chunkindex.tables import read_parquet
 
 
 def _info(index: str) -> int:
@@ -55,7 +56,7 @@ def _count_refs(index: str, name: str, doc: dict, n_chunks: int, files: set[str]
         return len(refs)
     count = 0
     for part in sorted(Path(index, name).glob("refs.*.parq")):
-        paths = pq.read_table(part, columns=["path"])["path"]
+        paths = read_parquet(part, columns=["path"])["path"]
         count += len(paths) - paths.null_count
         files.update(p for p in pc.unique(paths).to_pylist() if p)
     return count

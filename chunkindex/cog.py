@@ -10,6 +10,7 @@ the reference columns with one slice assignment.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -100,10 +101,39 @@ def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mi
     return levels.filter(keep)
 
 
-def _list_buffers(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    """(start of each row, flat values) of an int64 list column."""
-    lists = column.combine_chunks()
-    return lists.offsets.to_numpy()[:-1].astype(np.int64), lists.values.to_numpy()
+class _TileColumns:
+    """Tile offsets or byte counts of every level row, gathered level by level.
+
+    A batch table's rows run file by file, each file with the same IFDs, so
+    one IFD's tiles of every file form a strided view of the flat values;
+    only irregular rows (missing files, other layouts) need fancy indexing.
+    """
+
+    def __init__(self, column: pa.ChunkedArray):
+        self.chunks = [(c.offsets.to_numpy().astype(np.int64), c.values.to_numpy()) for c in column.chunks]
+        self.first_row = np.cumsum([0] + [len(c) for c in column.chunks])
+
+    def gather(self, rows: np.ndarray, tiles: int) -> np.ndarray:
+        """(len(rows), tiles) values of table rows `rows` (ascending), each with `tiles` values."""
+        out = np.empty((rows.size, tiles), np.int64)
+        done = 0
+        for (offsets, values), begin, end in zip(self.chunks, self.first_row[:-1], self.first_row[1:]):
+            local = rows[(rows >= begin) & (rows < end)] - begin
+            if local.size == 0:
+                continue
+            starts = offsets[local]
+            target = out[done:done + local.size]
+            step = int(starts[1] - starts[0]) if local.size > 1 else 0
+            regular = local.size > 1 and step >= tiles and bool((np.diff(starts) == step).all())
+            if regular and starts[0] + step * (local.size - 1) + tiles <= values.size:
+                view = np.lib.stride_tricks.as_strided(
+                    values[starts[0]:], shape=(local.size, tiles),
+                    strides=(step * values.itemsize, values.itemsize), writeable=False)
+                target[:] = view
+            else:
+                target[:] = values[starts[:, None] + np.arange(tiles)]
+            done += local.size
+        return out
 
 
 def _geotransforms_differ(column: pa.ChunkedArray, reference: list[list[float] | None],
@@ -142,115 +172,120 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
     # Tile columns of every file, as flat buffers made once.
     all_ifd = levels["ifd"].to_numpy()
     all_fid = levels["file_id"].to_numpy()
-    tile_offsets = _list_buffers(levels["tile_offsets"])
-    tile_counts = _list_buffers(levels["tile_byte_counts"])
+    tile_offsets = _TileColumns(levels["tile_offsets"])
+    tile_counts = _TileColumns(levels["tile_byte_counts"])
 
-    for variable in recipe.variables:
-        var_rows = manifest.filter(pc.equal(manifest["variable"], variable.name))
-        if var_rows.num_rows == 0:
-            raise LayoutMismatch(f"recipe {recipe.id}: no file lists variable {variable.name!r}")
-        file_ids = var_rows["file_id"].to_numpy()
-        var_levels = levels.drop_columns(["tile_offsets", "tile_byte_counts"])
-        var_levels = var_levels.filter(pc.is_in(var_levels["file_id"], pa.array(file_ids, pa.int32())))
-        var_levels = check_layouts(var_levels, urls, int(file_ids[0]), recipe.source.on_mismatch,
-                                   result.skipped_files)
-        kept = np.unique(var_levels["file_id"].to_numpy())
-        in_variable = np.isin(all_fid, kept)
-        if has_time:
-            var_times = var_rows.filter(pc.is_in(var_rows["file_id"], pa.array(kept, pa.int32())))["time"].to_numpy(zero_copy_only=False)
-            axis = np.unique(times_all.astype("datetime64[us]"))
-        else:
-            var_times = np.arange(kept.size)
-            axis = np.arange(kept.size)
-        file_time_index = dict(zip(kept.tolist(), np.searchsorted(axis, var_times).tolist()))
-        n_times = axis.size
-
-        first = levels.filter(pc.equal(levels["file_id"], int(kept[0]))).to_pylist()
-        full = first[0]
-        geographic = _is_geographic(full["crs"])
-        for level in first:
-            if level["kind"] == "mask":
-                result.notes.append(f"{variable.name}: internal mask IFD {level['ifd']} is not indexed")
-                continue
-            if level["kind"] == "overview" and not recipe.output.overviews:
-                continue
-            factor = round(full["width"] / level["width"]) if level["kind"] == "overview" else 1
-            suffix = "" if factor == 1 else f"_ovr{factor}"
-            name = variable.name + suffix
-            gt = full["geotransform"]
-            rotated = gt is not None and (gt[2] != 0 or gt[4] != 0)
-            if gt is not None and not rotated:
-                level_gt = [gt[0], gt[1] * full["width"] / level["width"], 0.0,
-                            gt[3], 0.0, gt[5] * full["height"] / level["height"]]
-                (y_dim, x_dim), coords = spatial_coordinates(level_gt, level["width"], level["height"],
-                                                             geographic, suffix)
-                for coord in coords:
-                    coordinate_arrays.setdefault(coord.name, coord)
+    with ThreadPoolExecutor(max_workers=1) as gather_pool:
+        for variable in recipe.variables:
+            var_rows = manifest.filter(pc.equal(manifest["variable"], variable.name))
+            if var_rows.num_rows == 0:
+                raise LayoutMismatch(f"recipe {recipe.id}: no file lists variable {variable.name!r}")
+            file_ids = var_rows["file_id"].to_numpy()
+            var_levels = levels.drop_columns(["tile_offsets", "tile_byte_counts"])
+            var_levels = var_levels.filter(pc.is_in(var_levels["file_id"], pa.array(file_ids, pa.int32())))
+            var_levels = check_layouts(var_levels, urls, int(file_ids[0]), recipe.source.on_mismatch,
+                                       result.skipped_files)
+            kept = np.unique(var_levels["file_id"].to_numpy())
+            in_variable = np.isin(all_fid, kept)
+            if has_time:
+                var_times = var_rows.filter(pc.is_in(var_rows["file_id"], pa.array(kept, pa.int32())))["time"].to_numpy(zero_copy_only=False)
+                axis = np.unique(times_all.astype("datetime64[us]"))
             else:
-                y_dim, x_dim = f"y{suffix}", f"x{suffix}"
-            dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, time_dim)
-            where = urls[int(kept[0])]
-            chain = tiff_chain(level["compression"], level["predictor"], level["dtype"], chunks, x_axis,
-                               level["jpeg_tables"], level["photometric"], level["lerc_parameters"], where)
+                var_times = np.arange(kept.size)
+                axis = np.arange(kept.size)
+            file_time_index = dict(zip(kept.tolist(), np.searchsorted(axis, var_times).tolist()))
+            n_times = axis.size
 
-            # Gather this IFD's tile columns of every file straight from the
-            # list columns' buffers (every file has the same tile count).
-            rows_of_level = np.flatnonzero(in_variable & (all_ifd == level["ifd"]))
-            fids = all_fid[rows_of_level]
-            rows = np.fromiter((file_time_index[int(f)] for f in fids), dtype=np.int64, count=fids.size)
-            order = np.argsort(rows, kind="stable")
-            rows_of_level, fids, rows = rows_of_level[order], fids[order], rows[order]
-            tiles_per_file = len(level["tile_offsets"])
-            tile_range = np.arange(tiles_per_file)
-            offsets = tile_offsets[1][tile_offsets[0][rows_of_level][:, None] + tile_range]
-            sizes = tile_counts[1][tile_counts[0][rows_of_level][:, None] + tile_range]
-            n_chunks = n_times * tiles_per_file
-            url_list = [urls[int(f)] for f in fids]
-            file_number = np.repeat(np.arange(fids.size, dtype=np.int32), tiles_per_file).reshape(sizes.shape)
-            if np.array_equal(rows, np.arange(n_times)):
-                # Every step has its file, in order: the tile columns are the chunk columns.
-                all_offsets, all_sizes = offsets.reshape(-1), sizes.reshape(-1)
-                url_index = np.where(all_sizes > 0, file_number.reshape(-1), np.int32(-1))
-            else:
-                url_index = np.full(n_chunks, -1, np.int32)
-                all_offsets = np.zeros(n_chunks, np.int64)
-                all_sizes = np.zeros(n_chunks, np.int64)
-                target = rows[:, None] * tiles_per_file + tile_range[None, :]
-                url_index[target] = np.where(sizes > 0, file_number, np.int32(-1))
-                all_offsets[target] = offsets
-                all_sizes[target] = sizes
-            nodata = full["nodata"]
-            kind = np.dtype(level["dtype"]).kind
-            if nodata is not None and not _fits(nodata, level["dtype"]):
-                # GDAL ignores such a nodata value too.
-                result.notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
-                nodata = None
-            fill = nodata if nodata is not None else 0
-            if kind in "iu":
-                fill = int(fill)
-            attrs: dict[str, Any] = {}
-            if nodata is not None:
-                attrs["_FillValue"] = fill
-            if full["scale"] is not None:
-                attrs["scale_factor"] = full["scale"]
-            if full["offset"] is not None:
-                attrs["add_offset"] = full["offset"]
-            crs_attr = _crs_attribute(full["crs"])
-            if crs_attr:
-                attrs["_CRS"] = crs_attr
-            if rotated:
-                attrs["chunkindex_geotransform"] = gt
-            if full["georef_note"]:
-                attrs["chunkindex_georeferencing_note"] = full["georef_note"]
-            attrs.update(variable.attributes)
-            attrs["chunkindex"] = {
-                "source_format": "cog", "ifd": level["ifd"], "overview_factor": factor,
-                "codec": chain.as_attribute(), "gdal_decodable": chain.gdal_decodable,
-            }
-            array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=level["dtype"],
-                              fill_value=fill, chain=chain, attrs=attrs, urls=url_list,
-                              url_index=url_index, offsets=all_offsets, sizes=all_sizes)
-            result.add_data_array(array, recipe.output.gdal_readable_variant)
+            first = levels.filter(pc.equal(levels["file_id"], int(kept[0]))).to_pylist()
+            full = first[0]
+            geographic = _is_geographic(full["crs"])
+            for level in first:
+                if level["kind"] == "mask":
+                    result.notes.append(f"{variable.name}: internal mask IFD {level['ifd']} is not indexed")
+                    continue
+                if level["kind"] == "overview" and not recipe.output.overviews:
+                    continue
+                factor = round(full["width"] / level["width"]) if level["kind"] == "overview" else 1
+                suffix = "" if factor == 1 else f"_ovr{factor}"
+                name = variable.name + suffix
+                gt = full["geotransform"]
+                rotated = gt is not None and (gt[2] != 0 or gt[4] != 0)
+                if gt is not None and not rotated:
+                    level_gt = [gt[0], gt[1] * full["width"] / level["width"], 0.0,
+                                gt[3], 0.0, gt[5] * full["height"] / level["height"]]
+                    (y_dim, x_dim), coords = spatial_coordinates(level_gt, level["width"], level["height"],
+                                                                 geographic, suffix)
+                    for coord in coords:
+                        coordinate_arrays.setdefault(coord.name, coord)
+                else:
+                    y_dim, x_dim = f"y{suffix}", f"x{suffix}"
+                dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, time_dim)
+                where = urls[int(kept[0])]
+                chain = tiff_chain(level["compression"], level["predictor"], level["dtype"], chunks, x_axis,
+                                   level["jpeg_tables"], level["photometric"], level["lerc_parameters"], where)
+
+                # Gather this IFD's tile columns of every file straight from the
+                # list columns' buffers (every file has the same tile count).
+                rows_of_level = np.flatnonzero(in_variable & (all_ifd == level["ifd"]))
+                fids = all_fid[rows_of_level]
+                rows = np.fromiter((file_time_index[int(f)] for f in fids), dtype=np.int64, count=fids.size)
+                tiles_per_file = len(level["tile_offsets"])
+                tile_range = np.arange(tiles_per_file)
+                # Two gathers at once: the copies are bound by first-touch page faults.
+                pending = gather_pool.submit(tile_offsets.gather, rows_of_level, tiles_per_file)
+                sizes = tile_counts.gather(rows_of_level, tiles_per_file)
+                offsets = pending.result()
+                order = np.argsort(rows, kind="stable")
+                if not np.array_equal(order, np.arange(order.size)):  # files not in time order
+                    offsets, sizes, fids, rows = offsets[order], sizes[order], fids[order], rows[order]
+                n_chunks = n_times * tiles_per_file
+                url_list = [urls[int(f)] for f in fids]
+                file_number = np.repeat(np.arange(fids.size, dtype=np.int32), tiles_per_file).reshape(sizes.shape)
+                if np.array_equal(rows, np.arange(n_times)):
+                    # Every step has its file, in order: the tile columns are the chunk columns.
+                    all_offsets, all_sizes = offsets.reshape(-1), sizes.reshape(-1)
+                    url_index = file_number.reshape(-1)
+                    url_index[all_sizes == 0] = -1  # sparse tiles: no data
+                else:
+                    url_index = np.full(n_chunks, -1, np.int32)
+                    all_offsets = np.zeros(n_chunks, np.int64)
+                    all_sizes = np.zeros(n_chunks, np.int64)
+                    target = rows[:, None] * tiles_per_file + tile_range[None, :]
+                    url_index[target] = np.where(sizes > 0, file_number, np.int32(-1))
+                    all_offsets[target] = offsets
+                    all_sizes[target] = sizes
+                nodata = full["nodata"]
+                kind = np.dtype(level["dtype"]).kind
+                if nodata is not None and not _fits(nodata, level["dtype"]):
+                    # GDAL ignores such a nodata value too.
+                    result.notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
+                    nodata = None
+                fill = nodata if nodata is not None else 0
+                if kind in "iu":
+                    fill = int(fill)
+                attrs: dict[str, Any] = {}
+                if nodata is not None:
+                    attrs["_FillValue"] = fill
+                if full["scale"] is not None:
+                    attrs["scale_factor"] = full["scale"]
+                if full["offset"] is not None:
+                    attrs["add_offset"] = full["offset"]
+                crs_attr = _crs_attribute(full["crs"])
+                if crs_attr:
+                    attrs["_CRS"] = crs_attr
+                if rotated:
+                    attrs["chunkindex_geotransform"] = gt
+                if full["georef_note"]:
+                    attrs["chunkindex_georeferencing_note"] = full["georef_note"]
+                attrs.update(variable.attributes)
+                attrs["chunkindex"] = {
+                    "source_format": "cog", "ifd": level["ifd"], "overview_factor": factor,
+                    "codec": chain.as_attribute(), "gdal_decodable": chain.gdal_decodable,
+                }
+                array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=level["dtype"],
+                                  fill_value=fill, chain=chain, attrs=attrs, urls=url_list,
+                                  url_index=url_index, offsets=all_offsets, sizes=all_sizes)
+                result.add_data_array(array, recipe.output.gdal_readable_variant)
     if has_time:
         units = recipe.concat.units or "days since 1970-01-01"
         coordinate_arrays[time_dim] = time_coordinate(

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chunkindex.arrays import ArraySpec
+from chunkindex.tables import read_parquet
 
 # `path` is written from an Arrow dictionary (no string per row is ever made)
 # into a dictionary-encoded Parquet string column. The Arrow schema is not
@@ -74,6 +75,23 @@ def _staging(target: Path) -> Path:
     return target.parent / f".{target.name}.partial-{os.getpid()}"
 
 
+def _same_references(array: ArraySpec, other: ArraySpec) -> bool:
+    """Whether two arrays have the very same reference rows (a `_refs_only`
+    variant and its array, unless their encoded fill chunks differ)."""
+    return (array.inline is None and other.inline is None and array.urls is other.urls
+            and array.url_index is other.url_index and array.offsets is other.offsets
+            and array.sizes is other.sizes and array.chunks == other.chunks and array.shape == other.shape
+            and (array.missing_raw == other.missing_raw or not array.n_missing))
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Share a reference file's bytes (hard link), or copy where links fail."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copyfile(source, target)
+
+
 def refs_record_batch(array: ArraySpec, start: int, stop: int, urls: pa.Array | None = None) -> pa.RecordBatch:
     """Reference rows `start:stop` of `array` as one record batch (`urls`: the
     array's URLs as an Arrow array, made once per array)."""
@@ -98,12 +116,11 @@ def refs_record_batch(array: ArraySpec, start: int, stop: int, urls: pa.Array | 
         raw = pa.Array.from_buffers(pa.binary(), n, [validity, pa.py_buffer(offsets.tobytes()), data])
     else:
         raw = pa.nulls(n, pa.binary())
-    return pa.record_batch([
-        paths,
-        pa.array(np.where(missing, 0, array.offsets[start:stop]), pa.int64()),
-        pa.array(np.where(missing, 0, array.sizes[start:stop]), pa.int64()),
-        raw,
-    ], schema=REFS_SCHEMA)
+    offsets, sizes = array.offsets[start:stop], array.sizes[start:stop]
+    if missing.any():
+        offsets, sizes = np.where(missing, 0, offsets), np.where(missing, 0, sizes)
+    return pa.record_batch([paths, pa.array(offsets, pa.int64()), pa.array(sizes, pa.int64()), raw],
+                           schema=REFS_SCHEMA)
 
 
 def write_kerchunk_parquet(
@@ -125,9 +142,14 @@ def write_kerchunk_parquet(
         total = sum(a.n_chunks for a in arrays)
         written = 0
         jobs = []
+        same_refs: dict[str, str] = {}  # array -> the array whose reference files it shares
         for array in arrays:
             folder = staging / array.name
             folder.mkdir()
+            twin = next((other for other in arrays[:arrays.index(array)] if _same_references(array, other)), None)
+            if twin is not None:
+                same_refs[array.name] = same_refs.get(twin.name, twin.name)
+                continue
             urls = pa.array(array.urls, pa.string())
             n = 1 if array.inline is not None else array.n_chunks
             for k in range(math.ceil(n / record_size)):
@@ -145,6 +167,12 @@ def write_kerchunk_parquet(
                 written += rows
                 if progress is not None:
                     progress(written, total)
+        for name, source in same_refs.items():
+            for part in (staging / source).iterdir():
+                _link_or_copy(part, staging / name / part.name)
+            written += next(a.n_chunks for a in arrays if a.name == name)
+            if progress is not None:
+                progress(written, total)
         _replace_atomically(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -282,7 +310,7 @@ def lookup_reference(index: str | Path, array: str, key: tuple[int, ...]) -> dic
     part = Path(index) / array / f"refs.{number // record_size}.parq"
     if not part.exists():
         return {"missing": True}
-    table = pq.read_table(part)
+    table = read_parquet(part)
     row = number % record_size
     if row >= table.num_rows:
         return {"missing": True}
@@ -300,5 +328,5 @@ def read_inline_array(index: str | Path, name: str) -> np.ndarray:
         ref = doc["refs"][f"{name}/0"]
         raw = base64.b64decode(ref[7:]) if isinstance(ref, str) and ref.startswith("base64:") else ref.encode()
     else:
-        raw = pq.read_table(Path(index) / name / "refs.0.parq", columns=["raw"])["raw"][0].as_py()
+        raw = read_parquet(Path(index) / name / "refs.0.parq", columns=["raw"])["raw"][0].as_py()
     return np.frombuffer(raw, dtype=np.dtype(zarray["dtype"]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import fnmatch
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -87,29 +88,68 @@ class NamePattern:
         for i, fmt in enumerate(self.time_formats):
             text = match.group(f"time{i}")
             try:
-                parsed = dt.datetime.strptime(text, fmt)
+                fields = _field_values(text, fmt)
             except ValueError as exc:
                 raise ListingError(f"{path}: cannot parse {text!r} as {fmt!r}: {exc}") from None
-            for directive, attr in (("%Y", "year"), ("%y", "year"), ("%m", "month"), ("%b", "month"),
-                                    ("%d", "day"), ("%j", "day"), ("%H", "hour"),
-                                    ("%M", "minute"), ("%S", "second")):
-                if directive in fmt:
-                    value = parsed.timetuple().tm_yday if directive == "%j" else getattr(parsed, attr)
-                    key = "yday" if directive == "%j" else attr
-                    if key in values and values[key] != value:
-                        raise ListingError(f"{path}: the time fields disagree ({key} {values[key]} vs {value})")
-                    values[key] = value
+            for key, value in fields:
+                if key in values and values[key] != value:
+                    raise ListingError(f"{path}: the time fields disagree ({key} {values[key]} vs {value})")
+                values[key] = value
         if "yday" in values:
             base = dt.datetime(values["year"], 1, 1) + dt.timedelta(days=values["yday"] - 1)
             values.update(month=base.month, day=base.day)
-        return dt.datetime(values.get("year", 1970), values.get("month", 1), values.get("day", 1),
-                           values.get("hour", 0), values.get("minute", 0), values.get("second", 0))
+        try:
+            return dt.datetime(values.get("year", 1970), values.get("month", 1), values.get("day", 1),
+                               values.get("hour", 0), values.get("minute", 0), values.get("second", 0))
+        except ValueError as exc:
+            raise ListingError(f"{path}: not a valid time: {exc}") from None
 
     def fill(self, time: dt.datetime, variable: str | None = None) -> str:
         text = re.sub(r"\{time:([^}]*)\}", lambda m: time.strftime(m.group(1)), self.text)
         if variable is not None:
             text = text.replace("{variable}", variable)
         return text
+
+
+_FIELDS = (("%Y", "year"), ("%y", "year"), ("%m", "month"), ("%b", "month"), ("%d", "day"), ("%j", "yday"),
+           ("%H", "hour"), ("%M", "minute"), ("%S", "second"))
+
+
+_NUMERIC = {"Y": ("year", 4), "m": ("month", 2), "d": ("day", 2), "j": ("yday", 3), "H": ("hour", 2),
+            "M": ("minute", 2), "S": ("second", 2)}
+
+
+@functools.lru_cache(maxsize=256)
+def _numeric_format(fmt: str) -> re.Pattern[str] | None:
+    """A regex with one group per field when `fmt` has only fixed-width numeric
+    directives (the common %Y%m%d...), else None (strptime handles it)."""
+    parts = []
+    for piece in re.split(r"(%.)", fmt):
+        if piece.startswith("%") and len(piece) == 2:
+            if piece[1] not in _NUMERIC:
+                return None
+            key, width = _NUMERIC[piece[1]]
+            parts.append(f"(?P<{key}>\\d{{{width}}})")
+        else:
+            parts.append(re.escape(piece))
+    return re.compile("".join(parts) + r"\Z")
+
+
+@functools.lru_cache(maxsize=65536)  # names repeat their year, month and day fields
+def _field_values(text: str, fmt: str) -> tuple[tuple[str, int], ...]:
+    """(field, value) pairs of one time field of a name, e.g. ("year", 2020)."""
+    numeric = _numeric_format(fmt)
+    if numeric is not None and (match := numeric.match(text)):
+        fields = {key: int(value) for key, value in match.groupdict().items()}
+        # The same checks as strptime: a real date (a leap year unless the year is given).
+        dt.datetime(fields.get("year", 2000), fields.get("month", 1), fields.get("day", 1),
+                    fields.get("hour", 0), fields.get("minute", 0), fields.get("second", 0))
+        if not 1 <= fields.get("yday", 1) <= 366:
+            raise ValueError(f"day of year {fields['yday']} is out of range")
+        return tuple(fields.items())
+    parsed = dt.datetime.strptime(text, fmt)
+    return tuple((key, parsed.timetuple().tm_yday if key == "yday" else getattr(parsed, key))
+                 for directive, key in _FIELDS if directive in fmt)
 
 
 def _date_range(start: str, end: str, step: str) -> list[dt.datetime]:

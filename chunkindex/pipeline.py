@@ -17,6 +17,7 @@ from chunkindex.extract import HEADER_FORMAT_VERSION, extractor_for
 from chunkindex.recipe import Recipe, load_recipe
 from chunkindex.stores import StoreSpec, resolve_local
 from chunkindex.workflow import progress_logger, with_batch_count, write_batches
+from chunkindex.tables import read_parquet, write_chunk_table, write_parquet
 
 log = logging.getLogger("chunkindex")
 
@@ -35,9 +36,7 @@ def list_step(recipe_path: str, base_dir: str, manifest_out: str, batches_dir: s
     manifest = list_sources(recipe, spec, concurrency=recipe.headers.concurrency)
     count = write_batches(manifest, batches_dir, recipe.headers.batch_size)
     manifest = with_batch_count(manifest, count)
-    tmp = Path(manifest_out).with_suffix(".tmp")
-    pq.write_table(manifest, tmp)
-    tmp.replace(manifest_out)
+    write_parquet(manifest, manifest_out)
     log.info("listed %d files (%d bytes) from %s in %.2f s; %d header batches",
              manifest.num_rows, sum(manifest["size"].to_pylist()), spec.url,
              time.perf_counter() - start, count)
@@ -46,7 +45,7 @@ def list_step(recipe_path: str, base_dir: str, manifest_out: str, batches_dir: s
 
 def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: str) -> pa.Table:
     recipe = load_recipe(recipe_path)
-    batch = pq.read_table(batch_path)
+    batch = read_parquet(batch_path)
     extractor = extractor_for(recipe.format)
     start = time.perf_counter()
     table = extractor.read_batch(recipe, store_spec(recipe, base_dir), batch,
@@ -55,9 +54,7 @@ def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: s
     meta = {b"chunkindex.seconds": str(elapsed).encode(), b"chunkindex.files": str(batch.num_rows).encode(),
             b"chunkindex.header_format": str(HEADER_FORMAT_VERSION).encode()}
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-    tmp = Path(levels_out).with_suffix(".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    tmp.replace(levels_out)
+    write_chunk_table(table, levels_out)
     log.info("read %d headers in %.2f s (%.0f files/s)", batch.num_rows, elapsed,
              batch.num_rows / max(elapsed, 1e-9))
     return table
@@ -123,8 +120,8 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
         if found != str(HEADER_FORMAT_VERSION):
             raise ValueError(f"{path} was written by another chunkindex version (header format {found}, "
                              f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
-    headers = pa.concat_tables([pq.read_table(p) for p in header_paths])
-    return write_index(recipe, pq.read_table(manifest_path), headers, outputs)
+    headers = pa.concat_tables([read_parquet(p) for p in header_paths])
+    return write_index(recipe, read_parquet(manifest_path), headers, outputs)
 
 
 def validate_recipe_index(recipe: Recipe, index_path: str | Path) -> Any:

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from chunkindex.codecs import REFS_ONLY_NOTE
 from chunkindex.recipe import load_recipe
+from chunkindex.tables import read_parquet
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
     import matplotlib.pyplot as plt
 
     recipe = load_recipe(inputs.recipe)
-    manifest = pq.read_table(inputs.manifest)
+    manifest = read_parquet(inputs.manifest)
     summary = json.loads(Path(inputs.write_summary).read_text())
     validation = json.loads(Path(inputs.validation).read_text())
     n_files = manifest.num_rows
@@ -74,7 +75,7 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
         meta = pq.read_schema(path).metadata or {}
         header_seconds += float(meta.get(b"chunkindex.seconds", b"0"))
         if "header_bytes" in pq.read_schema(path).names:
-            table = pq.read_table(path, columns=["file_id", "header_bytes"])
+            table = read_parquet(path, columns=["file_id", "header_bytes"])
             per_file = table.group_by("file_id").aggregate([("header_bytes", "max")])
             header_bytes += sum(per_file["header_bytes_max"].to_pylist())
     extraction = _extraction_line(inputs.headers, recipe.format)
@@ -162,7 +163,7 @@ def _extraction_line(header_paths: list[str], fmt: str) -> str:
     extractors: set[str] = set()
     chunks, seconds = 0, 0.0
     for path in header_paths:
-        table = pq.read_table(path, columns=["extractor", "seconds", "chunk_number"])
+        table = read_parquet(path, columns=["extractor", "seconds", "chunk_number"])
         extractors.update(table["extractor"].to_pylist())
         seconds += sum(table["seconds"].to_pylist())
         chunks += sum(len(v) for v in table["chunk_number"].to_pylist())

@@ -33,6 +33,7 @@ import pyarrow as pa
 from chunkindex.codecs import CodecChain, decode_chunk
 from chunkindex.kerchunk import read_kerchunk_metadata
 from chunkindex.stores import gdal_path
+from chunkindex.tables import read_parquet
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +137,7 @@ def _load_refs(index: Path, name: str, record_size: int, n_chunks: int, refs_jso
         part = index / name / f"refs.{k}.parq"
         if not part.exists():
             continue
-        table = pq.read_table(part, columns=["path", "offset", "size"], read_dictionary=["path"])
+        table = read_parquet(part, columns=["path", "offset", "size"], read_dictionary=["path"])
         start = k * record_size
         stop = start + table.num_rows
         paths = table["path"].combine_chunks()

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chunkindex.recipe import Recipe
+from chunkindex.tables import read_parquet, write_parquet
 
 BATCH_FORMAT = "{:05d}"
 
@@ -55,13 +56,11 @@ def write_batches(manifest: pa.Table, folder: str | Path, batch_size: int) -> in
         path = folder / f"batch-{BATCH_FORMAT.format(i)}.parquet"
         if path.exists():
             try:
-                if pq.read_table(path).equals(batch):
+                if read_parquet(path).equals(batch):
                     continue
             except (pa.ArrowInvalid, OSError):
                 pass
-        tmp = path.with_suffix(".tmp")
-        pq.write_table(batch, tmp)
-        tmp.replace(path)
+        write_parquet(batch, path)
     for stale in folder.glob("batch-*.parquet"):
         if int(stale.stem.split("-")[1]) >= count:
             stale.unlink()
