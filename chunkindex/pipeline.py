@@ -79,7 +79,7 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     for note in assembled.notes:
         log.warning("%s", note)
     arrays = assembled.arrays
-    root_attrs = {"title": recipe.title, "chunkindex_recipe": recipe.id,
+    root_attrs = {"title": recipe.title, "chunkindex_recipe": recipe.id, "chunkindex_files": manifest.num_rows,
                   "chunkindex_notes": assembled.notes, "chunkindex_skipped_files": assembled.skipped_files}
     if "kerchunk_parquet" in outputs:
         with _timed(timings, "kerchunk_parquet"):
@@ -112,6 +112,11 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
 
 
 def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+    """Write the index from every header batch, or append the new files to
+    it when it allows (see chunkindex.append); `outputs["state"]` records
+    which files the index holds."""
+    from chunkindex.append import NotAppendable, appended_files, write_state
+
     recipe = load_recipe(recipe_path)
     if not header_paths:
         raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
@@ -120,8 +125,54 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
         if found != str(HEADER_FORMAT_VERSION):
             raise ValueError(f"{path} was written by another chunkindex version (header format {found}, "
                              f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
+    manifest = read_parquet(manifest_path)
+    state = outputs.get("state")
+    if state and set(outputs) <= {"kerchunk_parquet", "summary", "state"}:
+        try:
+            held = appended_files(state, outputs["kerchunk_parquet"], recipe, manifest, HEADER_FORMAT_VERSION)
+            return append_step(recipe, manifest, held, header_paths, outputs)
+        except NotAppendable as why:
+            log.info("writing the whole index (%s)", why)
+    if state:
+        Path(state).unlink(missing_ok=True)  # until the new index is complete
     headers = pa.concat_tables([read_parquet(p) for p in header_paths])
-    return write_index(recipe, read_parquet(manifest_path), headers, outputs)
+    summary = write_index(recipe, manifest, headers, outputs)
+    if state:
+        write_state(state, recipe, manifest, HEADER_FORMAT_VERSION)
+    return summary
+
+
+def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: list[str],
+                outputs: dict[str, str]) -> dict[str, Any]:
+    """Append files `held:` of `manifest` to the index (raises NotAppendable
+    before changing anything when they do not line up with it)."""
+    from chunkindex.append import append_to_index, write_state
+    from chunkindex.tables import read_rows_from
+
+    timings: dict[str, float] = {}
+    new_files = manifest.slice(held)
+    with _timed(timings, "read_headers"):
+        headers = pa.concat_tables([read_rows_from(p, "file_id", held) for p in header_paths])
+    with _timed(timings, "assemble"):
+        assembled = extractor_for(recipe.format).assemble(recipe, new_files, headers)
+    with _timed(timings, "append"):
+        counts = append_to_index(outputs["kerchunk_parquet"], assembled, recipe.concat.dim,
+                                 recipe.output.record_size, held, manifest.num_rows)
+    summary = json.loads(Path(outputs["summary"]).read_text()) if Path(outputs["summary"]).is_file() else {}
+    refs_per_array = {**summary.get("refs_per_array", {}), **{k: v["refs"] for k, v in counts.items()}}
+    missing = summary.get("missing_per_array", {})
+    summary.update(
+        refs=sum(refs_per_array.values()), refs_per_array=refs_per_array, timings=timings,
+        missing_per_array={k: missing.get(k, 0) + v["new_missing"] for k, v in counts.items()},
+        notes=list(dict.fromkeys([*summary.get("notes", []), *assembled.notes])),
+        skipped_files=[*summary.get("skipped_files", []), *assembled.skipped_files],
+        appended_files=new_files.num_rows)
+    Path(outputs["summary"]).write_text(json.dumps(summary, indent=1))
+    write_state(outputs["state"], recipe, manifest, HEADER_FORMAT_VERSION)
+    log.info("appended %d files (%d references) to %s: %s", new_files.num_rows,
+             sum(v["new_refs"] for v in counts.values()), outputs["kerchunk_parquet"],
+             ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    return summary
 
 
 def validate_recipe_index(recipe: Recipe, index_path: str | Path) -> Any:

@@ -31,6 +31,7 @@ def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
     if "footprints" in recipe.output.kinds:
         outputs["footprints_gpkg"] = f"{results}/index/{dataset}.footprints.gpkg"
     outputs["summary"] = f"{results}/index/{dataset}.summary.json"
+    outputs["state"] = f"{results}/index/{dataset}.state.parquet"
     return outputs
 
 

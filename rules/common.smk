@@ -45,10 +45,17 @@ else:
         )
 
 INDEX = index_outputs(RESULTS, DATASET, RECIPE) if RECIPE else {}
-# The write rule's outputs; the Kerchunk Parquet index is a folder.
+# The write rule's outputs; the Kerchunk Parquet index is a folder. The index,
+# its summary and state are updated in place when new files can be appended
+# (Snakemake keeps them, backed up, instead of deleting them first).
+APPENDABLE = {"kerchunk_parquet", "summary", "state"}
 WRITE_OUTPUTS = {
-    name: directory(path) if name == "kerchunk_parquet" else path
+    name: (directory(path) if name == "kerchunk_parquet" else path)
     for name, path in INDEX.items()
+}
+WRITE_OUTPUTS = {
+    name: update(path) if name in APPENDABLE else path
+    for name, path in WRITE_OUTPUTS.items()
 }
 
 
