@@ -52,10 +52,13 @@ def snakemake(*args: str) -> tuple[float, str]:
     return time.perf_counter() - start, done.stdout + done.stderr
 
 
-def step_seconds(benchmarks: Path) -> dict[str, dict[str, float]]:
-    """Wall time (sum and longest job) and peak memory per step from benchmark TSVs."""
+def step_seconds(benchmarks: Path, since: float = 0.0) -> dict[str, dict[str, float]]:
+    """Wall time (sum and longest job) and peak memory per step from benchmark
+    TSVs (only those of jobs run after `since`, a Unix time)."""
     steps: dict[str, dict[str, float]] = {}
     for path in sorted(benchmarks.glob("*.tsv")):
+        if path.stat().st_mtime < since:
+            continue
         step = path.stem.split("-")[0]
         with open(path) as handle:
             row = list(csv.DictReader(handle, delimiter="\t"))[-1]
@@ -100,9 +103,14 @@ def incremental_run(workdir: Path) -> dict:
     new = archive / f"{date:%Y/%m/%d}" / last.name.replace(last.name[:8], f"{date:%Y%m%d}")
     new.parent.mkdir(parents=True, exist_ok=True)
     os.link(last, new)
+    before = time.time()
     wall, log = snakemake(*config, "--forcerun", "list_sources")
+    rerun = step_seconds(REPO / "benchmarks/ghrsst-growing", since=before)
+    summary = json.loads((workdir / "results/ghrsst-growing/index/ghrsst-growing.summary.json").read_text())
     return {"first_wall": first, "append_wall": wall, "header_jobs_rerun": log.count("localrule headers:"),
-            "steps": step_seconds(REPO / "benchmarks/ghrsst-growing")}
+            "steps": rerun, "step_work": sum(v["sum"] for v in rerun.values()),
+            "critical_path": sum(v["longest"] for v in rerun.values()),
+            "appended_files": summary.get("appended_files", 0), "append_timings": summary.get("timings", {})}
 
 
 def machine() -> dict:
@@ -145,16 +153,16 @@ def write_report(figures: dict, out: Path) -> Path:
     scaling = figures.get("scaling")
     if scaling:
         lines += ["## Scaling (in-process, one core for headers)", "",
-                  "| files | refs | list (s) | headers (s) | assemble (s) | Kerchunk Parquet (s) | total (s) | refs/s written | peak memory (MB) |",
+                  "| files | refs | list (s) | headers (s) | assemble (s) | Kerchunk Parquet (s) | total (s) | refs/s encoded (variants are links) | peak memory (MB) |",
                   "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s in scaling:
             sec = s["seconds"]
             lines.append(f"| {s['files']:,} | {s['refs']:,} | {sec['list']:.2f} | {sec['headers']:.2f} | {sec['assemble']:.2f} | "
-                         f"{sec['kerchunk_parquet']:.2f} | {s['total_seconds']:.2f} | {s['refs'] / sec['kerchunk_parquet']:,.0f} | "
+                         f"{sec['kerchunk_parquet']:.2f} | {s['total_seconds']:.2f} | {s['refs_encoded'] / sec['kerchunk_parquet']:,.0f} | "
                          f"{s['peak_memory_mb']:.0f} |")
         lines += ["", "![scaling](scaling.png)", ""]
         biggest = scaling[-1]
-        rate = biggest["refs"] / biggest["seconds"]["kerchunk_parquet"]
+        rate = biggest["refs_encoded"] / biggest["seconds"]["kerchunk_parquet"]
         targets.append(("Kerchunk Parquet writing >= 20 M refs/s", rate >= 20e6, f"{rate / 1e6:.1f} M refs/s"))
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.2))
         files = [s["files"] for s in scaling]
@@ -168,10 +176,18 @@ def write_report(figures: dict, out: Path) -> Path:
         plt.close(fig)
     inc = figures.get("incremental")
     if inc:
-        lines += ["## Incremental", "", f"Appending one day to a finished 8,660-file run: rebuild in "
-                  f"**{inc['append_wall']:.1f} s** wall ({inc['header_jobs_rerun']} header batch re-read; the first "
-                  f"build took {inc['first_wall']:.1f} s).", ""]
-        targets.append(("one appended day <= 2 s", inc["append_wall"] <= 2, f"{inc['append_wall']:.1f} s"))
+        jobs = ", ".join(f"{step} {v['sum']:.2f} s" for step, v in inc["steps"].items())
+        how = (f"the write step appended {inc['appended_files']} file(s) to the index"
+               if inc["appended_files"] else "the write step rewrote the whole index")
+        lines += ["## Incremental", "",
+                  f"Appending one day to a finished 8,660-file run: {inc['header_jobs_rerun']} header batch re-read, "
+                  f"{how} ({', '.join(f'{k} {v:.2f} s' for k, v in inc['append_timings'].items())}). "
+                  f"Step work **{inc['step_work']:.1f} s** ({jobs}); the snakemake invocation took "
+                  f"{inc['append_wall']:.1f} s wall, of which ~1.6 s is Snakemake's own start-up and DAG "
+                  f"(a no-op run), and each job's interpreter start. The first build took {inc['first_wall']:.1f} s.", ""]
+        targets.append(("one appended day <= 2 s (step work)", inc["step_work"] <= 2, f"{inc['step_work']:.1f} s"))
+        targets.append(("one appended day <= 2 s (whole snakemake invocation)", inc["append_wall"] <= 2,
+                        f"{inc['append_wall']:.1f} s"))
     lat = figures.get("latency")
     if lat:
         lines += ["## Under cloud-like latency (HTTP, Range requests)", "",
@@ -191,8 +207,11 @@ def write_report(figures: dict, out: Path) -> Path:
                   f"{vz['virtualizarr']['kerchunk_parquet']:.2f} | {vz['virtualizarr']['total']:.2f} |",
                   f"| chunkindex | {vz['chunkindex']['list'] + vz['chunkindex']['headers'] + vz['chunkindex']['assemble']:.2f} | "
                   f"{vz['chunkindex']['kerchunk_parquet']:.2f} | {vz['chunkindex']['total']:.2f} |", "",
-                  f"Ratio end to end: **{ratio:.1f}x**. References identical chunk for chunk (path, offset, size): "
-                  f"**{vz['references_identical']}**.", ""]
+                  f"Ratio end to end: **{ratio:.1f}x** (both timed after their imports; VirtualiZarr's whole "
+                  f"process, imports included, took {vz['virtualizarr']['process_total']:.1f} s). Per step: headers + "
+                  f"combine {vz['virtualizarr']['open_and_combine'] / (vz['chunkindex']['list'] + vz['chunkindex']['headers'] + vz['chunkindex']['assemble']):.0f}x, "
+                  f"Parquet writing {vz['virtualizarr']['kerchunk_parquet'] / vz['chunkindex']['kerchunk_parquet']:.0f}x. "
+                  f"References identical chunk for chunk (path, offset, size): **{vz['references_identical']}**.", ""]
         targets.append((">= 80x faster than VirtualiZarr end to end", ratio >= 80, f"{ratio:.1f}x"))
     bran = figures.get("bran")
     if bran:

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ghrsst_scale import make_archive, timed_steps  # noqa: E402
+from ghrsst_scale import make_archive, timed_steps
 
 VZ_PACKAGES = ["virtualizarr==2.8.0", "virtual-tiff==0.5.0", "kerchunk==0.2.10", "fastparquet==2026.9.0"]
 VZ_SCRIPT = r"""
@@ -93,6 +93,15 @@ def main() -> None:
             "compare", str(archive), units="days since 1970-01-01", variables=("analysed_sst",),
             pattern="{time:%Y}/{time:%m}/{time:%d}/{time:%Y%m%d}090000-JPL-L4_GHRSST-SSTfnd-MUR-GLOB-v02.0-fv04.1_{variable}.tif")
         recipe = replace(recipe, output=replace(recipe.output, overviews=False))
+        # Both sides are timed after their imports: VirtualiZarr's script
+        # imports before its clock starts; pyarrow imports pandas on first use
+        # and GDAL's osr is imported for the CRS, so import them first here.
+        import pandas
+        from osgeo import osr
+
+        import chunkindex.cog
+        import chunkindex.tiff
+
         start = time.perf_counter()
         ours, _ = timed_steps(recipe, root, limit=args.files, keep=Path(tmp))
         our_total = time.perf_counter() - start
@@ -119,8 +128,12 @@ def main() -> None:
                   f"chunk {first}: VirtualiZarr {[r[first] for r in vz_refs] if first < n else '-'}, "
                   f"chunkindex {[r[first] for r in our_refs] if first < n else '-'}")
 
+    # End to end without interpreter start-up and imports on either side
+    # (their process total, imports included, is reported as process_total).
+    vz_steps = vz["open_and_combine"] + vz["kerchunk_parquet"]
     if args.json:
-        print(json.dumps({"files": args.files, "refs": n, "virtualizarr": {**vz, "total": vz_total},
+        print(json.dumps({"files": args.files, "refs": n,
+                          "virtualizarr": {**vz, "total": vz_steps, "process_total": vz_total},
                           "chunkindex": {**ours, "total": our_total}, "references_identical": agree}))
         return
     print(f"{args.files} full-size COGs ({n:,} references at full resolution), DEFLATE, no predictor")
@@ -131,7 +144,7 @@ def main() -> None:
     print(f"  ratio (VirtualiZarr / chunkindex): headers+combine "
           f"{vz['open_and_combine'] / (ours['list'] + ours['headers'] + ours['assemble']):.1f}x, "
           f"Parquet writing {vz['kerchunk_parquet'] / ours['kerchunk_parquet']:.1f}x, "
-          f"end to end {vz_total / our_total:.1f}x (target >= 80x: {'met' if vz_total / our_total >= 80 else 'NOT met'})")
+          f"end to end {vz_steps / our_total:.1f}x (target >= 80x: {'met' if vz_steps / our_total >= 80 else 'NOT met'})")
     print(f"  references identical chunk for chunk (path, offset, size): {agree}")
 
 

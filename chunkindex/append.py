@@ -136,9 +136,8 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
         old = metadata[f"{array.name}/.zarray"]
         new = array.zarray()
         if array.inline is not None:
-            if array.dims != (time_dim,):
-                if read_inline_array(index_path, array.name).tobytes() != array.inline:
-                    raise NotAppendable(f"coordinate {array.name} differs from the index's")
+            if array.dims != (time_dim,) and read_inline_array(index_path, array.name).tobytes() != array.inline:
+                raise NotAppendable(f"coordinate {array.name} differs from the index's")
             plans.append((array, old))
             continue
         if array.dims[0] != time_dim:

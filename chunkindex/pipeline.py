@@ -16,8 +16,8 @@ import pyarrow.parquet as pq
 from chunkindex.extract import HEADER_FORMAT_VERSION, extractor_for
 from chunkindex.recipe import Recipe, load_recipe
 from chunkindex.stores import StoreSpec, resolve_local
-from chunkindex.workflow import progress_logger, with_batch_count, write_batches
 from chunkindex.tables import read_parquet, write_chunk_table, write_parquet
+from chunkindex.workflow import progress_logger, with_batch_count, write_batches
 
 log = logging.getLogger("chunkindex")
 

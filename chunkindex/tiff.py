@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from chunkindex.arrays import list_column
 
@@ -359,8 +360,8 @@ async def _read_remote(store: Any, path: str, size: int, prefetch: int, template
     try:
         start, length = next(reading)
         while True:
-            got = await _with_retries(
-                path, settings, lambda: obstore.get_range_async(store, path, start=start, length=length))
+            got = await _with_retries(path, settings, functools.partial(
+                obstore.get_range_async, store, path, start=start, length=length))
             start, length = reading.send(got)
     except StopIteration as stop:
         return stop.value
@@ -450,7 +451,7 @@ def _levels_of(results: list[Any], paths: list[str], sizes: list[int], file_ids:
     rows_per_file = np.zeros(len(results), dtype=np.int64)
     for i, result in enumerate(results):
         if isinstance(result, _Parsed):
-            rows = _guarded(paths[i], lambda: _level_rows(result.header, file_ids[i], paths[i], sizes[i]))
+            rows = _guarded(paths[i], functools.partial(_level_rows, result.header, file_ids[i], paths[i], sizes[i]))
             first_row = len(parsed_rows)
             if result.template is not None:
                 template_rows[result.template] = (first_row, [chunk_table_attrs(ifd) for ifd in result.header.ifds])
@@ -503,7 +504,7 @@ def _check_tile_ends(tile_offsets: pa.ListArray, tile_byte_counts: pa.ListArray,
     block, first = 1 << 22, 0
     while first < nonempty.size:
         last = max(first + 1, int(np.searchsorted(at, at[first] + block, side="right")) - 1)
-        last = nonempty.size if last >= nonempty.size else last
+        last = min(nonempty.size, last)
         end = file_bounds[nonempty[last - 1] + 1]
         ends = starts[at[first]:end] + byte_counts[at[first]:end]
         largest_end[first:last] = np.maximum.reduceat(ends, at[first:last] - at[first])
@@ -567,7 +568,7 @@ def cross_check_first(store: Any, paths: list[str], sizes: list[int], file_ids: 
         again = read_headers(store, paths[:1], sizes[:1], file_ids[:1], settings, reader=other)
     except TiffHeaderError as exc:
         return f"cross-check skipped: the {other} reader cannot read {exc}"
-    mine = table.filter(pa.compute.equal(table["file_id"], file_ids[0]))
+    mine = table.filter(pc.equal(table["file_id"], file_ids[0]))
     for name in LEVELS_SCHEMA.names:
         if name == "header_bytes" or mine[name].equals(again[name]):
             continue
@@ -586,8 +587,6 @@ class TiffExtractor:
     """
 
     def read_batch(self, recipe: Any, spec: Any, batch: pa.Table, progress: Any = None) -> pa.Table:
-        import pyarrow.compute  # noqa: F401  (pa.compute in cross_check_first)
-
         from chunkindex.stores import open_store
 
         settings = ReadSettings(concurrency=recipe.headers.concurrency, prefetch=recipe.headers.prefetch,

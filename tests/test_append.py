@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO, run_snakemake
 
 from chunkindex.pipeline import headers_step, list_step, write_step
 from chunkindex.tables import read_parquet
-
-from conftest import REPO, run_snakemake
 
 LAST_DAY = "20240202"
 

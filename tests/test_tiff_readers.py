@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SHARED_FIXTURES
 from obstore.store import LocalStore, MemoryStore
 
 from chunkindex.tiff import LEVELS_SCHEMA, ReadSettings, TiffHeaderError, read_headers
-
-from conftest import SHARED_FIXTURES
 
 
 def _tiffs(fixtures_root: Path) -> list[Path]:
@@ -24,8 +23,9 @@ def _tiffs(fixtures_root: Path) -> list[Path]:
     return files
 
 
-def _read(path: Path, reader: str, store=None, settings=ReadSettings()):
+def _read(path: Path, reader: str, store=None, settings=None):
     store = store or LocalStore(str(path.parent))
+    settings = settings or ReadSettings()
     try:
         return read_headers(store, [path.name], [path.stat().st_size], [7], settings, reader=reader)
     except TiffHeaderError as exc:
