@@ -56,6 +56,9 @@ def timed_steps(recipe, workdir: Path, limit: int | None = None, concurrency: in
     written (a temporary folder otherwise)."""
     from chunkindex.extract import extractor_for
     from chunkindex.kerchunk import write_kerchunk_parquet
+    from chunkindex.workflow import without_huge_pages
+
+    without_huge_pages()  # as the workflow's steps do
     from chunkindex.listing import list_sources
     from chunkindex.pipeline import store_spec
 
