@@ -444,21 +444,26 @@ def _levels_of(results: list[Any], paths: list[str], sizes: list[int], file_ids:
     per column; the truncation check and header sizes are then vectorised.
     """
     parsed_rows: list[dict[str, Any]] = []
+    first_rows: dict[int, tuple[int, int]] = {}  # file -> (first row in parsed_rows, rows)
     template_rows: dict[int, tuple[int, list[tuple[str, str]]]] = {}  # -> (first row, chunk table attrs)
+    # Parsed files first: with concurrent reads, a template may come from a
+    # file later in the batch than files matching it.
+    for i, result in enumerate(results):
+        if isinstance(result, _Parsed):
+            rows = _guarded(paths[i], functools.partial(_level_rows, result.header, file_ids[i], paths[i], sizes[i]))
+            first_rows[i] = (len(parsed_rows), len(rows))
+            if result.template is not None:
+                template_rows[result.template] = (len(parsed_rows), [chunk_table_attrs(ifd) for ifd in result.header.ifds])
+            parsed_rows.extend(rows)
     take: list[np.ndarray] = []
     offsets: list[np.ndarray] = []
     counts: list[np.ndarray] = []
     rows_per_file = np.zeros(len(results), dtype=np.int64)
     for i, result in enumerate(results):
         if isinstance(result, _Parsed):
-            rows = _guarded(paths[i], functools.partial(_level_rows, result.header, file_ids[i], paths[i], sizes[i]))
-            first_row = len(parsed_rows)
-            if result.template is not None:
-                template_rows[result.template] = (first_row, [chunk_table_attrs(ifd) for ifd in result.header.ifds])
-            parsed_rows.extend(rows)
-            offsets.extend(r["tile_offsets"] for r in rows)
-            counts.extend(r["tile_byte_counts"] for r in rows)
-            count = len(rows)
+            first_row, count = first_rows[i]
+            offsets.extend(r["tile_offsets"] for r in parsed_rows[first_row:first_row + count])
+            counts.extend(r["tile_byte_counts"] for r in parsed_rows[first_row:first_row + count])
         else:
             first_row, attrs = template_rows[result.template]
             offsets.extend(result.arrays[(index, attr)] for index, (attr, _) in enumerate(attrs))

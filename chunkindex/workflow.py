@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.abc
 import logging
 import os
 import sys
@@ -115,14 +116,39 @@ def without_huge_pages() -> None:
         setter(False)
 
 
-def run_step(log_file: str | None, step: Callable[[logging.Logger], Any], exit_when_done: bool = False) -> Any:
+class _PandasBlocker(importlib.abc.MetaPathFinder):
+    """Refuses to import pandas (see `without_pandas`)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is kept out of this workflow step (chunkindex.workflow.without_pandas)",
+                                      name=name)
+
+
+def without_pandas() -> None:
+    """Keep pandas out of this process.
+
+    pyarrow imports pandas, when it is installed, on its first array
+    conversion (~0.35 s here), and works without it. The list, headers and
+    write steps never use pandas and run once per job, so their scripts call
+    this; validation (fsspec's reference reader) needs pandas and does not.
+    """
+    if "pandas" not in sys.modules and not any(isinstance(f, _PandasBlocker) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PandasBlocker())
+
+
+def run_step(log_file: str | None, step: Callable[[logging.Logger], Any], exit_when_done: bool = False,
+             needs_pandas: bool = True) -> Any:
     """Run a script's step with logging; errors are logged as one clear line.
 
     `exit_when_done` ends the (script) process right after a successful step:
     async-tiff/obstore's Rust runtime threads can abort the interpreter while
     it finalises ("PyGILState_Release: thread state must be current"), which
-    would fail a job whose outputs are already complete.
+    would fail a job whose outputs are already complete. Steps that do not
+    `needs_pandas` run without it (see `without_pandas`).
     """
+    if not needs_pandas:
+        without_pandas()
     without_huge_pages()
     log = setup_logging(log_file)
     try:

@@ -3,4 +3,4 @@ from chunkindex.pipeline import headers_step
 from chunkindex.workflow import run_step
 
 run_step(snakemake.log[0], lambda log: headers_step(
-    snakemake.input.recipe, snakemake.params.base_dir, snakemake.input.batch, snakemake.output.levels), exit_when_done=True)
+    snakemake.input.recipe, snakemake.params.base_dir, snakemake.input.batch, snakemake.output.levels), exit_when_done=True, needs_pandas=False)

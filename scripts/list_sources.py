@@ -3,4 +3,4 @@ from chunkindex.pipeline import list_step
 from chunkindex.workflow import run_step
 
 run_step(snakemake.log[0], lambda log: list_step(
-    snakemake.input.recipe, snakemake.params.base_dir, snakemake.output.manifest, snakemake.params.batches), exit_when_done=True)
+    snakemake.input.recipe, snakemake.params.base_dir, snakemake.output.manifest, snakemake.params.batches), exit_when_done=True, needs_pandas=False)

@@ -4,4 +4,4 @@ from chunkindex.workflow import run_step
 
 outputs = {name: path for name, path in snakemake.output.items()}
 run_step(snakemake.log[0], lambda log: write_step(
-    snakemake.input.recipe, snakemake.input.manifest, list(snakemake.input.headers), outputs))
+    snakemake.input.recipe, snakemake.input.manifest, list(snakemake.input.headers), outputs), needs_pandas=False)

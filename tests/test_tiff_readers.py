@@ -130,3 +130,24 @@ def test_a_truncated_file_among_matching_ones_is_named(fixtures_root, tmp_path):
         f.truncate(size - 100)
     with pytest.raises(TiffHeaderError, match=r"b.tif: truncated - IFD 0 tile \d+ ends at byte"):
         read_headers(LocalStore(str(folder)), ["a.tif", "b.tif"], [size, size - 100], [0, 1])
+
+
+def test_a_template_from_a_later_file_serves_earlier_ones(fixtures_root, tmp_path):
+    """Concurrent remote reads finish in any order: a file may match a
+    template made from a file later in the batch."""
+    from chunkindex.tiff import _levels_of, _read_local
+    from chunkindex.tiff_ifd import HeaderTemplates
+
+    folder = tmp_path / "archive"
+    folder.mkdir()
+    shutil.copy(fixtures_root / "edge-cases/tiff/bigtiff.tif", folder / "a.tif")
+    shutil.copy(fixtures_root / "edge-cases/tiff/bigtiff.tif", folder / "b.tif")
+    names = ["a.tif", "b.tif"]
+    sizes = [(folder / n).stat().st_size for n in names]
+    templates = HeaderTemplates()
+    parsed_b = _read_local(str(folder), "b.tif", sizes[1], 1 << 20, templates)
+    hit_a = _read_local(str(folder), "a.tif", sizes[0], 1 << 20, templates)
+    assert parsed_b.template == 0 and hit_a.template == 0 and not hasattr(hit_a, "header")
+    table = _levels_of([hit_a, parsed_b], names, sizes, [0, 1], templates)
+    expected = read_headers(LocalStore(str(folder)), names, sizes, [0, 1])
+    assert table.equals(expected)
