@@ -47,7 +47,6 @@ def _count_refs(index: str, name: str, doc: dict, n_chunks: int, files: set[str]
     from pathlib import Path
 
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     if doc["record_size"] is None:
         prefix = name + "/"

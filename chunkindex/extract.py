@@ -31,7 +31,7 @@ class HeaderExtractor(Protocol):
 
 # Bumped whenever the header tables change shape: a rule parameter, so that
 # Snakemake re-reads headers cached by an older chunkindex.
-HEADER_FORMAT_VERSION = 2
+HEADER_FORMAT_VERSION = 3  # 3: Arrow IPC files
 
 EXTRACTORS = {
     "cog": "chunkindex.tiff:TiffExtractor",

@@ -12,12 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from chunkindex.extract import HEADER_FORMAT_VERSION, extractor_for
 from chunkindex.recipe import Recipe, load_recipe
 from chunkindex.stores import StoreSpec, resolve_local
-from chunkindex.tables import read_parquet, write_chunk_table, write_parquet
+from chunkindex.tables import (
+    chunk_table_metadata,
+    read_chunk_table,
+    read_parquet,
+    write_chunk_table,
+    write_parquet,
+)
 from chunkindex.workflow import progress_logger, with_batch_count, write_batches
 
 log = logging.getLogger("chunkindex")
@@ -122,7 +127,7 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
     if not header_paths:
         raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
     for path in header_paths:
-        found = (pq.read_schema(path).metadata or {}).get(b"chunkindex.header_format", b"1").decode()
+        found = chunk_table_metadata(path).get(b"chunkindex.header_format", b"1").decode()
         if found != str(HEADER_FORMAT_VERSION):
             raise ValueError(f"{path} was written by another chunkindex version (header format {found}, "
                              f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
@@ -138,7 +143,7 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
         Path(state).unlink(missing_ok=True)  # until the new index is complete
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:  # decoding releases the GIL
-        headers = pa.concat_tables(list(pool.map(read_parquet, header_paths)))
+        headers = pa.concat_tables(list(pool.map(read_chunk_table, header_paths)))
     log.info("read %d header batches (%d rows) in %.2f s", len(header_paths), headers.num_rows,
              time.perf_counter() - start)
     summary = write_index(recipe, manifest, headers, outputs)

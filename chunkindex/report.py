@@ -8,11 +8,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from chunkindex.codecs import REFS_ONLY_NOTE
 from chunkindex.recipe import load_recipe
-from chunkindex.tables import read_parquet
+from chunkindex.tables import chunk_table_metadata, read_chunk_table, read_parquet
 
 
 @dataclass(frozen=True)
@@ -72,10 +70,11 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
     n_refs = summary["refs"]
     header_seconds, header_bytes = 0.0, 0
     for path in inputs.headers:
-        meta = pq.read_schema(path).metadata or {}
+        meta = chunk_table_metadata(path)
         header_seconds += float(meta.get(b"chunkindex.seconds", b"0"))
-        if "header_bytes" in pq.read_schema(path).names:
-            table = read_parquet(path, columns=["file_id", "header_bytes"])
+        table = read_chunk_table(path)
+        if "header_bytes" in table.column_names:
+            table = table.select(["file_id", "header_bytes"])
             per_file = table.group_by("file_id").aggregate([("header_bytes", "max")])
             header_bytes += sum(per_file["header_bytes_max"].to_pylist())
     extraction = _extraction_line(inputs.headers, recipe.format)
@@ -159,11 +158,14 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
 def _extraction_line(header_paths: list[str], fmt: str) -> str:
     """Which extractor ran, and its chunk rate (NetCDF/HDF5) or file rate (TIFF)."""
     if fmt == "cog":
-        return "Header extraction: async-tiff (every IFD of every file, concurrently)."
+        readers = {chunk_table_metadata(p).get(b"chunkindex.tiff_reader", b"numpy").decode() for p in header_paths}
+        names = {"numpy": "chunkindex's numpy TIFF tag reader", "async-tiff": "async-tiff"}
+        return (f"Header extraction: {', '.join(names.get(r, r) for r in sorted(readers))} (every IFD of every "
+                "file; each batch's first file re-read with the other reader as a cross-check).")
     extractors: set[str] = set()
     chunks, seconds = 0, 0.0
     for path in header_paths:
-        table = read_parquet(path, columns=["extractor", "seconds", "chunk_number"])
+        table = read_chunk_table(path, columns=["extractor", "seconds", "chunk_number"])
         extractors.update(table["extractor"].to_pylist())
         seconds += sum(table["seconds"].to_pylist())
         chunks += sum(len(v) for v in table["chunk_number"].to_pylist())

@@ -604,7 +604,8 @@ class TiffExtractor:
         note = cross_check_first(store, paths, sizes, file_ids, table, settings, reader) if paths else None
         if note:
             log.warning(note)
-        return table
+        return table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                              b"chunkindex.tiff_reader": reader.encode()})
 
     def assemble(self, recipe: Any, manifest: pa.Table, headers: pa.Table) -> Any:
         from chunkindex.cog import assemble_cog

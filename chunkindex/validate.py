@@ -119,7 +119,6 @@ def _load_refs(index: Path, name: str, record_size: int, n_chunks: int, refs_jso
 
     Codes, not strings: an array may hold tens of millions of references."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     codes = np.full(n_chunks, -1, np.int32)
     offsets = np.zeros(n_chunks, np.int64)

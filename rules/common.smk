@@ -78,7 +78,7 @@ def synthetic_inputs(wildcards):
 def header_batches(wildcards):
     """Every header batch of the listing (known once the list checkpoint ran)."""
     manifest = checkpoints.list_sources.get().output.manifest
-    return [f"{RESULTS}/headers/batch-{b}.parquet" for b in batch_ids(manifest)]
+    return [f"{RESULTS}/headers/batch-{b}.arrow" for b in batch_ids(manifest)]
 
 
 def header_benchmarks(wildcards):

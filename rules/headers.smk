@@ -7,7 +7,7 @@ rule headers:
         batch=f"{RESULTS}/batches/batch-{{batch}}.parquet",
         recipe=RECIPE_FILE,
     output:
-        levels=f"{RESULTS}/headers/batch-{{batch}}.parquet",
+        levels=f"{RESULTS}/headers/batch-{{batch}}.arrow",
     params:
         base_dir=workflow.basedir,
         header_format=HEADER_FORMAT_VERSION,

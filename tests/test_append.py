@@ -37,7 +37,7 @@ def _run(recipe: Path, work: Path) -> dict:
     (work / "headers").mkdir(exist_ok=True)
     headers = []
     for batch in sorted((work / "batches").glob("batch-*.parquet")):
-        out = work / "headers" / batch.name
+        out = work / "headers" / batch.with_suffix(".arrow").name
         headers_step(str(recipe), "/", str(batch), str(out))
         headers.append(str(out))
     outputs = {"kerchunk_parquet": str(work / "index.parq"), "summary": str(work / "summary.json"),
