@@ -102,9 +102,15 @@ def main() -> None:
         import chunkindex.cog
         import chunkindex.tiff
 
-        start = time.perf_counter()
-        ours, _ = timed_steps(recipe, root, limit=args.files, keep=Path(tmp))
-        our_total = time.perf_counter() - start
+        # Ours takes well under a second, so machine noise matters: the
+        # median of three runs (VirtualiZarr's 30 s run is taken once).
+        runs = []
+        for _ in range(3):
+            start = time.perf_counter()
+            steps, _ = timed_steps(recipe, root, limit=args.files, keep=Path(tmp))
+            runs.append((time.perf_counter() - start, steps))
+        our_total, ours = sorted(runs, key=lambda run: run[0])[1]
+        ours = {**ours, "first_run_total": runs[0][0]}
         our_out = Path(tmp) / "index.parq"
 
         def refs(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -140,7 +146,8 @@ def main() -> None:
     print(f"  VirtualiZarr + virtual-tiff: open+combine {vz['open_and_combine']:.2f} s, Kerchunk Parquet "
           f"{vz['kerchunk_parquet']:.2f} s, process total {vz_total:.2f} s")
     print(f"  chunkindex: list {ours['list']:.2f} s, headers {ours['headers']:.2f} s, assemble {ours['assemble']:.2f} s, "
-          f"Kerchunk Parquet {ours['kerchunk_parquet']:.2f} s, total {our_total:.2f} s")
+          f"Kerchunk Parquet {ours['kerchunk_parquet']:.2f} s, total {our_total:.2f} s (median of 3; the first, "
+          f"cold run: {ours['first_run_total']:.2f} s = {vz_steps / ours['first_run_total']:.0f}x)")
     print(f"  ratio (VirtualiZarr / chunkindex): headers+combine "
           f"{vz['open_and_combine'] / (ours['list'] + ours['headers'] + ours['assemble']):.1f}x, "
           f"Parquet writing {vz['kerchunk_parquet'] / ours['kerchunk_parquet']:.1f}x, "
