@@ -71,21 +71,35 @@ def step_seconds(benchmarks: Path, since: float = 0.0) -> dict[str, dict[str, fl
     return steps
 
 
+REPEATS = 3  # runs per workflow measurement; the median one is reported (shared machines are noisy)
+
+
+def _median_run(runs: list[dict], key: str) -> dict:
+    ordered = sorted(runs, key=lambda run: run[key])
+    return {**ordered[len(ordered) // 2], f"all_{key}": [run[key] for run in runs]}
+
+
 def workflow_run(results: Path) -> dict:
-    """The real workflow on the ghrsst-scale fixture set, list + headers + write."""
+    """The real workflow on the ghrsst-scale fixture set, list + headers + write
+    (three forced runs; the one with the median critical path)."""
     snakemake("--config", "dataset=ghrsst-scale", "--until", "list_sources")  # fixture set, once
-    wall, _ = snakemake("--config", "dataset=ghrsst-scale", f"results_dir={results}", "--until", "write",
-                        "--forcerun", "list_sources", "headers", "write")
-    steps = step_seconds(REPO / "benchmarks/ghrsst-scale")
-    steps = {k: v for k, v in steps.items() if k in ("list", "headers", "write")}
-    summary = json.loads((results / "ghrsst-scale/index/ghrsst-scale.summary.json").read_text())
-    return {"wall": wall, "steps": steps, "refs": summary["refs"],
-            "critical_path": sum(v["longest"] for v in steps.values()),
-            "job_seconds": sum(v["sum"] for v in steps.values())}
+    runs = []
+    for _ in range(REPEATS):
+        before = time.time()
+        wall, _ = snakemake("--config", "dataset=ghrsst-scale", f"results_dir={results}", "--until", "write",
+                            "--forcerun", "list_sources", "headers", "write")
+        steps = step_seconds(REPO / "benchmarks/ghrsst-scale", since=before)
+        steps = {k: v for k, v in steps.items() if k in ("list", "headers", "write")}
+        summary = json.loads((results / "ghrsst-scale/index/ghrsst-scale.summary.json").read_text())
+        runs.append({"wall": wall, "steps": steps, "refs": summary["refs"],
+                     "critical_path": sum(v["longest"] for v in steps.values()),
+                     "job_seconds": sum(v["sum"] for v in steps.values())})
+    return {**_median_run(runs, "critical_path"), "all_wall": [run["wall"] for run in runs]}
 
 
 def incremental_run(workdir: Path) -> dict:
-    """Append one day to a finished run and time the rebuild (only one batch re-read)."""
+    """Append a day at a time to a finished run (three times) and time each
+    rebuild (one header batch re-read, the index appended to)."""
     source = REPO / "resources/fixtures/ghrsst-scale"
     archive = workdir / "archive"
     shutil.copytree(source, archive, copy_function=os.link, ignore=shutil.ignore_patterns("MANIFEST*", "template"))
@@ -98,19 +112,23 @@ def incremental_run(workdir: Path) -> dict:
     config = ["--config", "dataset=ghrsst-growing", f"recipes_dir={recipes}", f"results_dir={workdir / 'results'}",
               "--until", "write"]
     first, _ = snakemake(*config)
-    last = max(archive.rglob("*.tif"))
-    date = dt.datetime.strptime(last.name[:8], "%Y%m%d").date() + dt.timedelta(days=1)
-    new = archive / f"{date:%Y/%m/%d}" / last.name.replace(last.name[:8], f"{date:%Y%m%d}")
-    new.parent.mkdir(parents=True, exist_ok=True)
-    os.link(last, new)
-    before = time.time()
-    wall, log = snakemake(*config, "--forcerun", "list_sources")
-    rerun = step_seconds(REPO / "benchmarks/ghrsst-growing", since=before)
-    summary = json.loads((workdir / "results/ghrsst-growing/index/ghrsst-growing.summary.json").read_text())
-    return {"first_wall": first, "append_wall": wall, "header_jobs_rerun": log.count("localrule headers:"),
-            "steps": rerun, "step_work": sum(v["sum"] for v in rerun.values()),
-            "critical_path": sum(v["longest"] for v in rerun.values()),
-            "appended_files": summary.get("appended_files", 0), "append_timings": summary.get("timings", {})}
+    runs = []
+    for _ in range(REPEATS):
+        last = max(archive.rglob("*.tif"))
+        date = dt.datetime.strptime(last.name[:8], "%Y%m%d").date() + dt.timedelta(days=1)
+        new = archive / f"{date:%Y/%m/%d}" / last.name.replace(last.name[:8], f"{date:%Y%m%d}")
+        new.parent.mkdir(parents=True, exist_ok=True)
+        os.link(last, new)
+        before = time.time()
+        wall, log = snakemake(*config, "--forcerun", "list_sources")
+        rerun = step_seconds(REPO / "benchmarks/ghrsst-growing", since=before)
+        summary = json.loads((workdir / "results/ghrsst-growing/index/ghrsst-growing.summary.json").read_text())
+        runs.append({"first_wall": first, "append_wall": wall, "header_jobs_rerun": log.count("localrule headers:"),
+                     "steps": rerun, "step_work": sum(v["sum"] for v in rerun.values()),
+                     "critical_path": sum(v["longest"] for v in rerun.values()),
+                     "appended_files": summary.get("appended_files", 0),
+                     "append_timings": summary.get("timings", {})})
+    return {**_median_run(runs, "step_work"), "all_append_wall": [run["append_wall"] for run in runs]}
 
 
 def machine() -> dict:
@@ -139,7 +157,8 @@ def write_report(figures: dict, out: Path) -> Path:
     wf = figures.get("workflow")
     if wf:
         lines += ["## The workflow at GHRSST scale (8,660 files, local disk)", "",
-                  f"`snakemake --config dataset=ghrsst-scale --until write`: **{wf['wall']:.1f} s** wall, scheduling "
+                  f"`snakemake --config dataset=ghrsst-scale --until write` (the median of {len(wf['all_critical_path'])} forced runs; critical paths "
+                  f"{', '.join(f'{x:.1f}' for x in wf['all_critical_path'])} s, walls {', '.join(f'{x:.1f}' for x in wf['all_wall'])} s): **{wf['wall']:.1f} s** wall, scheduling "
                   f"included; step work {wf['critical_path']:.1f} s on the critical path (list + longest header "
                   f"batch + write), {wf['job_seconds']:.1f} s summed over jobs; {wf['refs']:,} references written.", "",
                   "| step | jobs | longest job (s) | all jobs (s) | peak memory (MB) |", "|---|---:|---:|---:|---:|"]
@@ -180,7 +199,9 @@ def write_report(figures: dict, out: Path) -> Path:
         how = (f"the write step appended {inc['appended_files']} file(s) to the index"
                if inc["appended_files"] else "the write step rewrote the whole index")
         lines += ["## Incremental", "",
-                  f"Appending one day to a finished 8,660-file run: {inc['header_jobs_rerun']} header batch re-read, "
+                  f"Appending one day to a finished 8,660-file run (the median of {len(inc['all_step_work'])} successive "
+                  f"days; step work {', '.join(f'{x:.1f}' for x in inc['all_step_work'])} s, walls "
+                  f"{', '.join(f'{x:.1f}' for x in inc['all_append_wall'])} s): {inc['header_jobs_rerun']} header batch re-read, "
                   f"{how} ({', '.join(f'{k} {v:.2f} s' for k, v in inc['append_timings'].items())}). "
                   f"Step work **{inc['step_work']:.1f} s** ({jobs}); the snakemake invocation took "
                   f"{inc['append_wall']:.1f} s wall, of which ~1.6 s is Snakemake's own start-up and DAG "
@@ -214,6 +235,15 @@ def write_report(figures: dict, out: Path) -> Path:
                   f"combine {vz['virtualizarr']['open_and_combine'] / (vz['chunkindex']['list'] + vz['chunkindex']['headers'] + vz['chunkindex']['assemble']):.0f}x, "
                   f"Parquet writing {vz['virtualizarr']['kerchunk_parquet'] / vz['chunkindex']['kerchunk_parquet']:.0f}x. "
                   f"References identical chunk for chunk (path, offset, size): **{vz['references_identical']}**.", ""]
+        kc = vz.get("kerchunk_tifffile") or {}
+        if "error" in kc:
+            lines += [f"kerchunk's tifffile route (`kerchunk.tiff.tiff_to_zarr` + `MultiZarrToZarr`) failed: {kc['error']}", ""]
+        elif kc:
+            lines += [f"kerchunk's tifffile route on the same files (`tiff_to_zarr` per file, `MultiZarrToZarr` in "
+                      f"time, `refs_to_dataframe`; it indexes every overview level too): {kc['headers']:.2f} s + "
+                      f"{kc['combine']:.2f} s + {kc['kerchunk_parquet']:.2f} s = **{kc['total']:.1f} s**, "
+                      f"{kc['total'] / vz['chunkindex']['total']:.0f}x chunkindex; full-resolution references "
+                      f"identical chunk for chunk: **{kc['references_identical']}**.", ""]
         targets.append((">= 80x faster than VirtualiZarr end to end", ratio >= 80, f"{ratio:.1f}x"))
     bran = figures.get("bran")
     if bran:
