@@ -28,7 +28,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from chunkindex.arrays import ArraySpec, AssembledIndex
 from chunkindex.recipe import Recipe
@@ -97,12 +96,6 @@ def appended_files(state_path: str | Path, index_path: str | Path, recipe: Recip
     return held
 
 
-def _write_refs(path: Path, table: pa.Table) -> None:
-    from chunkindex.kerchunk import PARQUET_OPTIONS
-
-    pq.write_table(table, path, **PARQUET_OPTIONS)
-
-
 def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     """References with `path` as plain strings (to join old and new rows)."""
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
@@ -119,7 +112,12 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
         NotAppendable: an array or coordinate does not line up with the index
             (nothing has been changed then).
     """
-    from chunkindex.kerchunk import _same_references, read_inline_array, refs_record_batch
+    from chunkindex.kerchunk import (
+        read_inline_array,
+        refs_record_batch,
+        same_references,
+        write_refs_table,
+    )
 
     index_path = Path(index_path)
     doc = json.loads((index_path / ".zmetadata").read_text())
@@ -163,14 +161,14 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
                     grown = dataclasses.replace(array, shape=(values.size,), chunks=(values.size,),
                                                 inline=values.astype(array.dtype).tobytes())
                     temporary = folder / f".refs.0.parq.append-{os.getpid()}"
-                    _write_refs(temporary, pa.Table.from_batches([refs_record_batch(grown, 0, 1)]))
+                    write_refs_table(refs_record_batch(grown, 0, 1), temporary)
                     staged.append((temporary, folder / "refs.0.parq"))
                     metadata[f"{array.name}/.zarray"] = grown.zarray()
                 continue
             grid_old = [math.ceil(s / c) for s, c in zip(old["shape"], old["chunks"])]
             held = int(np.prod(grid_old, dtype=np.int64))
             new_chunks = array.n_chunks
-            twin = next((w for w in written.values() if _same_references(array, w)), None)
+            twin = next((w for w in written.values() if same_references(array, w)), None)
             urls = pa.array(array.urls, pa.string())
             first_record = held // record_size
             last_record = (held + new_chunks - 1) // record_size
@@ -186,7 +184,7 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
                     if k * record_size < held:  # the partly filled record file: keep its rows
                         kept = read_parquet(final).slice(0, held - k * record_size)
                         new_rows = pa.concat_tables([_plain(kept), new_rows])
-                    _write_refs(temporary, new_rows)
+                    write_refs_table(new_rows, temporary)
                 staged.append((temporary, final))
             written[array.name] = array
             shape = [old["shape"][0] + array.shape[0], *old["shape"][1:]]

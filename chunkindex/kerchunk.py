@@ -75,7 +75,14 @@ def _staging(target: Path) -> Path:
     return target.parent / f".{target.name}.partial-{os.getpid()}"
 
 
-def _same_references(array: ArraySpec, other: ArraySpec) -> bool:
+def write_refs_table(table: pa.Table | pa.RecordBatch, path: Path) -> None:
+    """Write one Kerchunk Parquet record file (`refs.<k>.parq`)."""
+    if isinstance(table, pa.RecordBatch):
+        table = pa.Table.from_batches([table])
+    pq.write_table(table, path, **PARQUET_OPTIONS)
+
+
+def same_references(array: ArraySpec, other: ArraySpec) -> bool:
     """Whether two arrays have the very same reference rows (a `_refs_only`
     variant and its array, unless their encoded fill chunks differ)."""
     return (array.inline is None and other.inline is None and array.urls is other.urls
@@ -146,7 +153,7 @@ def write_kerchunk_parquet(
         for array in arrays:
             folder = staging / array.name
             folder.mkdir()
-            twin = next((other for other in arrays[:arrays.index(array)] if _same_references(array, other)), None)
+            twin = next((other for other in arrays[:arrays.index(array)] if same_references(array, other)), None)
             if twin is not None:
                 same_refs[array.name] = same_refs.get(twin.name, twin.name)
                 continue
@@ -158,7 +165,7 @@ def write_kerchunk_parquet(
         def write_one(job: tuple[ArraySpec, int, int, pa.Array, Path]) -> int:
             array, start, stop, urls, path = job
             batch = refs_record_batch(array, start, stop, urls)
-            pq.write_table(pa.Table.from_batches([batch]), path, **PARQUET_OPTIONS)
+            write_refs_table(batch, path)
             return stop - start
 
         # pyarrow releases the GIL while encoding: one thread per core.
