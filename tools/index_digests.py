@@ -67,10 +67,10 @@ def write_demo_index(dataset: str, fixtures_root: Path, out: Path) -> Path:
     """Write every index kind of recipe `dataset` into `out/<dataset>/`."""
     import pyarrow as pa
 
-    from chunkindex.extract import extractor_for
+    from chunkindex.formats import extractor_for
     from chunkindex.pipeline import store_spec, write_index
     from chunkindex.recipe import load_recipe
-    from chunkindex.listing import list_sources
+    from chunkindex.sources.listing import list_sources
 
     recipe = load_recipe(REPO / "recipes" / f"{dataset}.yaml")
     fixture_set = recipe.source.synthetic
