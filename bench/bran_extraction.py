@@ -77,7 +77,7 @@ def main() -> None:
 
     import h5py
 
-    from chunkindex.hdf import _h5_chunks, gdal_chunks
+    from chunkindex.formats.hdf.headers import _h5_chunks, gdal_chunks
 
     n_chunks = int(np.prod([s // c for s, c in zip(SHAPE, CHUNKS)]))
     with h5py.File(path) as h5:

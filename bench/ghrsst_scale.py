@@ -15,11 +15,15 @@ import argparse
 import datetime as dt
 import os
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 from chunkindex.synthetic.ghrsst import RELATIVE_PATH, write_cog
+
+# The workflow's job-process settings (scripts/_step.py), applied here as in a job.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
 
 def make_archive(root: Path, files: int, compression: str = "ZSTD", predictor: int = 2) -> Path:
@@ -54,13 +58,14 @@ def timed_steps(recipe, workdir: Path, limit: int | None = None, concurrency: in
 
     `limit` keeps the first files of the listing; `keep` is where the index is
     written (a temporary folder otherwise)."""
-    from chunkindex.extract import extractor_for
-    from chunkindex.kerchunk import write_kerchunk_parquet
-    from chunkindex.workflow import without_huge_pages
+    from _step import without_huge_pages
+
+    from chunkindex.formats import extractor_for
+    from chunkindex.indexes.kerchunk import write_kerchunk_parquet
 
     without_huge_pages()  # as the workflow's steps do
-    from chunkindex.listing import list_sources
     from chunkindex.pipeline import store_spec
+    from chunkindex.sources.listing import list_sources
 
     timings: dict[str, float] = {}
     spec = store_spec(recipe, "/")

@@ -26,7 +26,7 @@ def run(archive: Path, files: int, delay: float, concurrency: int, workdir: Path
     from dataclasses import replace
 
     from chunkindex.pipeline import quick_recipe
-    from chunkindex.servers import FastHttpServer
+    from chunkindex.testing.servers import FastHttpServer
 
     end = dt.date(2002, 6, 1) + dt.timedelta(days=files - 1)
     with FastHttpServer(archive, delay=delay) as http:

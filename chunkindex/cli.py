@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 
 from chunkindex import doctor
-from chunkindex.tables import read_parquet
 
 
 def _info(index: str) -> int:
-    from chunkindex.kerchunk import read_kerchunk_metadata
+    from chunkindex.indexes.kerchunk import KerchunkIndex
 
-    doc = read_kerchunk_metadata(index)
-    meta = doc["metadata"]
-    kind = "Kerchunk Parquet" if doc["record_size"] is not None else "Kerchunk JSON"
-    print(f"{index}: {kind}" + (f", record_size {doc['record_size']}" if doc["record_size"] else ""))
+    opened = KerchunkIndex.open(index)
+    meta = opened.metadata
+    record_size = opened.record_size
+    kind = "Kerchunk Parquet" if record_size is not None else "Kerchunk JSON"
+    print(f"{index}: {kind}" + (f", record_size {record_size}" if record_size else ""))
     root = meta.get(".zattrs", {})
     if root.get("title"):
         print(f"title: {root['title']}")
     files: set[str] = set()
-    for key in sorted(k for k in meta if k.endswith("/.zarray")):
-        name = key[: -len("/.zarray")]
-        zarray, attrs = meta[key], meta.get(f"{name}/.zattrs", {})
-        grid = [math.ceil(s / c) for s, c in zip(zarray["shape"], zarray["chunks"])]
-        n_chunks = math.prod(grid)
+    for name in sorted(opened.array_names, key=lambda n: n + "/.zarray"):  # as the keys sort
+        zarray, attrs = opened.zarray(name), opened.zattrs(name)
+        n_chunks = opened.grid(name).n_chunks
         dims = attrs.get("_ARRAY_DIMENSIONS", [])
         info = attrs.get("chunkindex", {})
         codec = info.get("codec", {})
@@ -33,7 +30,9 @@ def _info(index: str) -> int:
         decodable = ("GDAL: yes" if info.get("gdal_decodable") else "GDAL: NO") if info else "inline"
         if info.get("warning"):
             decodable += f" ({info['warning']})"
-        refs = _count_refs(index, name, doc, n_chunks, files)
+        references = opened.references(name)
+        refs = int((references.codes >= 0).sum())
+        files |= references.referenced_files
         print(f"  {name}{tuple(dims)} shape {tuple(zarray['shape'])} chunks {tuple(zarray['chunks'])} "
               f"{zarray['dtype']} fill {zarray['fill_value']}")
         print(f"      codec: {codec.get('description') or zarray['compressor']}; {decodable}"
@@ -43,26 +42,8 @@ def _info(index: str) -> int:
     return 0
 
 
-def _count_refs(index: str, name: str, doc: dict, n_chunks: int, files: set[str]) -> int:
-    from pathlib import Path
-
-    import pyarrow.compute as pc
-
-    if doc["record_size"] is None:
-        prefix = name + "/"
-        refs = [v for k, v in doc["refs"].items() if k.startswith(prefix) and isinstance(v, list)]
-        files.update(r[0] for r in refs)
-        return len(refs)
-    count = 0
-    for part in sorted(Path(index, name).glob("refs.*.parq")):
-        paths = read_parquet(part, columns=["path"])["path"]
-        count += len(paths) - paths.null_count
-        files.update(p for p in pc.unique(paths).to_pylist() if p)
-    return count
-
-
 def _refs(index: str, array: str, key: str) -> int:
-    from chunkindex.kerchunk import lookup_reference
+    from chunkindex.indexes.kerchunk import lookup_reference
 
     try:
         parts = tuple(int(p) for p in key.replace(".", ",").split(","))

@@ -7,22 +7,28 @@ with a message naming the recipe file, the field and what was expected.
 from __future__ import annotations
 
 import difflib
+import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "config" / "schemas"
+SCHEMA_PACKAGE = "chunkindex.schemas"  # the JSON Schemas ship inside the package
 
 
 class RecipeError(ValueError):
     """A recipe or config file that does not match its schema."""
 
 
-def load_schema(name: str, schema_dir: Path = SCHEMA_DIR) -> dict[str, Any]:
-    with open(schema_dir / f"{name}.schema.yaml") as handle:
-        return yaml.safe_load(handle)
+def load_schema(name: str, schema_dir: Path | None = None) -> dict[str, Any]:
+    """The JSON Schema `name` (recipe, config): from the package's resources,
+    or from `schema_dir` when given."""
+    if schema_dir is not None:
+        text = (Path(schema_dir) / f"{name}.schema.yaml").read_text()
+    else:
+        text = importlib.resources.files(SCHEMA_PACKAGE).joinpath(f"{name}.schema.yaml").read_text()
+    return yaml.safe_load(text)
 
 
 def _field_path(path: Any) -> str:
@@ -220,7 +226,7 @@ def _check_semantics(doc: dict[str, Any], source: str, stem: str | None) -> None
         raise RecipeError(f"{source} is not valid:\n" + "\n".join(f"  - {p}" for p in problems))
 
 
-def load_recipe(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> Recipe:
+def load_recipe(path: str | Path, schema_dir: Path | None = None) -> Recipe:
     """Load, validate and return the recipe at `path`.
 
     Raises:
@@ -241,6 +247,6 @@ def load_recipe(path: str | Path, schema_dir: Path = SCHEMA_DIR) -> Recipe:
     return recipe_from_dict(doc, str(path))
 
 
-def validate_config(config: dict[str, Any], schema_dir: Path = SCHEMA_DIR) -> None:
+def validate_config(config: dict[str, Any], schema_dir: Path | None = None) -> None:
     """Validate the workflow config (config/config.yaml plus --config overrides)."""
     validate_document(config, load_schema("config", schema_dir), "workflow config")

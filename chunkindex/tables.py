@@ -3,7 +3,7 @@
 Manifests and batches are Parquet; header/chunk tables are Arrow IPC (see
 `write_chunk_table`). `pq.read_table` goes through `pyarrow.dataset`, whose
 import pulls in pandas (~0.35 s per job); a single file needs neither.
-Writes go to a temporary name and are renamed, so a failed step never
+Writes are atomic (chunkindex.atomic), so a failed step never
 leaves a half-written table.
 """
 
@@ -18,6 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.ipc
 import pyarrow.parquet as pq
 
+from chunkindex.atomic import atomic_path
+
 
 def read_parquet(path: str | Path, columns: Sequence[str] | None = None, **options: Any) -> pa.Table:
     """One Parquet file as a table (optionally only `columns`)."""
@@ -26,9 +28,8 @@ def read_parquet(path: str | Path, columns: Sequence[str] | None = None, **optio
 
 def write_parquet(table: pa.Table, path: str | Path, **options: Any) -> None:
     """Write `table` to `path` atomically (temporary file, then rename)."""
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    pq.write_table(table, tmp, **options)
-    tmp.replace(path)
+    with atomic_path(path) as staging:
+        pq.write_table(table, staging, **options)
 
 
 def write_chunk_table(table: pa.Table, path: str | Path) -> None:
@@ -39,10 +40,9 @@ def write_chunk_table(table: pa.Table, path: str | Path) -> None:
     tables (~16 bytes per tile; 480 MB for the 8,660 GHRSST files) with no
     decoding or copy, where decoding Parquet took 0.4-1.0 s of that step.
     """
-    tmp = Path(path).with_name(Path(path).name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+    with atomic_path(path) as staging, pa.OSFile(str(staging), "wb") as sink, \
+            pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    tmp.replace(path)
 
 
 def read_chunk_table(path: str | Path, columns: Sequence[str] | None = None) -> pa.Table:

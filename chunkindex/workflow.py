@@ -1,22 +1,44 @@
-"""Helpers shared by the Snakemake rules and their thin scripts."""
+"""The workflow's steps and rule helpers: file-based steps the Snakemake
+scripts call (list, headers, write or append, validate), the names of the
+write rule's outputs and the header batches of a listing.
+
+Only scripts/, rules/, tests and benchmarks import this module; the library
+(chunkindex.pipeline and below) never does. Process-level tweaks of the
+Snakemake jobs live in scripts/_step.py.
+"""
 
 from __future__ import annotations
 
-import importlib.abc
+import json
 import logging
-import os
-import sys
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chunkindex.recipe import Recipe
-from chunkindex.tables import read_parquet, write_parquet
+from chunkindex.atomic import write_text
+from chunkindex.formats import HEADER_FORMAT_VERSION, extractor_for
+from chunkindex.pipeline import (
+    progress_logger,
+    store_spec,
+    timed,
+    validate_recipe_index,
+    write_index,
+)
+from chunkindex.recipe import Recipe, load_recipe
+from chunkindex.tables import (
+    chunk_table_metadata,
+    read_chunk_table,
+    read_parquet,
+    read_rows_from,
+    write_chunk_table,
+    write_parquet,
+)
 
+log = logging.getLogger("chunkindex")
 BATCH_FORMAT = "{:05d}"
 
 
@@ -75,90 +97,118 @@ def with_batch_count(table: pa.Table, count: int) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
-def setup_logging(log_file: str | None) -> logging.Logger:
-    """Log to the rule's log file and to stderr."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return logging.getLogger("chunkindex")
+def list_step(recipe_path: str, base_dir: str, manifest_out: str, batches_dir: str) -> pa.Table:
+    from chunkindex.sources.listing import list_sources
+
+    recipe = load_recipe(recipe_path)
+    spec = store_spec(recipe, base_dir)
+    start = time.perf_counter()
+    manifest = list_sources(recipe, spec, concurrency=recipe.headers.concurrency)
+    count = write_batches(manifest, batches_dir, recipe.headers.batch_size)
+    manifest = with_batch_count(manifest, count)
+    write_parquet(manifest, manifest_out)
+    log.info("listed %d files (%d bytes) from %s in %.2f s; %d header batches",
+             manifest.num_rows, sum(manifest["size"].to_pylist()), spec.url,
+             time.perf_counter() - start, count)
+    return manifest
 
 
-def progress_logger(log: logging.Logger, what: str, every_seconds: float = 5.0) -> Callable[[int, int], None]:
-    """A progress callback that logs `done/total` at most every few seconds."""
-    last = [0.0]
-    start = time.monotonic()
-
-    def report(done: int, total: int) -> None:
-        now = time.monotonic()
-        if done == total or now - last[0] >= every_seconds:
-            last[0] = now
-            rate = done / max(now - start, 1e-9)
-            log.info("%s: %d/%d (%.0f/s)", what, done, total, rate)
-
-    return report
-
-
-def without_huge_pages() -> None:
-    """Stop numpy asking for transparent huge pages on large arrays.
-
-    Where the kernel compacts memory for such requests (THP defrag
-    "madvise", as here), first touching a fresh large array can stall in
-    compaction: the write step's short-lived tile arrays took 1.4 s to
-    assemble with it and 0.65 s without (measured, same data).
-    """
-    import numpy as np
-
-    setter = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
-    if setter is not None:
-        setter(False)
+def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: str) -> pa.Table:
+    recipe = load_recipe(recipe_path)
+    batch = read_parquet(batch_path)
+    extractor = extractor_for(recipe.format)
+    start = time.perf_counter()
+    table = extractor.read_batch(recipe, store_spec(recipe, base_dir), batch,
+                                 progress_logger(log, f"headers {Path(batch_path).stem}"))
+    elapsed = time.perf_counter() - start
+    meta = {b"chunkindex.seconds": str(elapsed).encode(), b"chunkindex.files": str(batch.num_rows).encode(),
+            b"chunkindex.header_format": str(HEADER_FORMAT_VERSION).encode()}
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    write_chunk_table(table, levels_out)
+    log.info("read %d headers in %.2f s (%.0f files/s)", batch.num_rows, elapsed,
+             batch.num_rows / max(elapsed, 1e-9))
+    return table
 
 
-class _PandasBlocker(importlib.abc.MetaPathFinder):
-    """Refuses to import pandas (see `without_pandas`)."""
+def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+    """Write the index from every header batch, or append the new files to
+    it when it allows (see chunkindex.indexes.append); `outputs["state"]` records
+    which files the index holds."""
+    from chunkindex.indexes.append import NotAppendable, appended_files, write_state
 
-    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError("pandas is kept out of this workflow step (chunkindex.workflow.without_pandas)",
-                                      name=name)
+    recipe = load_recipe(recipe_path)
+    if not header_paths:
+        raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
+    for path in header_paths:
+        found = chunk_table_metadata(path).get(b"chunkindex.header_format", b"1").decode()
+        if found != str(HEADER_FORMAT_VERSION):
+            raise ValueError(f"{path} was written by another chunkindex version (header format {found}, "
+                             f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
+    manifest = read_parquet(manifest_path)
+    state = outputs.get("state")
+    if state and set(outputs) <= {"kerchunk_parquet", "summary", "state"}:
+        try:
+            held = appended_files(state, outputs["kerchunk_parquet"], recipe, manifest, HEADER_FORMAT_VERSION)
+            return append_step(recipe, manifest, held, header_paths, outputs)
+        except NotAppendable as why:
+            log.info("writing the whole index (%s)", why)
+    if state:
+        Path(state).unlink(missing_ok=True)  # until the new index is complete
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:  # decoding releases the GIL
+        headers = pa.concat_tables(list(pool.map(read_chunk_table, header_paths)))
+    log.info("read %d header batches (%d rows) in %.2f s", len(header_paths), headers.num_rows,
+             time.perf_counter() - start)
+    summary = write_index(recipe, manifest, headers, outputs)
+    if state:
+        write_state(state, recipe, manifest, HEADER_FORMAT_VERSION)
+    return summary
 
 
-def without_pandas() -> None:
-    """Keep pandas out of this process.
+def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: list[str],
+                outputs: dict[str, str]) -> dict[str, Any]:
+    """Append files `held:` of `manifest` to the index (raises NotAppendable
+    before changing anything when they do not line up with it)."""
+    from chunkindex.indexes.append import append_to_index, write_state
 
-    pyarrow imports pandas, when it is installed, on its first array
-    conversion (~0.35 s here), and works without it. The list, headers and
-    write steps never use pandas and run once per job, so their scripts call
-    this; validation (fsspec's reference reader) needs pandas and does not.
-    """
-    if "pandas" not in sys.modules and not any(isinstance(f, _PandasBlocker) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PandasBlocker())
+    timings: dict[str, float] = {}
+    new_files = manifest.slice(held)
+    with timed(timings, "read_headers"):
+        headers = pa.concat_tables([read_rows_from(p, "file_id", held) for p in header_paths])
+    with timed(timings, "assemble"):
+        assembled = extractor_for(recipe.format).assemble(recipe, new_files, headers)
+    with timed(timings, "append"):
+        counts = append_to_index(outputs["kerchunk_parquet"], assembled, recipe.concat.dim,
+                                 recipe.output.record_size, held, manifest.num_rows)
+    summary = json.loads(Path(outputs["summary"]).read_text()) if Path(outputs["summary"]).is_file() else {}
+    refs_per_array = {**summary.get("refs_per_array", {}), **{k: v["refs"] for k, v in counts.items()}}
+    missing = summary.get("missing_per_array", {})
+    summary.update(
+        refs=sum(refs_per_array.values()), refs_per_array=refs_per_array, timings=timings,
+        missing_per_array={k: missing.get(k, 0) + v["new_missing"] for k, v in counts.items()},
+        notes=list(dict.fromkeys([*summary.get("notes", []), *assembled.notes])),
+        skipped_files=[*summary.get("skipped_files", []), *assembled.skipped_files],
+        appended_files=new_files.num_rows)
+    write_text(outputs["summary"], json.dumps(summary, indent=1))
+    write_state(outputs["state"], recipe, manifest, HEADER_FORMAT_VERSION)
+    log.info("appended %d files (%d references) to %s: %s", new_files.num_rows,
+             sum(v["new_refs"] for v in counts.values()), outputs["kerchunk_parquet"],
+             ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+    return summary
 
 
-def run_step(log_file: str | None, step: Callable[[logging.Logger], Any], exit_when_done: bool = False,
-             needs_pandas: bool = True) -> Any:
-    """Run a script's step with logging; errors are logged as one clear line.
+def validate_step(recipe_path: str, index_path: str, report_out: str) -> Any:
+    from chunkindex.validate import ValidationFailed
 
-    `exit_when_done` ends the (script) process right after a successful step:
-    async-tiff/obstore's Rust runtime threads can abort the interpreter while
-    it finalises ("PyGILState_Release: thread state must be current"), which
-    would fail a job whose outputs are already complete. Steps that do not
-    `needs_pandas` run without it (see `without_pandas`).
-    """
-    if not needs_pandas:
-        without_pandas()
-    without_huge_pages()
-    log = setup_logging(log_file)
+    def record(report: Any) -> None:
+        write_text(report_out, report.to_json())
+        for line in report.summary().splitlines():
+            log.info("%s", line)
+
     try:
-        result = step(log)
-    except Exception as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
+        report = validate_recipe_index(load_recipe(recipe_path), index_path)
+    except ValidationFailed as failed:
+        record(failed.report)  # the log names every mismatch
         raise
-    if exit_when_done:
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
-    return result
+    record(report)
+    return report

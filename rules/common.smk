@@ -6,7 +6,7 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, workflow.basedir)
 
-from chunkindex.extract import HEADER_FORMAT_VERSION
+from chunkindex.formats import HEADER_FORMAT_VERSION
 from chunkindex.recipe import RecipeError, load_recipe, validate_config
 from chunkindex.workflow import batch_ids, index_outputs
 

@@ -1,8 +1,9 @@
 # Snakemake glue: generate one synthetic fixture set.
 from pathlib import Path
 
+from _step import run_step
+
 from chunkindex.synthetic.manifest import FixtureSet, generate_fixture_set
-from chunkindex.workflow import run_step
 
 spec = dict(snakemake.params.spec)
 spec.pop("benchmark_only", None)

@@ -1,6 +1,7 @@
 # Snakemake glue: write the Markdown report and its plots.
+from _step import run_step
+
 from chunkindex.report import ReportInputs, write_report
-from chunkindex.workflow import run_step
 
 inputs = ReportInputs(
     recipe=snakemake.input.recipe,

@@ -1,6 +1,7 @@
 # Snakemake glue: validate the index with GDAL against the sources.
-from chunkindex.pipeline import validate_step
-from chunkindex.workflow import run_step
+from _step import run_step
+
+from chunkindex.workflow import validate_step
 
 run_step(snakemake.log[0], lambda log: validate_step(
     snakemake.input.recipe, snakemake.input.index, snakemake.output.report))

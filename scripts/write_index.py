@@ -1,6 +1,7 @@
 # Snakemake glue: assemble the arrays and write the index kinds of the recipe.
-from chunkindex.pipeline import write_step
-from chunkindex.workflow import run_step
+from _step import run_step
+
+from chunkindex.workflow import write_step
 
 outputs = {name: path for name, path in snakemake.output.items()}
 run_step(snakemake.log[0], lambda log: write_step(

@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import REPO, run_snakemake
 
-from chunkindex.pipeline import headers_step, list_step, write_step
 from chunkindex.tables import read_parquet
+from chunkindex.workflow import headers_step, list_step, write_step
 
 LAST_DAY = "20240202"
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from chunkindex.cog import LayoutMismatch
-from chunkindex.listing import ListingError
-from chunkindex.pipeline import quick_recipe, run_recipe
-from chunkindex.tiff import TiffHeaderError
-from chunkindex.validate import ValidationFailed
-
 from conftest import SHARED_FIXTURES, shared_fixture
+
+from chunkindex.formats.tiff.assemble import LayoutMismatch
+from chunkindex.formats.tiff.headers import TiffHeaderError
+from chunkindex.pipeline import quick_recipe, run_recipe
+from chunkindex.sources.listing import ListingError
+from chunkindex.validate import ValidationFailed
 
 EDGE_OK = ["multiband-pixel.tif", "multiband-band.tif", "bigtiff.tif", "big-endian.tif", "sparse.tif",
            "lzw.tif", "uncompressed.tif"]

@@ -6,10 +6,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from chunkindex.arrays import ArraySpec, coordinate_array
 from chunkindex.codecs import CodecChain, decode_chunk, encode_chunk
-from chunkindex.kerchunk import (lookup_reference, read_kerchunk_metadata, write_flat_parquet,
-                                 write_kerchunk_json, write_kerchunk_parquet)
+from chunkindex.indexes.flat import write_flat_parquet
+from chunkindex.indexes.kerchunk import (
+    lookup_reference,
+    read_kerchunk_metadata,
+    write_kerchunk_json,
+    write_kerchunk_parquet,
+)
+from chunkindex.model import ArraySpec, coordinate_array
 
 ZLIB = CodecChain({"id": "zlib", "level": 1}, (), "zlib")
 

@@ -11,14 +11,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
-
-from chunkindex.hdf import HdfExtractor, HdfLayoutError, assemble_hdf
-from chunkindex.codecs import UnsupportedCodec
-from chunkindex.pipeline import quick_recipe, run_recipe, store_spec
-from chunkindex.listing import list_sources
-
 from conftest import REPO, run_snakemake, shared_fixture
-from chunkindex.servers import HttpServer
+
+from chunkindex.codecs import UnsupportedCodec
+from chunkindex.formats.hdf import HdfExtractor
+from chunkindex.formats.hdf.assemble import assemble_hdf
+from chunkindex.formats.hdf.headers import HdfLayoutError
+from chunkindex.pipeline import quick_recipe, run_recipe, store_spec
+from chunkindex.sources.listing import list_sources
+from chunkindex.testing.servers import HttpServer
 
 
 def bran_recipe(folder: Path, recipe_id: str = "bran", extractor: str = "hdf5", **extra):

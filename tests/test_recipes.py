@@ -5,10 +5,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, run_snakemake
 
 from chunkindex.recipe import RecipeError, load_recipe, validate_config
-
-from conftest import REPO, run_snakemake
 
 RECIPES = sorted((REPO / "recipes").glob("*.yaml"))
 
@@ -129,7 +128,7 @@ def test_every_schema_field_has_a_description():
                 assert node.get("additionalProperties") is not None, f"{where} allows unknown keys"
 
     for name in ("recipe", "config"):
-        schema = yaml.safe_load((REPO / f"config/schemas/{name}.schema.yaml").read_text())
+        schema = yaml.safe_load((REPO / f"chunkindex/schemas/{name}.schema.yaml").read_text())
         assert schema["$schema"].endswith("draft/2020-12/schema")
         walk(schema, name)
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from conftest import REPO, run_snakemake
-from chunkindex.servers import HttpServer, MotoS3Server
+
+from chunkindex.testing.servers import HttpServer, MotoS3Server
 
 pytestmark = pytest.mark.network_local
 FIXTURE_SET = "ghrsst-deflate-pred1"

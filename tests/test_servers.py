@@ -5,7 +5,7 @@ import urllib.request
 
 import pytest
 
-from chunkindex.servers import FastHttpServer, HttpServer
+from chunkindex.testing.servers import FastHttpServer, HttpServer
 
 
 @pytest.mark.parametrize("server_class", [HttpServer, FastHttpServer])

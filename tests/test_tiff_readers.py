@@ -11,7 +11,12 @@ import pytest
 from conftest import SHARED_FIXTURES
 from obstore.store import LocalStore, MemoryStore
 
-from chunkindex.tiff import LEVELS_SCHEMA, ReadSettings, TiffHeaderError, read_headers
+from chunkindex.formats.tiff.headers import (
+    LEVELS_SCHEMA,
+    ReadSettings,
+    TiffHeaderError,
+    read_headers,
+)
 
 
 def _tiffs(fixtures_root: Path) -> list[Path]:
@@ -85,7 +90,7 @@ def _copy_with_new_tile_table(src: Path, dst: Path, shift: int) -> None:
 
 
 def test_templates_reuse_a_layout_only_when_all_but_the_tile_tables_match(fixtures_root, tmp_path, monkeypatch):
-    from chunkindex.tiff_ifd import HeaderTemplates
+    from chunkindex.formats.tiff.ifd import HeaderTemplates
 
     hits = []
     match = HeaderTemplates.match
@@ -135,8 +140,8 @@ def test_a_truncated_file_among_matching_ones_is_named(fixtures_root, tmp_path):
 def test_a_template_from_a_later_file_serves_earlier_ones(fixtures_root, tmp_path):
     """Concurrent remote reads finish in any order: a file may match a
     template made from a file later in the batch."""
-    from chunkindex.tiff import _levels_of, _read_local
-    from chunkindex.tiff_ifd import HeaderTemplates
+    from chunkindex.formats.tiff.headers import _levels_of, _read_local
+    from chunkindex.formats.tiff.ifd import HeaderTemplates
 
     folder = tmp_path / "archive"
     folder.mkdir()

@@ -230,7 +230,7 @@ class FastHttpServer(_ServerProcess):
         return f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> FastHttpServer:
-        self._start([sys.executable, "-m", "chunkindex.servers", str(self.root), str(self.port), str(self.delay)],
+        self._start([sys.executable, "-m", "chunkindex.testing.servers", str(self.root), str(self.port), str(self.delay)],
                     "the HTTP server")
         return self
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,14 @@ def reference_url(spec: StoreSpec, relative_path: str) -> str:
     return base.rstrip("/") + "/" + relative_path.lstrip("/")
 
 
+def gdal_module() -> Any:
+    """`osgeo.gdal`, raising exceptions (imported on first use)."""
+    from osgeo import gdal
+
+    gdal.UseExceptions()
+    return gdal
+
+
 def gdal_path(url: str) -> str:
     """The GDAL virtual file system path of a reference URL."""
     if url.startswith("s3://"):
@@ -77,3 +86,35 @@ def gdal_path(url: str) -> str:
     if url.startswith("file://"):
         return urlparse(url).path
     return url
+
+
+class ObjectFile(io.RawIOBase):
+    """A read-only, seekable file over an obstore object, for h5py.
+
+    obstore's reader returns its own Bytes type; h5py wants `readinto`."""
+
+    def __init__(self, store: Any, path: str, buffer_size: int = 1 << 20) -> None:
+        import obstore
+
+        self._reader = obstore.open_reader(store, path, buffer_size=buffer_size)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._reader.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._reader.tell()
+
+    def readinto(self, buffer: Any) -> int:
+        data = memoryview(self._reader.read(len(buffer)))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self._reader.close()
+        super().close()

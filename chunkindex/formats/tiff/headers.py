@@ -1,7 +1,7 @@
 """TIFF/COG header extraction: every IFD's tile table and layout.
 
 Two readers give the same rows: chunkindex's numpy tag reader
-(`chunkindex.tiff_ifd`, the default, ~10x faster) and async-tiff; the recipe
+(`chunkindex.formats.tiff.ifd`, the default, ~10x faster) and async-tiff; the recipe
 picks one (`headers.tiff_reader`) and the other re-reads each batch's first
 file as a cross-check. Files are opened concurrently (bounded), with a prefetch sized to cover the
 whole header in one request where possible, and retried with backoff on
@@ -18,7 +18,7 @@ import logging
 import math
 import os
 import random
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chunkindex.arrays import list_column
+from chunkindex.model import ChunkGrid, list_column
+from chunkindex.recipe import Recipe
+from chunkindex.sources.stores import StoreSpec
 
 log = logging.getLogger(__name__)
 
@@ -222,9 +224,8 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         check_within(path, index, offsets, counts, size)
         samples = int(ifd.samples_per_pixel)
         planar = int(ifd.planar_configuration)
-        tiles_x = math.ceil(ifd.image_width / tile_width)
-        tiles_y = math.ceil(ifd.image_height / tile_height)
-        expected = tiles_x * tiles_y * (samples if planar == PLANAR_SEPARATE else 1)
+        tiles = ChunkGrid.of((ifd.image_height, ifd.image_width), (tile_height, tile_width)).n_chunks
+        expected = tiles * (samples if planar == PLANAR_SEPARATE else 1)
         if offsets.size != expected:
             raise TiffHeaderError(f"{path}: IFD {index} has {offsets.size} tiles, expected {expected}")
         lerc = ifd.lerc_parameters
@@ -305,7 +306,12 @@ class _Hit:
 def _header_reading(path: str, size: int, prefetch: int, templates: Any) -> Generator[tuple[int, int], Any, Any]:
     """Yields the (start, length) ranges to fetch and receives their bytes;
     returns a `_Hit` or `_Parsed`. One routine for local and remote reads."""
-    from chunkindex.tiff_ifd import HeaderBytes, HeaderFormatError, MissingBytes, parse_header
+    from chunkindex.formats.tiff.ifd import (
+        HeaderBytes,
+        HeaderFormatError,
+        MissingBytes,
+        parse_header,
+    )
 
     data = HeaderBytes(size)
     start, length = 0, min(prefetch, size)
@@ -392,11 +398,11 @@ async def read_headers_async(
 ) -> pa.Table:
     """Read the headers of `paths` (relative to `store`) concurrently.
 
-    `reader` is "numpy" (chunkindex.tiff_ifd, the fast path) or "async-tiff".
+    `reader` is "numpy" (chunkindex.formats.tiff.ifd, the fast path) or "async-tiff".
     Files whose header matches an earlier one but for the tile tables (an
     archive of daily files) reuse its parse: only their tile tables are read.
     """
-    from chunkindex.tiff_ifd import HeaderTemplates
+    from chunkindex.formats.tiff.ifd import HeaderTemplates
 
     if not paths:
         return LEVELS_SCHEMA.empty_table()
@@ -584,35 +590,21 @@ def cross_check_first(store: Any, paths: list[str], sizes: list[int], file_ids: 
     return None
 
 
-class TiffExtractor:
-    """HeaderExtractor for COGs and tiled GeoTIFFs.
+def read_batch(recipe: Recipe, spec: StoreSpec, batch: pa.Table,
+               progress: Callable[[int, int], None] | None = None) -> pa.Table:
+    """The levels table of a batch of the manifest, with the recipe's reader
+    (`headers.tiff_reader`); the batch's first file is re-read with the other."""
+    from chunkindex.sources.stores import open_store
 
-    `headers.tiff_reader` picks the reader: chunkindex's numpy tag reader
-    (fast) or async-tiff; each batch's first file is re-read with the other.
-    """
-
-    def read_batch(self, recipe: Any, spec: Any, batch: pa.Table, progress: Any = None) -> pa.Table:
-        from chunkindex.stores import open_store
-
-        settings = ReadSettings(concurrency=recipe.headers.concurrency, prefetch=recipe.headers.prefetch,
-                                retries=recipe.headers.retries)
-        store = open_store(spec)
-        paths, sizes, file_ids = (batch["path"].to_pylist(), batch["size"].to_pylist(),
-                                  batch["file_id"].to_pylist())
-        reader = recipe.headers.tiff_reader
-        table = read_headers(store, paths, sizes, file_ids, settings, progress, reader=reader)
-        note = cross_check_first(store, paths, sizes, file_ids, table, settings, reader) if paths else None
-        if note:
-            log.warning(note)
-        return table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                              b"chunkindex.tiff_reader": reader.encode()})
-
-    def assemble(self, recipe: Any, manifest: pa.Table, headers: pa.Table) -> Any:
-        from chunkindex.cog import assemble_cog
-
-        return assemble_cog(recipe, manifest, headers)
-
-    def source(self, recipe: Any) -> Any:
-        from chunkindex.validate import TiffSource
-
-        return TiffSource()
+    settings = ReadSettings(concurrency=recipe.headers.concurrency, prefetch=recipe.headers.prefetch,
+                            retries=recipe.headers.retries)
+    store = open_store(spec)
+    paths, sizes, file_ids = (batch["path"].to_pylist(), batch["size"].to_pylist(),
+                              batch["file_id"].to_pylist())
+    reader = recipe.headers.tiff_reader
+    table = read_headers(store, paths, sizes, file_ids, settings, progress, reader=reader)
+    note = cross_check_first(store, paths, sizes, file_ids, table, settings, reader) if paths else None
+    if note:
+        log.warning(note)
+    return table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                          b"chunkindex.tiff_reader": reader.encode()})

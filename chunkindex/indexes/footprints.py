@@ -4,12 +4,12 @@ the number of references and bytes behind it, as GeoParquet and GeoPackage
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from chunkindex.arrays import ArraySpec
+from chunkindex.atomic import commit, staging_path
+from chunkindex.model import ArraySpec
 
 
 def _coordinate_values(arrays: list[ArraySpec]) -> dict[str, np.ndarray]:
@@ -33,10 +33,9 @@ def write_footprints(arrays: list[ArraySpec], parquet_path: str | Path, gpkg_pat
     gdal.UseExceptions()
     coords = _coordinate_values(arrays)
     outputs = [(Path(parquet_path), "Parquet"), (Path(gpkg_path), "GPKG")]
-    staging = [(p.parent / f".{p.name}.partial-{os.getpid()}", driver) for p, driver in outputs]
+    staging = [(staging_path(p), driver) for p, driver in outputs]
     datasets = []
     for path, driver in staging:
-        path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             path.unlink()
         datasets.append(gdal.GetDriverByName(driver).CreateVector(str(path)) if hasattr(gdal.Driver, "CreateVector")
@@ -92,7 +91,7 @@ def write_footprints(arrays: list[ArraySpec], parquet_path: str | Path, gpkg_pat
             ds.Close()
         datasets = []
         for (tmp, _), (final, _) in zip(staging, outputs):
-            os.replace(tmp, final)
+            commit(tmp, final)
     finally:
         for ds in datasets:
             ds.Close()

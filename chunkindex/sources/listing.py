@@ -19,7 +19,7 @@ from typing import Any
 import pyarrow as pa
 
 from chunkindex.recipe import Recipe
-from chunkindex.stores import StoreSpec, open_store, reference_url
+from chunkindex.sources.stores import StoreSpec, open_store, reference_url
 
 MANIFEST_SCHEMA = pa.schema([
     ("file_id", pa.int32()),

@@ -17,8 +17,16 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chunkindex.arrays import ArraySpec, AssembledIndex, spatial_coordinates, time_coordinate
-from chunkindex.codecs import tiff_chain
+from chunkindex.formats.tiff.chain import tiff_chain
+from chunkindex.model import (
+    ArraySpec,
+    AssembledIndex,
+    ChunkGrid,
+    ReferenceColumns,
+    spatial_coordinates,
+    stacked_numbers,
+    time_coordinate,
+)
 from chunkindex.recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -83,8 +91,8 @@ def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mi
             if fid not in found or where < found[fid][:2]:
                 got = levels[column][int(row)].as_py()
                 want = ref_rows[position[row]][column] if position[row] >= 0 else None
-                found[fid] = (*where, f"IFD {int(ifd[row])} {column} is {got!r}, "
-                                      f"but {urls[first_file]} has {want!r}")
+                found[fid] = (*where, (f"IFD {int(ifd[row])} {column} is {got!r}, "
+                                       f"but {urls[first_file]} has {want!r}"))
     bad.update((fid, message) for fid, (_, _, message) in found.items())
     for item in pc.value_counts(levels["file_id"]).to_pylist():
         if item["counts"] != n_levels and item["values"] not in bad:
@@ -238,7 +246,6 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
                 order = np.argsort(rows, kind="stable")
                 if not np.array_equal(order, np.arange(order.size)):  # files not in time order
                     offsets, sizes, fids, rows = offsets[order], sizes[order], fids[order], rows[order]
-                n_chunks = n_times * tiles_per_file
                 url_list = [urls[int(f)] for f in fids]
                 file_number = np.empty(sizes.shape, np.int32)
                 file_number[:] = np.arange(fids.size, dtype=np.int32)[:, None]  # faster than np.repeat
@@ -248,13 +255,12 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
                     url_index = file_number.reshape(-1)
                     url_index[all_sizes == 0] = -1  # sparse tiles: no data
                 else:
-                    url_index = np.full(n_chunks, -1, np.int32)
-                    all_offsets = np.zeros(n_chunks, np.int64)
-                    all_sizes = np.zeros(n_chunks, np.int64)
-                    target = rows[:, None] * tiles_per_file + tile_range[None, :]
-                    url_index[target] = np.where(sizes > 0, file_number, np.int32(-1))
-                    all_offsets[target] = offsets
-                    all_sizes[target] = sizes
+                    # Steps without a file (or files out of order): place each file's tiles at its step.
+                    grid = ChunkGrid.of(shape, chunks)
+                    columns = ReferenceColumns.empty(grid.n_chunks)
+                    target = stacked_numbers(grid, 0, rows[:, None], (1, *grid.counts[1:]), tile_range[None, :])
+                    columns.place(target, np.where(sizes > 0, file_number, np.int32(-1)), offsets, sizes)
+                    url_index, all_offsets, all_sizes = columns.url_index, columns.offsets, columns.sizes
                 nodata = full["nodata"]
                 kind = np.dtype(level["dtype"]).kind
                 if nodata is not None and not _fits(nodata, level["dtype"]):

@@ -1,6 +1,7 @@
-"""Kerchunk reference writers: Parquet (a folder GDAL opens as `ZARR:"<dir>"`)
-and JSON, written to a temporary path and renamed, so a failed write never
-replaces a good index.
+"""Kerchunk references: the Parquet (a folder GDAL opens as `ZARR:"<dir>"`)
+and JSON writers, written atomically (chunkindex.atomic) so a failed write
+never replaces a good index, and `KerchunkIndex`, the one reader of both
+(validation, the command line, appending and `lookup_reference` use it).
 
 Parquet layout, as GDAL (>= 3.11) and fsspec's LazyReferenceMapper read it:
 `.zmetadata` = `{"metadata": {<key>: <JSON object>}, "record_size": N}`, and
@@ -18,6 +19,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chunkindex.arrays import ArraySpec
+from chunkindex.atomic import atomic_path
+from chunkindex.model import ArraySpec, ChunkGrid
 from chunkindex.tables import read_parquet
 
 # `path` is written from an Arrow dictionary (no string per row is ever made)
@@ -55,24 +58,6 @@ def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any
         metadata[f"{array.name}/.zarray"] = array.zarray()
         metadata[f"{array.name}/.zattrs"] = array.zattrs()
     return metadata
-
-
-def _replace_atomically(staging: Path, target: Path) -> None:
-    if target.exists() or target.is_symlink():
-        retired = target.parent / f".{target.name}.old-{os.getpid()}"
-        os.rename(target, retired)
-        os.rename(staging, target)
-        if retired.is_dir():
-            shutil.rmtree(retired)
-        else:
-            retired.unlink()
-    else:
-        os.rename(staging, target)
-
-
-def _staging(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return target.parent / f".{target.name}.partial-{os.getpid()}"
 
 
 def write_refs_table(table: pa.Table | pa.RecordBatch, path: Path) -> None:
@@ -140,10 +125,7 @@ def write_kerchunk_parquet(
 ) -> Path:
     """Write a Kerchunk Parquet reference folder at `target` (replaced atomically)."""
     target = Path(target)
-    staging = _staging(target)
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
+    with atomic_path(target, folder=True) as staging:
         meta = {"metadata": consolidated_metadata(arrays, root_attrs or {}), "record_size": record_size}
         (staging / ".zmetadata").write_text(json.dumps(meta, separators=(",", ":")))
         total = sum(a.n_chunks for a in arrays)
@@ -180,21 +162,7 @@ def write_kerchunk_parquet(
             written += next(a.n_chunks for a in arrays if a.name == name)
             if progress is not None:
                 progress(written, total)
-        _replace_atomically(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return target
-
-
-def _chunk_keys(array: ArraySpec, numbers: np.ndarray) -> list[str]:
-    import pyarrow.compute as pc
-
-    if not array.shape:
-        return ["0"] * numbers.size
-    index = np.unravel_index(numbers, array.chunk_grid)
-    parts = [pc.cast(pa.array(i.astype(np.int64)), pa.string()) for i in index]
-    return pc.binary_join_element_wise(*parts, ".").to_pylist()
 
 
 def write_kerchunk_json(
@@ -213,127 +181,185 @@ def write_kerchunk_json(
             refs[f"{array.name}/0"] = "base64:" + base64.b64encode(array.inline).decode()
             continue
         present = np.flatnonzero(array.url_index >= 0)
-        keys = _chunk_keys(array, present)
+        keys = array.grid.keys(present)
         urls = np.asarray(array.urls, dtype=object)[array.url_index[present]]
         offsets = array.offsets[present].tolist()
         sizes = array.sizes[present].tolist()
         refs.update((f"{array.name}/{k}", [u, o, s]) for k, u, o, s in zip(keys, urls, offsets, sizes))
-    staging = _staging(target)
-    try:
-        with open(staging, "w") as handle:
-            json.dump({"version": 1, "refs": refs}, handle, separators=(",", ":"))
-        _replace_atomically(staging, target)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as staging, open(staging, "w") as handle:
+        json.dump({"version": 1, "refs": refs}, handle, separators=(",", ":"))
     return target
 
 
-FLAT_SCHEMA = pa.schema([
-    ("array", pa.string()),
-    ("chunk_number", pa.int64()),
-    ("key", pa.string()),
-    ("path", pa.string()),
-    ("offset", pa.int64()),
-    ("size", pa.int64()),
-])
+@dataclass
+class ArrayReferences:
+    """Every reference of one array as columns: `codes[n]` is the position in
+    `files` of chunk `n`'s file, or -1 for a chunk with no file (no data, or
+    carried inline). Codes, not strings: an array may hold tens of millions
+    of references."""
+
+    codes: np.ndarray
+    files: list[str]
+    offsets: np.ndarray
+    sizes: np.ndarray
+
+    @property
+    def referenced_files(self) -> set[str]:
+        return {self.files[c] for c in np.unique(self.codes[self.codes >= 0]).tolist()}
 
 
-def write_flat_parquet(arrays: list[ArraySpec], target: str | Path) -> Path:
-    """One table of every chunk reference with data (array, key, path, offset, size)."""
-    target = Path(target)
-    staging = _staging(target)
-    try:
-        with pq.ParquetWriter(staging, FLAT_SCHEMA, compression="zstd", use_dictionary=["array", "path"]) as writer:
-            names = pa.array([a.name for a in arrays], pa.string())
-            for position, array in enumerate(arrays):
-                if array.inline is not None:
-                    continue
-                present = np.flatnonzero(array.url_index >= 0)
-                n = present.size
-                keys = pa.array(_chunk_keys(array, present), pa.string())
-                batch = pa.record_batch([
-                    pa.DictionaryArray.from_arrays(pa.array(np.full(n, position, np.int32)), names).dictionary_decode(),
-                    pa.array(present.astype(np.int64)),
-                    keys,
-                    pa.DictionaryArray.from_arrays(pa.array(array.url_index[present]),
-                                                   pa.array(array.urls, pa.string())).dictionary_decode(),
-                    pa.array(array.offsets[present]),
-                    pa.array(array.sizes[present]),
-                ], schema=FLAT_SCHEMA)
-                writer.write_batch(batch)
-        _replace_atomically(staging, target)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
-    return target
+class KerchunkIndex:
+    """A Kerchunk Parquet folder or Kerchunk JSON file, opened for reading."""
+
+    def __init__(self, path: str | Path, document: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self.document = document  # Parquet: the .zmetadata document as read; JSON: metadata and refs
+
+    @classmethod
+    def open(cls, index: str | Path) -> KerchunkIndex:
+        """Open `index`; ValueError names what makes it not a Kerchunk index."""
+        index = Path(index)
+        if index.is_dir():
+            zmeta = index / ".zmetadata"
+            if not zmeta.is_file():
+                raise ValueError(f"{index} is not a Kerchunk Parquet index (no .zmetadata)")
+            doc = json.loads(zmeta.read_text())
+            if "metadata" not in doc or "record_size" not in doc:
+                raise ValueError(f"{index}/.zmetadata is not Kerchunk Parquet metadata (needs 'metadata' and 'record_size')")
+            return cls(index, doc)
+        if index.is_file():
+            try:
+                doc = json.loads(index.read_text())
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{index} is not a Kerchunk JSON index: {exc}") from None
+            refs = doc.get("refs", doc)
+            metadata = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in refs.items()
+                        if k.endswith((".zarray", ".zattrs", ".zgroup"))}
+            if not any(k.endswith(".zarray") for k in metadata):
+                raise ValueError(f"{index} is not a Kerchunk JSON index (no .zarray entries)")
+            return cls(index, {"metadata": metadata, "record_size": None, "refs": refs})
+        raise FileNotFoundError(f"{index} does not exist")
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The consolidated metadata: `<array>/.zarray`, `<array>/.zattrs`, ..."""
+        return self.document["metadata"]
+
+    @property
+    def record_size(self) -> int | None:
+        """Rows per record file (Parquet), None for JSON."""
+        return self.document["record_size"]
+
+    @property
+    def json_refs(self) -> dict[str, Any] | None:
+        return self.document.get("refs")
+
+    @property
+    def array_names(self) -> list[str]:
+        return sorted(k[: -len("/.zarray")] for k in self.metadata if k.endswith("/.zarray"))
+
+    def zarray(self, name: str) -> dict[str, Any]:
+        zarray = self.metadata.get(f"{name}/.zarray")
+        if zarray is None:
+            raise KeyError(f"{self.path} has no array {name!r}; arrays: {', '.join(self.array_names)}")
+        return zarray
+
+    def zattrs(self, name: str) -> dict[str, Any]:
+        return self.metadata.get(f"{name}/.zattrs", {})
+
+    def grid(self, name: str) -> ChunkGrid:
+        return ChunkGrid.from_zarray(self.zarray(name))
+
+    def record_file(self, name: str, k: int) -> Path:
+        """Record file `k` of array `name` (Parquet)."""
+        return self.path / name / f"refs.{k}.parq"
+
+    def read_record(self, name: str, k: int, columns: list[str] | None = None, **options: Any) -> pa.Table:
+        return read_parquet(self.record_file(name, k), columns=columns, **options)
+
+    def references(self, name: str) -> ArrayReferences:
+        """Every reference of array `name` as columns (see ArrayReferences)."""
+        import pyarrow.compute as pc
+
+        grid = self.grid(name)
+        n_chunks = grid.n_chunks
+        codes = np.full(n_chunks, -1, np.int32)
+        offsets = np.zeros(n_chunks, np.int64)
+        sizes = np.zeros(n_chunks, np.int64)
+        files: dict[str, int] = {}
+        refs_json = self.json_refs
+        if refs_json is not None:
+            prefix = name + "/"
+            for key, ref in refs_json.items():
+                if key.startswith(prefix) and not key.endswith((".zarray", ".zattrs")) and isinstance(ref, list):
+                    number = grid.number(tuple(int(p) for p in key[len(prefix):].split(".")))
+                    codes[number] = files.setdefault(ref[0], len(files))
+                    offsets[number], sizes[number] = ref[1], ref[2]
+            return ArrayReferences(codes, list(files), offsets, sizes)
+        record_size = self.record_size or 0
+        for k in range(math.ceil(n_chunks / record_size)):
+            if not self.record_file(name, k).exists():
+                continue
+            table = self.read_record(name, k, columns=["path", "offset", "size"], read_dictionary=["path"])
+            start = k * record_size
+            stop = start + table.num_rows
+            paths = table["path"].combine_chunks()
+            if not isinstance(paths, pa.DictionaryArray):
+                paths = paths.dictionary_encode()
+            mapping = np.array([files.setdefault(p, len(files)) for p in paths.dictionary.to_pylist()] + [-1], np.int32)
+            local = pc.fill_null(paths.indices, len(paths.dictionary)).to_numpy()
+            codes[start:stop] = mapping[local]
+            offsets[start:stop] = table["offset"].to_numpy(zero_copy_only=False)
+            sizes[start:stop] = table["size"].to_numpy(zero_copy_only=False)
+        return ArrayReferences(codes, list(files), offsets, sizes)
+
+    def reference(self, name: str, key: tuple[int, ...]) -> dict[str, Any]:
+        """The reference of one chunk: {path, offset, size} or {raw_bytes: n} or {missing}."""
+        grid = self.grid(name)
+        if not grid.contains(key):
+            raise IndexError(f"chunk {'.'.join(map(str, key))} is outside the chunk grid "
+                             f"{'x'.join(map(str, grid.counts))} of {name}")
+        if self.record_size is None:
+            ref = self.document["refs"].get(f"{name}/{'.'.join(map(str, key))}")
+            if ref is None:
+                return {"missing": True}
+            if isinstance(ref, str):
+                return {"raw_bytes": len(base64.b64decode(ref[7:])) if ref.startswith("base64:") else len(ref)}
+            return {"path": ref[0], "offset": ref[1] if len(ref) > 1 else 0, "size": ref[2] if len(ref) > 2 else None}
+        number = grid.number(key)
+        record_size = self.record_size
+        if not self.record_file(name, number // record_size).exists():
+            return {"missing": True}
+        table = self.read_record(name, number // record_size)
+        row = number % record_size
+        if row >= table.num_rows:
+            return {"missing": True}
+        record = table.slice(row, 1).to_pylist()[0]
+        if record["path"] is None:
+            return {"raw_bytes": len(record["raw"])} if record["raw"] is not None else {"missing": True}
+        return {"path": record["path"], "offset": record["offset"], "size": record["size"]}
+
+    def inline_values(self, name: str) -> np.ndarray:
+        """The values of a single-chunk inline array (a coordinate)."""
+        zarray = self.metadata[f"{name}/.zarray"]
+        if self.record_size is None:
+            ref = self.document["refs"][f"{name}/0"]
+            raw = base64.b64decode(ref[7:]) if isinstance(ref, str) and ref.startswith("base64:") else ref.encode()
+        else:
+            raw = self.read_record(name, 0, columns=["raw"])["raw"][0].as_py()
+        return np.frombuffer(raw, dtype=np.dtype(zarray["dtype"]))
 
 
 def read_kerchunk_metadata(index: str | Path) -> dict[str, Any]:
     """The consolidated metadata of a Kerchunk Parquet folder or JSON file."""
-    index = Path(index)
-    if index.is_dir():
-        zmeta = index / ".zmetadata"
-        if not zmeta.is_file():
-            raise ValueError(f"{index} is not a Kerchunk Parquet index (no .zmetadata)")
-        doc = json.loads(zmeta.read_text())
-        if "metadata" not in doc or "record_size" not in doc:
-            raise ValueError(f"{index}/.zmetadata is not Kerchunk Parquet metadata (needs 'metadata' and 'record_size')")
-        return doc
-    if index.is_file():
-        try:
-            doc = json.loads(index.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{index} is not a Kerchunk JSON index: {exc}") from None
-        refs = doc.get("refs", doc)
-        metadata = {k: (json.loads(v) if isinstance(v, str) else v) for k, v in refs.items()
-                    if k.endswith((".zarray", ".zattrs", ".zgroup"))}
-        if not any(k.endswith(".zarray") for k in metadata):
-            raise ValueError(f"{index} is not a Kerchunk JSON index (no .zarray entries)")
-        return {"metadata": metadata, "record_size": None, "refs": refs}
-    raise FileNotFoundError(f"{index} does not exist")
+    return KerchunkIndex.open(index).document
 
 
 def lookup_reference(index: str | Path, array: str, key: tuple[int, ...]) -> dict[str, Any]:
-    """The reference of one chunk: {path, offset, size} or {raw: <n bytes>} or {missing}."""
-    doc = read_kerchunk_metadata(index)
-    meta = doc["metadata"]
-    zarray = meta.get(f"{array}/.zarray")
-    if zarray is None:
-        names = sorted(k.split("/")[0] for k in meta if k.endswith("/.zarray"))
-        raise KeyError(f"{index} has no array {array!r}; arrays: {', '.join(names)}")
-    grid = [math.ceil(s / c) for s, c in zip(zarray["shape"], zarray["chunks"])]
-    if len(key) != len(grid) or any(not 0 <= k < g for k, g in zip(key, grid)):
-        raise IndexError(f"chunk {'.'.join(map(str, key))} is outside the chunk grid {'x'.join(map(str, grid))} of {array}")
-    if doc["record_size"] is None:
-        ref = doc["refs"].get(f"{array}/{'.'.join(map(str, key))}")
-        if ref is None:
-            return {"missing": True}
-        if isinstance(ref, str):
-            return {"raw_bytes": len(base64.b64decode(ref[7:])) if ref.startswith("base64:") else len(ref)}
-        return {"path": ref[0], "offset": ref[1] if len(ref) > 1 else 0, "size": ref[2] if len(ref) > 2 else None}
-    number = int(np.ravel_multi_index(key, grid)) if grid else 0
-    record_size = doc["record_size"]
-    part = Path(index) / array / f"refs.{number // record_size}.parq"
-    if not part.exists():
-        return {"missing": True}
-    table = read_parquet(part)
-    row = number % record_size
-    if row >= table.num_rows:
-        return {"missing": True}
-    record = table.slice(row, 1).to_pylist()[0]
-    if record["path"] is None:
-        return {"raw_bytes": len(record["raw"])} if record["raw"] is not None else {"missing": True}
-    return {"path": record["path"], "offset": record["offset"], "size": record["size"]}
+    """The reference of one chunk: {path, offset, size} or {raw_bytes: <n>} or {missing}."""
+    return KerchunkIndex.open(index).reference(array, key)
 
 
 def read_inline_array(index: str | Path, name: str) -> np.ndarray:
     """The values of a single-chunk inline array (a coordinate) of an index."""
-    doc = read_kerchunk_metadata(index)
-    zarray = doc["metadata"][f"{name}/.zarray"]
-    if doc["record_size"] is None:
-        ref = doc["refs"][f"{name}/0"]
-        raw = base64.b64decode(ref[7:]) if isinstance(ref, str) and ref.startswith("base64:") else ref.encode()
-    else:
-        raw = read_parquet(Path(index) / name / "refs.0.parq", columns=["raw"])["raw"][0].as_py()
-    return np.frombuffer(raw, dtype=np.dtype(zarray["dtype"]))
+    return KerchunkIndex.open(index).inline_values(name)

@@ -7,7 +7,7 @@ tags; this module decodes just those with `struct` and turns the tile tables
 into numpy with `np.frombuffer` (no Python int per tile), ~10x faster.
 
 The objects it returns mirror the attribute names of async-tiff's `TIFF` and
-`ImageFileDirectory`, so `chunkindex.tiff` builds its level rows from either,
+`ImageFileDirectory`, so `chunkindex.formats.tiff.headers` builds its level rows from either,
 and the tests check that both readers agree on every fixture (the same
 arrangement as the h5py chunk walk cross-checked against GDAL for HDF5).
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from chunkindex.arrays import ArraySpec, AssembledIndex
+from chunkindex.atomic import commit, staging_path
+from chunkindex.indexes.kerchunk import (
+    KerchunkIndex,
+    refs_record_batch,
+    same_references,
+    write_refs_table,
+)
+from chunkindex.model import ArraySpec, AssembledIndex, ChunkGrid
 from chunkindex.recipe import Recipe
 from chunkindex.tables import read_parquet, write_parquet
 
@@ -112,15 +118,9 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
         NotAppendable: an array or coordinate does not line up with the index
             (nothing has been changed then).
     """
-    from chunkindex.kerchunk import (
-        read_inline_array,
-        refs_record_batch,
-        same_references,
-        write_refs_table,
-    )
-
     index_path = Path(index_path)
-    doc = json.loads((index_path / ".zmetadata").read_text())
+    index = KerchunkIndex.open(index_path)
+    doc = index.document
     metadata: dict[str, Any] = doc["metadata"]
     if metadata.get(".zattrs", {}).get("chunkindex_files") != held_files:
         raise NotAppendable("the index and its state record disagree (an interrupted update?)")
@@ -134,7 +134,7 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
         old = metadata[f"{array.name}/.zarray"]
         new = array.zarray()
         if array.inline is not None:
-            if array.dims != (time_dim,) and read_inline_array(index_path, array.name).tobytes() != array.inline:
+            if array.dims != (time_dim,) and index.inline_values(array.name).tobytes() != array.inline:
                 raise NotAppendable(f"coordinate {array.name} differs from the index's")
             plans.append((array, old))
             continue
@@ -156,17 +156,16 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
             folder = index_path / array.name
             if array.inline is not None:
                 if array.dims == (time_dim,):
-                    values = np.concatenate([read_inline_array(index_path, array.name),
+                    values = np.concatenate([index.inline_values(array.name),
                                              np.frombuffer(array.inline, dtype=np.dtype(array.dtype))])
                     grown = dataclasses.replace(array, shape=(values.size,), chunks=(values.size,),
                                                 inline=values.astype(array.dtype).tobytes())
-                    temporary = folder / f".refs.0.parq.append-{os.getpid()}"
+                    temporary = staging_path(folder / "refs.0.parq", "append")
                     write_refs_table(refs_record_batch(grown, 0, 1), temporary)
                     staged.append((temporary, folder / "refs.0.parq"))
                     metadata[f"{array.name}/.zarray"] = grown.zarray()
                 continue
-            grid_old = [math.ceil(s / c) for s, c in zip(old["shape"], old["chunks"])]
-            held = int(np.prod(grid_old, dtype=np.int64))
+            held = ChunkGrid.from_zarray(old).n_chunks
             new_chunks = array.n_chunks
             twin = next((w for w in written.values() if same_references(array, w)), None)
             urls = pa.array(array.urls, pa.string())
@@ -174,7 +173,7 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
             last_record = (held + new_chunks - 1) // record_size
             for k in range(first_record, last_record + 1):
                 final = folder / f"refs.{k}.parq"
-                temporary = folder / f".refs.{k}.parq.append-{os.getpid()}"
+                temporary = staging_path(final, "append")
                 if twin is not None:
                     source = next(t for t, f in staged if f == index_path / twin.name / final.name)
                     os.link(source, temporary)
@@ -182,7 +181,7 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
                     start, stop = max(k * record_size, held), min((k + 1) * record_size, held + new_chunks)
                     new_rows = _plain(refs_record_batch(array, start - held, stop - held, urls))
                     if k * record_size < held:  # the partly filled record file: keep its rows
-                        kept = read_parquet(final).slice(0, held - k * record_size)
+                        kept = index.read_record(array.name, k).slice(0, held - k * record_size)
                         new_rows = pa.concat_tables([_plain(kept), new_rows])
                     write_refs_table(new_rows, temporary)
                 staged.append((temporary, final))
@@ -194,13 +193,13 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
         root["chunkindex_files"] = files
         for key, extra in (("chunkindex_notes", assembled.notes), ("chunkindex_skipped_files", assembled.skipped_files)):
             root[key] = list(dict.fromkeys([*root.get(key, []), *extra]))
-        temporary_meta = index_path / f"..zmetadata.append-{os.getpid()}"
+        temporary_meta = staging_path(index_path / ".zmetadata", "append")
         temporary_meta.write_text(json.dumps(doc, separators=(",", ":")))
     except BaseException:
         for temporary, _ in staged:
             temporary.unlink(missing_ok=True)
         raise
     for temporary, final in staged:
-        os.replace(temporary, final)
-    os.replace(temporary_meta, index_path / ".zmetadata")  # last: readers now see the new shape
+        commit(temporary, final)
+    commit(temporary_meta, index_path / ".zmetadata")  # last: readers now see the new shape
     return counts

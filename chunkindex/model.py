@@ -1,5 +1,7 @@
 """Format-neutral description of the arrays an index holds, with their
-chunk references as numpy columns in C-order chunk number."""
+chunk references as numpy columns in C-order chunk number: the chunk grid
+(`ChunkGrid`, computed here and nowhere else), arrays (`ArraySpec`), the
+stacking of files' chunks along time, coordinates and CF time."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import datetime as dt
 import logging
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +22,10 @@ from chunkindex.codecs import REFS_ONLY_NOTE, CodecChain, encode_chunk
 log = logging.getLogger(__name__)
 
 
-def list_column(values: list[np.ndarray], value_type: pa.DataType = pa.int64()) -> pa.ListArray:
+INT64 = pa.int64()
+
+
+def list_column(values: list[np.ndarray], value_type: pa.DataType = INT64) -> pa.ListArray:
     """An Arrow list column from numpy arrays, built in one concatenation
     (which also converts them, whatever their integer type and byte order)."""
     lengths = np.fromiter((v.size for v in values), dtype=np.int32, count=len(values))
@@ -28,6 +34,96 @@ def list_column(values: list[np.ndarray], value_type: pa.DataType = pa.int64()) 
     dtype = value_type.to_pandas_dtype()
     flat = np.concatenate(values, dtype=dtype, casting="same_kind") if values else np.zeros(0, dtype)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, value_type))
+
+
+@dataclass(frozen=True)
+class ChunkGrid:
+    """The regular chunk grid of an array of `shape` in chunks of `chunks`
+    (C-order chunk numbers; a 0-d array has one chunk, key "0")."""
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+
+    @classmethod
+    def of(cls, shape: Sequence[int], chunks: Sequence[int]) -> ChunkGrid:
+        return cls(tuple(int(s) for s in shape), tuple(int(c) for c in chunks))
+
+    @classmethod
+    def from_zarray(cls, zarray: dict[str, Any]) -> ChunkGrid:
+        return cls.of(zarray["shape"], zarray["chunks"])
+
+    @property
+    def counts(self) -> tuple[int, ...]:
+        """Chunks along each axis."""
+        return tuple(math.ceil(s / c) if c else 0 for s, c in zip(self.shape, self.chunks))
+
+    @property
+    def n_chunks(self) -> int:
+        return int(np.prod(self.counts, dtype=np.int64)) if self.shape else 1
+
+    def number(self, index: Sequence[int]) -> int:
+        """C-order number of the chunk at `index`."""
+        return int(np.ravel_multi_index(tuple(index), self.counts)) if self.shape else 0
+
+    def index(self, number: int) -> tuple[int, ...]:
+        """Position of chunk `number` along each axis."""
+        return tuple(int(i) for i in np.unravel_index(number, self.counts)) if self.shape else ()
+
+    def contains(self, index: Sequence[int]) -> bool:
+        counts = self.counts
+        return len(index) == len(counts) and all(0 <= k < g for k, g in zip(index, counts))
+
+    def key(self, number: int) -> str:
+        """Zarr v2 key of chunk `number` ("." separated)."""
+        return ".".join(str(i) for i in self.index(number)) or "0"
+
+    def keys(self, numbers: np.ndarray) -> list[str]:
+        """Zarr v2 keys of many chunks at once (vectorised)."""
+        import pyarrow.compute as pc
+
+        if not self.shape:
+            return ["0"] * numbers.size
+        index = np.unravel_index(numbers, self.counts)
+        parts = [pc.cast(pa.array(i.astype(np.int64)), pa.string()) for i in index]
+        return pc.binary_join_element_wise(*parts, ".").to_pylist()
+
+    def region(self, index: Sequence[int]) -> tuple[list[int], list[int]]:
+        """(start, count) of the array elements of the chunk at `index` (clipped to the array)."""
+        start = [i * c for i, c in zip(index, self.chunks)]
+        count = [min(c, s - st) for c, s, st in zip(self.chunks, self.shape, start)]
+        return start, count
+
+
+def stacked_numbers(grid: ChunkGrid, axis: int, first: int | np.ndarray, local_counts: Sequence[int],
+                    numbers: np.ndarray) -> np.ndarray:
+    """Chunk numbers in `grid` of one file's chunks `numbers` (C order in the
+    file's own grid of `local_counts` chunks), when the file's first chunk
+    along the stacking `axis` is chunk `first` there (an array of firsts,
+    shaped to broadcast, places many files at once)."""
+    index = list(np.unravel_index(numbers, tuple(local_counts)))
+    index[axis] = index[axis] + first
+    return np.ravel_multi_index(tuple(np.broadcast_arrays(*index)), grid.counts)
+
+
+@dataclass
+class ReferenceColumns:
+    """The reference columns of an array being stacked from files: the file
+    of each chunk (-1: no data), its offset and size."""
+
+    url_index: np.ndarray
+    offsets: np.ndarray
+    sizes: np.ndarray
+
+    @classmethod
+    def empty(cls, n_chunks: int) -> ReferenceColumns:
+        return cls(np.full(n_chunks, -1, np.int32), np.zeros(n_chunks, np.int64), np.zeros(n_chunks, np.int64))
+
+    def place(self, targets: np.ndarray, file_number: np.ndarray | int, offsets: np.ndarray,
+              sizes: np.ndarray) -> None:
+        """Put chunks at chunk numbers `targets`, from file(s) `file_number`."""
+        self.url_index[targets] = file_number
+        self.offsets[targets] = offsets
+        self.sizes[targets] = sizes
 
 
 @dataclass
@@ -56,12 +152,16 @@ class ArraySpec:
     inline: bytes | None = None
 
     @property
+    def grid(self) -> ChunkGrid:
+        return ChunkGrid(self.shape, self.chunks)
+
+    @property
     def chunk_grid(self) -> tuple[int, ...]:
-        return tuple(math.ceil(s / c) if c else 0 for s, c in zip(self.shape, self.chunks))
+        return self.grid.counts
 
     @property
     def n_chunks(self) -> int:
-        return int(np.prod(self.chunk_grid, dtype=np.int64)) if self.shape else 1
+        return self.grid.n_chunks
 
     @property
     def n_missing(self) -> int:
@@ -85,8 +185,7 @@ class ArraySpec:
 
     def chunk_key(self, number: int) -> str:
         """Zarr v2 key of chunk `number` (C order)."""
-        index = np.unravel_index(number, self.chunk_grid) if self.shape else ()
-        return ".".join(str(int(i)) for i in index) or "0"
+        return self.grid.key(number)
 
     def fill_missing(self, encodable: bool | None = None) -> None:
         """Encode the fill chunk that stands in for chunks with no data

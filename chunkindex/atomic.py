@@ -1,0 +1,84 @@
+"""Atomic writes: every writer builds its file or folder under a temporary
+name in the target's own folder, flushes it to disk and renames it over the
+target, so a reader (or a failed step) never sees a half-written output."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def staging_path(target: str | Path, tag: str = "partial") -> Path:
+    """A hidden temporary sibling of `target` (same folder, so renames are atomic)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.parent / f".{target.name}.{tag}-{os.getpid()}"
+
+
+def fsync(path: str | Path) -> None:
+    """Flush a file, or a folder and every file inside it, to disk."""
+    path = Path(path)
+    if path.is_dir():
+        for item in path.rglob("*"):
+            if item.is_file():
+                _fsync_one(item)
+    _fsync_one(path)
+
+
+def _fsync_one(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def commit(staging: str | Path, target: str | Path) -> None:
+    """Flush `staging` and rename it over `target` (a file or a folder).
+
+    A file replaces a file in one rename. A folder cannot be renamed over a
+    folder, so the old one is first renamed aside and removed afterwards.
+    """
+    staging, target = Path(staging), Path(target)
+    fsync(staging)
+    if staging.is_dir() and (target.exists() or target.is_symlink()):
+        retired = staging_path(target, "old")
+        os.rename(target, retired)
+        os.rename(staging, target)
+        _remove(retired)
+    else:
+        os.replace(staging, target)
+    _fsync_one(target.parent)
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path, folder: bool = False, tag: str = "partial") -> Iterator[Path]:
+    """Yield a temporary path to write `target` at; on success it replaces
+    `target`, on failure it is removed. With `folder`, the temporary path
+    is an empty folder."""
+    staging = staging_path(target, tag)
+    _remove(staging)
+    if folder:
+        staging.mkdir()
+    try:
+        yield staging
+        commit(staging, target)
+    except BaseException:
+        _remove(staging)
+        raise
+
+
+def write_text(target: str | Path, text: str) -> None:
+    """Write a small text file (a summary, a report) atomically."""
+    with atomic_path(target) as staging:
+        staging.write_text(text)

@@ -1,0 +1,99 @@
+"""Source-side truth of COG arrays for validation: tile tables and pixels
+as GDAL's GTiff driver (or tifffile) reads them from the source files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chunkindex.model import ChunkGrid
+from chunkindex.sources.stores import gdal_module, gdal_path
+
+
+class TiffSource:
+    """Source-side truth for COG arrays, through GDAL's GTiff driver."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+        self.notes: list[str] = []
+
+    def _dataset(self, url: str) -> Any:
+        if url not in self._cache:
+            self._cache[url] = gdal_module().Open(gdal_path(url))
+        return self._cache[url]
+
+    def _band(self, url: str, attrs: dict[str, Any], band: int) -> Any:
+        ds = self._dataset(url)
+        b = ds.GetRasterBand(band)
+        ifd = attrs["chunkindex"]["ifd"]
+        if ifd == 0:
+            return b
+        factor = attrs["chunkindex"]["overview_factor"]
+        for i in range(b.GetOverviewCount()):
+            ov = b.GetOverview(i)
+            if round(ds.RasterXSize / ov.XSize) == factor:
+                return ov
+        raise ValueError(f"{url}: no overview of factor {factor}")
+
+    def tile_ref(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
+                 index: tuple[int, ...]) -> tuple[int, int]:
+        """(offset, size) of a tile from the source's own TIFF tile table.
+
+        GDAL's GTiff driver (`BLOCK_OFFSET_x_y`) is the source of truth, except
+        where it presents blocks other than the file's (it splits large
+        uncompressed strips): there tifffile reads the tags.
+        """
+        band, ty, tx = self._tile_position(dims, index)
+        b = self._band(url, attrs, band)
+        chunks = zarray["chunks"]
+        y_axis = 1 if len(index) == 3 or dims[-1] == "band" else 2
+        if list(b.GetBlockSize()) != [chunks[y_axis + 1], chunks[y_axis]]:
+            return self._tifffile_ref(url, attrs, band, ty, tx, zarray, y_axis)
+        offset = b.GetMetadataItem(f"BLOCK_OFFSET_{tx}_{ty}", "TIFF")
+        size = b.GetMetadataItem(f"BLOCK_SIZE_{tx}_{ty}", "TIFF")
+        return int(offset or 0), int(size or 0)
+
+    @staticmethod
+    def _tifffile_ref(url: str, attrs: dict[str, Any], band: int, ty: int, tx: int,
+                      zarray: dict[str, Any], y_axis: int) -> tuple[int, int]:
+        import tifffile
+
+        with tifffile.TiffFile(gdal_path(url)) as tif:
+            page = tif.pages[attrs["chunkindex"]["ifd"]]
+            per_band = len(page.dataoffsets) // (page.samplesperpixel if page.planarconfig == 2 else 1)
+            across = ChunkGrid.from_zarray(zarray).counts[y_axis + 1]
+            position = (band - 1) * per_band + ty * across + tx
+            return int(page.dataoffsets[position]), int(page.databytecounts[position])
+
+    @staticmethod
+    def _tile_position(dims: list[str], index: tuple[int, ...]) -> tuple[int, int, int]:
+        if len(index) == 3:
+            return 1, index[1], index[2]
+        if dims[-1] == "band":  # pixel-interleaved: all bands in one tile
+            return 1, index[1], index[2]
+        return index[1] + 1, index[2], index[3]
+
+    def pixels(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
+               index: tuple[int, ...]) -> np.ndarray:
+        """The chunk's pixels as GDAL reads them from the source (clipped to the array)."""
+        shape, chunks = zarray["shape"], zarray["chunks"]
+        y_axis, x_axis = (1, 2) if len(index) == 3 or dims[-1] == "band" else (2, 3)
+        y0, x0 = index[y_axis] * chunks[y_axis], index[x_axis] * chunks[x_axis]
+        h = min(chunks[y_axis], shape[y_axis] - y0)
+        w = min(chunks[x_axis], shape[x_axis] - x0)
+        if len(index) == 3:
+            return self._band(url, attrs, 1).ReadAsArray(x0, y0, w, h)[None]
+        if dims[-1] == "band":
+            bands = [self._band(url, attrs, b + 1).ReadAsArray(x0, y0, w, h) for b in range(shape[-1])]
+            return np.stack(bands, axis=-1)[None]
+        return self._band(url, attrs, index[1] + 1).ReadAsArray(x0, y0, w, h)[None, None]
+
+    def bind(self, index: Path, meta: dict[str, Any]) -> None:
+        """Nothing to learn from the index (the references carry the files)."""
+
+    def cross_check(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
+                    index: tuple[int, ...], expected: tuple[int, int]) -> str | None:
+        """No second tile table for TIFF files."""
+        return None

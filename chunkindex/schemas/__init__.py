@@ -1,0 +1,1 @@
+"""JSON Schemas of recipes and the workflow config (YAML), loaded with importlib.resources."""
