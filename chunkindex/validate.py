@@ -389,7 +389,7 @@ def check_pixels(check: _ArrayCheck, source: SourceTruth, group: Any, url: str, 
         got_px = check.arr.ReadAsArray(array_start_idx=start, count=count)
         found += _compare(name, key, url, "pixels through GDAL (index)", expected, got_px, 0, result)
         result.pixels_checked_gdal += 1
-        _add_decoder(result, f"GDAL {_gdal().__version__} (ZARR: driver)")
+        _add_decoder(result, f"GDAL {gdal_module().__version__} (ZARR: driver)")
     elif check.true_chain.python_decodable:
         raw = _read_range(url, offset, size)
         try:
