@@ -4,8 +4,8 @@ writes `docs/tiff-coverage.md`.
 
 Readers: GDAL through the Kerchunk index (`ZARR:`), zarr-python through the
 same index (fsspec references + imagecodecs), and the two CRI readers (the
-Python reader and GDAL's CRI driver) once they exist in the package / in
-GDAL; a reader that is not there yet shows as "not available".
+Python reader `chunkindex.indexes.flat.CriIndex` and GDAL's `CRI` driver)
+wherever they exist; a reader that is not there yet shows as "not available".
 """
 
 from __future__ import annotations
@@ -106,22 +106,56 @@ def _refusal(exc: BaseException, path: Path) -> str:
     return "refused: " + re.sub(r"\s+", " ", text)
 
 
-def cri_readers() -> dict[str, Any]:
-    """The CRI readers present: name -> callable(index, variable) -> array, or a reason string."""
-    from osgeo import gdal
-
-    readers: dict[str, Any] = {}
+def cri_available() -> str | None:
+    """None when the CRI writer and Python reader are in the package, else why not."""
     try:
         flat = importlib.import_module("chunkindex.indexes.flat")
-        reader = getattr(flat, "read_array", None)
-        readers["Python CRI reader"] = reader if reader else "not available (no chunkindex.indexes.flat.read_array)"
     except ImportError:
-        readers["Python CRI reader"] = "not available (the CRI writer/reader is not on main yet)"
+        return "not available (no chunkindex.indexes.flat)"
+    if not (hasattr(flat, "write_cri_parquet") and hasattr(flat, "CriIndex")):
+        return "not available (the CRI writer/reader is not on main yet)"
+    return None
+
+
+def _cri_outcomes(path: Path, workdir: Path, expected: np.ndarray) -> dict[str, str]:
+    """Write the file's CRI index from the same headers and read it back
+    with the Python reader and, where GDAL has it, the CRI driver."""
+    from osgeo import gdal
+
+    from chunkindex.formats import extractor_for
+    from chunkindex.indexes import flat
+    from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.sources.listing import list_sources
+
+    out: dict[str, str] = {}
+    recipe = quick_recipe("one", str(path.parent), glob=path.name)
+    spec = store_spec(recipe, "/")
+    target = workdir / "cri" / "one.cri.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        manifest = list_sources(recipe, spec)
+        extractor = extractor_for(recipe.format)
+        assembled = extractor.assemble(recipe, manifest, extractor.read_batch(recipe, spec, manifest))
+        flat.write_cri_parquet(assembled, target)
+    except ValueError as exc:
+        refusal = _refusal(exc, path)
+        return {"Python CRI reader": refusal, "GDAL via CRI": refusal}
+    index = flat.CriIndex(target)
+    dims = list(index.array("data").dims)
+    try:
+        out["Python CRI reader"] = _compare(expected, _as_bands(index.read("data"), dims), 0)
+    except ValueError as exc:
+        out["Python CRI reader"] = _refusal(exc, path)
     if gdal.GetDriverByName("CRI") is None:
-        readers["GDAL via CRI"] = "not available (GDAL has no CRI driver yet)"
-    else:
-        readers["GDAL via CRI"] = "not available (CRI index writer not on main yet)"
-    return readers
+        out["GDAL via CRI"] = "not available (GDAL has no CRI driver yet)"
+        return out
+    try:
+        ds = gdal.OpenEx(f'CRI:"{target}"', gdal.OF_MULTIDIM_RASTER)
+        array = ds.GetRootGroup().OpenMDArray("data")
+        out["GDAL via CRI"] = _compare(expected, _as_bands(array.ReadAsArray(), dims), 0)
+    except RuntimeError as exc:
+        out["GDAL via CRI"] = _refusal(exc, path)
+    return out
 
 
 @functools.cache
@@ -136,8 +170,11 @@ def outcome(path_text: str, label: str, workdir_text: str) -> Outcome:
     ds, facts = _describe(path)
     result = Outcome(label=label, **facts)
     expected = _expected(ds)
-    for name, reader in cri_readers().items():
-        result.readers[name] = reader if isinstance(reader, str) else "not run"
+    missing = cri_available()
+    if missing:
+        result.readers["Python CRI reader"] = result.readers["GDAL via CRI"] = missing
+    else:
+        result.readers.update(_cri_outcomes(path, workdir, expected))
     recipe = quick_recipe("one", str(path.parent), glob=path.name, sample_chunks=20)
     try:
         run = run_recipe(recipe, "/", workdir)

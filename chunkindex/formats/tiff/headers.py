@@ -235,7 +235,7 @@ def _short_edges(ifd: Any, tiled: bool, tile_width: int, tile_height: int, sampl
         return "y" if height % tile_height else None
     if int(ifd.compression) != 1 or dtype == "bit1":
         return None
-    bits = int(tuple(ifd.bits_per_sample)[0])  # rows of packed (NBITS) samples end on a byte boundary
+    bits = int(next(iter(ifd.bits_per_sample)))  # rows of packed (NBITS) samples end on a byte boundary
     full = tile_height * math.ceil(tile_width * samples * bits / 8)
     across, down = math.ceil(width / tile_width), math.ceil(height / tile_height)
     grid = counts.reshape(-1, down, across)
@@ -546,7 +546,7 @@ def _probe_tiles(header: Any) -> list[tuple[int, str, int, int, int]]:
         across, down = math.ceil(width / tw), math.ceil(height / th)
         chunky = int(ifd.planar_configuration) == PLANAR_CHUNKY
         samples = int(ifd.samples_per_pixel) if chunky else 1
-        bits = int(tuple(ifd.bits_per_sample)[0])
+        bits = int(next(iter(ifd.bits_per_sample)))
         full = th * math.ceil(tw * samples * bits / 8)
         offsets, counts = np.asarray(ifd.tile_offsets), np.asarray(ifd.tile_byte_counts)
         for axis, k in (("y", (down - 1) * across), ("x", across - 1)):
@@ -567,7 +567,8 @@ def _probe_short_tiles(header: Any, read: Any) -> dict[int, str]:
         decoders = decoders or _probe_decoders()
         try:
             length = len(decoders[int(header.ifds[index].compression)](read(offset, size)))
-        except Exception:  # noqa: BLE001  an undecodable tile is the validator's to report
+        except Exception as exc:  # noqa: BLE001  an undecodable tile is the validator's to report
+            log.debug("edge tile at %d (IFD %d) does not decode: %s", offset, index, exc)
             continue
         if length < full:
             # Whole rows missing: short along y; rows of fewer samples: along x.
