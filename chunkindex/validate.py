@@ -489,6 +489,12 @@ def _compare(name: str, key: str, url: str, what: str, expected: np.ndarray,
         if difference <= tolerance:
             return []
     if got.shape != expected.shape or not np.array_equal(got, expected, equal_nan=expected.dtype.kind in "fc"):
+        if got.shape == expected.shape and expected.dtype.kind == "f":
+            differ = ~((got == expected) | (np.isnan(got) & np.isnan(expected)))
+            if np.isnan(expected[differ]).all() and (got[differ] == 0).all():
+                return [Mismatch(name, key, url, what, "NaN where the source has NaN",
+                                 f"{int(differ.sum())} NaN pixels read as 0 (imagecodecs' Lerc codec decodes "
+                                 "LERC no-data pixels as 0; GDAL reads NaN)")]
         diff = "shape " + str(got.shape) if got.shape != expected.shape else \
             f"{int((got != expected).sum())} of {expected.size} values differ (first got {got.ravel()[np.argmax((got != expected).ravel())]})"
         return [Mismatch(name, key, url, what, f"{expected.dtype} {expected.shape} as in the source", diff)]

@@ -65,6 +65,8 @@ def zarr_readable(arrays: list[ArraySpec]) -> tuple[list[ArraySpec], list[str]]:
     """
     kept, notes = [], []
     for array in arrays:
+        if array.short_edge_dims and "variant_of" in array.attrs.get("chunkindex", {}):
+            continue  # a `_refs_only` variant goes with its array, without a note of its own
         if array.short_edge_dims:
             where = f" ({array.urls[0]}{' and others' if len(array.urls) > 1 else ''})" if array.urls else ""
             notes.append(

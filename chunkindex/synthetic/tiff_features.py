@@ -129,6 +129,8 @@ def _catalogue() -> dict[str, Feature]:
         "jpeg-band.tif": Feature("JPEG grey, band-separate 3 bands", "Byte", bands=3,
                                  options=TILED + ("COMPRESS=JPEG", "INTERLEAVE=BAND")),
         "webp-lossy.tif": Feature("WebP lossy RGB", "Byte", bands=3, options=TILED + ("COMPRESS=WEBP",)),
+        "lerc-nan.tif": Feature("LERC Float32 with NaN pixels (LERC no-data mask)", "Float32",
+                                options=TILED + ("COMPRESS=LERC", "MAX_Z_ERROR=0"), extra="nan_hole"),
     }
     for codec, (gdal_type, bands, options) in CODECS.items():
         for order, order_options in BYTE_ORDERS.items():
@@ -272,6 +274,8 @@ def write_feature(path: Path, spec: Feature, seed: int) -> None:
                 bits = int(next(o for o in spec.options if o.startswith("NBITS=")).split("=")[1])
                 band.WriteArray(values[b] >> (8 - bits))
             else:
+                if spec.extra == "nan_hole":
+                    values[b, 20:40, 10:50] = np.nan
                 band.WriteArray(values[b])
         if spec.extra == "mask":
             ds.CreateMaskBand(gdal.GMF_PER_DATASET)
