@@ -143,3 +143,32 @@ def test_palette_mask_gcps_rpcs_kept(fixtures_root, tmp_path, gdal):
     assert group["data"].attrs["AREA_OR_POINT"] == "Point"
     gt = source.GetGeoTransform()
     np.testing.assert_allclose(group["x"][:3], gt[0] + (np.arange(3) + 0.5) * gt[1])
+
+
+@pytest.mark.network_local
+def test_short_edges_found_locally_and_over_http(fixtures_root):
+    """Short strips from the header, short compressed tiles by decoding one
+    edge tile per layout: the same through pread and through HTTP ranges."""
+    import os
+
+    from chunkindex.formats.tiff.headers import read_headers
+    from chunkindex.sources.stores import StoreSpec, open_store
+    from chunkindex.testing.servers import HttpServer
+
+    root = _features_root(fixtures_root)
+    names = ["short-tiles-deflate.tif", "short-tiles-none.tif", "short-strip-jpeg.tif",
+             "codec-deflate-pred2-le.tif", "jpeg-ycbcr.tif"]
+    sizes = [os.path.getsize(root / n) for n in names]
+    expected = ["y", "y", "y", None, None]
+    local = read_headers(open_store(StoreSpec(root.resolve().as_uri())), names, sizes, list(range(len(names))))
+    assert local.filter(pc_equal(local["ifd"], 0))["short_edges"].to_pylist() == expected
+    with HttpServer(root) as server:
+        store = open_store(StoreSpec(server.url, {"client_options": {"allow_http": True}}))
+        remote = read_headers(store, names, sizes, list(range(len(names))))
+    assert remote.filter(pc_equal(remote["ifd"], 0))["short_edges"].to_pylist() == expected
+
+
+def pc_equal(column, value):
+    import pyarrow.compute as pc
+
+    return pc.equal(column, value)

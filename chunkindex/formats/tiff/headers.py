@@ -592,12 +592,10 @@ async def _fetch_probes(store: Any, path: str, header: Any, settings: ReadSettin
     """The edge tiles `_probe_short_tiles` will decode, fetched from a remote store."""
     import obstore
 
-    wanted = [(offset, size) for _, _, offset, size, _ in _probe_tiles(header)]
-    blobs = {}
-    for offset, size in wanted:
-        blobs[(offset, size)] = bytes(await _with_retries(path, settings, functools.partial(
-            obstore.get_range_async, store, path, start=offset, length=size)))
-    return blobs
+    wanted = sorted({(offset, size) for _, _, offset, size, _ in _probe_tiles(header)})
+    got = await asyncio.gather(*(_with_retries(path, settings, functools.partial(
+        obstore.get_range_async, store, path, start=offset, length=size)) for offset, size in wanted))
+    return {key: bytes(data) for key, data in zip(wanted, got)}
 
 
 
