@@ -62,15 +62,26 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     for note in assembled.notes:
         log.warning("%s", note)
     arrays = assembled.arrays
+    kerchunk_kinds = {"kerchunk_parquet", "kerchunk_json"} & set(outputs)
+    zarr_arrays = arrays
+    if kerchunk_kinds:
+        zarr_arrays, refused = kerchunk.zarr_readable(arrays)
+        for note in refused:
+            log.warning("%s", note)
+        assembled.notes.extend(refused)
+        other_kinds = set(outputs) - kerchunk_kinds - {"summary", "state"}
+        if refused and not other_kinds and not any("chunkindex" in a.attrs for a in zarr_arrays):
+            raise kerchunk.KerchunkRefused(f"recipe {recipe.id}: no array can be written as Kerchunk references:\n  "
+                                           + "\n  ".join(refused))
     root_attrs = {"title": recipe.title, "chunkindex_recipe": recipe.id, "chunkindex_files": manifest.num_rows,
                   "chunkindex_notes": assembled.notes, "chunkindex_skipped_files": assembled.skipped_files}
     if "kerchunk_parquet" in outputs:
         with timed(timings, "kerchunk_parquet"):
-            kerchunk.write_kerchunk_parquet(arrays, outputs["kerchunk_parquet"], recipe.output.record_size,
+            kerchunk.write_kerchunk_parquet(zarr_arrays, outputs["kerchunk_parquet"], recipe.output.record_size,
                                             root_attrs, progress_logger(log, "kerchunk parquet refs"))
     if "kerchunk_json" in outputs:
         with timed(timings, "kerchunk_json"):
-            kerchunk.write_kerchunk_json(arrays, outputs["kerchunk_json"], root_attrs)
+            kerchunk.write_kerchunk_json(zarr_arrays, outputs["kerchunk_json"], root_attrs)
     if "flat_parquet" in outputs:
         with timed(timings, "flat_parquet"):
             write_flat_parquet(arrays, outputs["flat_parquet"])
@@ -86,6 +97,8 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
                     for a in arrays if "chunkindex" in a.attrs},
         "refs_per_array": {a.name: a.n_chunks for a in referenced},
         "missing_per_array": {a.name: a.n_missing for a in referenced},
+        # Arrays with short edge chunks: in the CRI index, not in the Kerchunk one.
+        "left_out_of_kerchunk": sorted({a.name for a in arrays} - {a.name for a in zarr_arrays}),
     }
     if "summary" in outputs:
         write_text(outputs["summary"], json.dumps(summary, indent=1))

@@ -68,7 +68,7 @@ class Extractor(Protocol):
 
 # Bumped whenever the header tables change shape: a rule parameter, so that
 # Snakemake re-reads headers cached by an older chunkindex.
-HEADER_FORMAT_VERSION = 3  # 3: Arrow IPC files
+HEADER_FORMAT_VERSION = 4  # 3: Arrow IPC files; 4: TIFF short_edges, bits, colour map, RPC, GCPs
 
 # Format -> "module:class" (imported on first use: each format's libraries load only when needed).
 EXTRACTORS = {

@@ -52,6 +52,32 @@ PARQUET_OPTIONS: dict[str, Any] = {
 }
 
 
+class KerchunkRefused(ValueError):
+    """No array of the dataset can be written as Kerchunk references."""
+
+
+def zarr_readable(arrays: list[ArraySpec]) -> tuple[list[ArraySpec], list[str]]:
+    """The arrays a Kerchunk index can hold, and a note for each left out.
+
+    A Zarr chunk is always full, so arrays whose edge chunks are stored
+    short (`short_edge_dims`: a TIFF's short last strip or short edge tiles)
+    are left out of the Kerchunk index; the CRI index holds them.
+    """
+    kept, notes = [], []
+    for array in arrays:
+        if array.short_edge_dims and "variant_of" in array.attrs.get("chunkindex", {}):
+            continue  # a `_refs_only` variant goes with its array, without a note of its own
+        if array.short_edge_dims:
+            where = f" ({array.urls[0]}{' and others' if len(array.urls) > 1 else ''})" if array.urls else ""
+            notes.append(
+                f"{array.name}: left out of the Kerchunk index{where}: its last chunk along "
+                f"{', '.join(array.short_edge_dims)} is stored short (a TIFF short last strip or short edge "
+                "tiles), which no Zarr reader pads; the CRI index (output kind cri-parquet) holds it")
+        else:
+            kept.append(array)
+    return kept, notes
+
+
 def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
     metadata: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": root_attrs}
     for array in arrays:

@@ -62,6 +62,7 @@ GENERATOR_MODULES = {
     "ghrsst-scale-cog": "chunkindex.synthetic.ghrsst_scale",
     "bran-netcdf": "chunkindex.synthetic.bran",
     "edge-cases": "chunkindex.synthetic.edge_cases",
+    "tiff-features": "chunkindex.synthetic.tiff_features",
 }
 
 

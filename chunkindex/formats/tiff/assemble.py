@@ -65,6 +65,64 @@ def _crs_attribute(crs: str | None) -> dict[str, Any] | None:
     return None
 
 
+# RPCCoefficientTag value order (GDAL's RPC metadata names).
+RPC_SCALARS = ("ERR_BIAS", "ERR_RAND", "LINE_OFF", "SAMP_OFF", "LAT_OFF", "LONG_OFF", "HEIGHT_OFF",
+               "LINE_SCALE", "SAMP_SCALE", "LAT_SCALE", "LONG_SCALE", "HEIGHT_SCALE")
+RPC_LISTS = ("LINE_NUM_COEFF", "LINE_DEN_COEFF", "SAMP_NUM_COEFF", "SAMP_DEN_COEFF")
+PHOTOMETRIC_BANDS = {0: ["Gray"], 1: ["Gray"], 2: ["Red", "Green", "Blue"], 3: ["Palette"],
+                     5: ["Cyan", "Magenta", "Yellow", "Black"], 6: ["Red", "Green", "Blue"]}
+EXTRA_SAMPLE_NAMES = {1: "Alpha", 2: "Alpha"}
+
+
+def color_table(color_map: list[int], bits: int) -> list[list[int]]:
+    """GDAL's 8-bit RGBA colour table of a TIFF ColorMap (16-bit reds, greens, blues).
+
+    GDAL divides by 257 when every entry is a multiple of 257 (the usual
+    8-bit-to-16-bit scaling), by 256 otherwise, and not at all when no entry
+    exceeds 255; the same here.
+    """
+    values = np.asarray(color_map, dtype=np.int64).reshape(3, -1)[:, : 1 << bits]
+    if values.max(initial=0) < 256:
+        divisor = 1
+    else:
+        divisor = 257 if not (values % 257).any() else 256
+    rgb = (values // divisor).T
+    return np.column_stack([rgb, np.full(len(rgb), 255)]).tolist()
+
+
+def tiff_attributes(full: dict[str, Any], level: dict[str, Any], is_mask: bool) -> dict[str, Any]:
+    """Variable attributes from the TIFF tags GDAL shows as metadata: colour
+    table, colour interpretation, GCPs, RPCs, PixelIsPoint; for a mask, the
+    meaning of its values."""
+    if is_mask:
+        return {"flag_values": [0, 1], "flag_meanings": "masked valid",
+                "long_name": "internal TIFF mask (GDAL's per-dataset mask band reads 1 as 255)"}
+    attrs: dict[str, Any] = {}
+    samples = level["samples"]
+    names = list(PHOTOMETRIC_BANDS.get(level["photometric"], []))[:samples]
+    extra = list(level["extra_samples"] or [])
+    names += [EXTRA_SAMPLE_NAMES.get(e, "Undefined") for e in extra][: samples - len(names)]
+    names += ["Undefined"] * (samples - len(names))
+    if names != ["Gray"]:  # a single grey band is every reader's default
+        attrs["color_interpretation"] = names
+    if level["photometric"] == 0:
+        attrs["chunkindex_photometric"] = "MinIsWhite (values as stored: 0 is white)"
+    if level["color_map"]:
+        attrs["color_table"] = color_table(level["color_map"], level["bits"])
+    if full["gcps"]:
+        points = np.asarray(full["gcps"], dtype=np.float64).reshape(-1, 6)
+        attrs["gcps"] = [{"pixel": p[0], "line": p[1], "x": p[3], "y": p[4], "z": p[5]} for p in points.tolist()]
+        if full["crs"]:
+            attrs["gcps_crs"] = full["crs"]
+    if full["rpc"] and len(full["rpc"]) == 92:
+        rpc = full["rpc"]
+        attrs["rpc"] = {**{k: rpc[i] for i, k in enumerate(RPC_SCALARS)},
+                        **{k: rpc[12 + 20 * i: 32 + 20 * i] for i, k in enumerate(RPC_LISTS)}}
+    if full["pixel_is_point"]:
+        attrs["AREA_OR_POINT"] = "Point"
+    return attrs
+
+
 def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mismatch: str,
                   skipped: list[str]) -> pa.Table:
     """Drop (or refuse) files whose levels differ from `first_file`'s."""
@@ -208,14 +266,13 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
             full = first[0]
             geographic = _is_geographic(full["crs"])
             for level in first:
-                if level["kind"] == "mask":
-                    result.notes.append(f"{variable.name}: internal mask IFD {level['ifd']} is not indexed")
+                is_mask = level["kind"] == "mask"
+                factor = round(full["width"] / level["width"])
+                if factor != 1 and not recipe.output.overviews:
                     continue
-                if level["kind"] == "overview" and not recipe.output.overviews:
-                    continue
-                factor = round(full["width"] / level["width"]) if level["kind"] == "overview" else 1
                 suffix = "" if factor == 1 else f"_ovr{factor}"
-                name = variable.name + suffix
+                # An internal mask IFD (GDAL's per-dataset mask) is a variable of its own.
+                name = variable.name + ("_mask" if is_mask else "") + suffix
                 gt = full["geotransform"]
                 rotated = gt is not None and (gt[2] != 0 or gt[4] != 0)
                 if gt is not None and not rotated:
@@ -229,8 +286,10 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
                     y_dim, x_dim = f"y{suffix}", f"x{suffix}"
                 dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, time_dim)
                 where = urls[int(kept[0])]
-                chain = tiff_chain(level["compression"], level["predictor"], level["dtype"], chunks, x_axis,
-                                   level["jpeg_tables"], level["photometric"], level["lerc_parameters"], where)
+                dtype = "|u1" if is_mask else level["dtype"]
+                chain = tiff_chain(level["compression"], level["predictor"], dtype, chunks, x_axis,
+                                   level["jpeg_tables"], level["photometric"], level["lerc_parameters"], where,
+                                   bits=level["bits"])
 
                 # Gather this IFD's tile columns of every file straight from the
                 # list columns' buffers (every file has the same tile count).
@@ -261,16 +320,18 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
                     target = stacked_numbers(grid, 0, rows[:, None], (1, *grid.counts[1:]), tile_range[None, :])
                     columns.place(target, np.where(sizes > 0, file_number, np.int32(-1)), offsets, sizes)
                     url_index, all_offsets, all_sizes = columns.url_index, columns.offsets, columns.sizes
-                nodata = full["nodata"]
-                kind = np.dtype(level["dtype"]).kind
-                if nodata is not None and not _fits(nodata, level["dtype"]):
+                nodata = None if is_mask else full["nodata"]
+                kind = np.dtype(dtype).kind
+                if nodata is not None and not _fits(nodata, dtype):
                     # GDAL ignores such a nodata value too.
                     result.notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
                     nodata = None
-                fill = nodata if nodata is not None else 0
+                fill: Any = nodata if nodata is not None else 0
                 if kind in "iu":
                     fill = int(fill)
-                attrs: dict[str, Any] = {}
+                elif kind == "c":
+                    fill = None  # Zarr v2 has no JSON form of a complex fill value GDAL reads; 0 either way
+                attrs: dict[str, Any] = tiff_attributes(full, level, is_mask)
                 if nodata is not None:
                     attrs["_FillValue"] = fill
                 if full["scale"] is not None:
@@ -287,11 +348,15 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
                 attrs.update(variable.attributes)
                 attrs["chunkindex"] = {
                     "source_format": "cog", "ifd": level["ifd"], "overview_factor": factor,
+                    **({"mask": True} if is_mask else {}),
                     "codec": chain.as_attribute(), "gdal_decodable": chain.gdal_decodable,
                 }
-                array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=level["dtype"],
+                short = {"y": y_dim, "x": x_dim}
+                short_dims = tuple(short[a] for a in (level["short_edges"] or "").split(",") if a)
+                array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=dtype,
                                   fill_value=fill, chain=chain, attrs=attrs, urls=url_list,
-                                  url_index=url_index, offsets=all_offsets, sizes=all_sizes)
+                                  url_index=url_index, offsets=all_offsets, sizes=all_sizes,
+                                  short_edge_dims=short_dims)
                 result.add_data_array(array, recipe.output.gdal_readable_variant)
     if has_time:
         units = recipe.concat.units or "days since 1970-01-01"

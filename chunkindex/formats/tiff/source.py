@@ -27,15 +27,17 @@ class TiffSource:
     def _band(self, url: str, attrs: dict[str, Any], band: int) -> Any:
         ds = self._dataset(url)
         b = ds.GetRasterBand(band)
-        ifd = attrs["chunkindex"]["ifd"]
-        if ifd == 0:
-            return b
-        factor = attrs["chunkindex"]["overview_factor"]
-        for i in range(b.GetOverviewCount()):
-            ov = b.GetOverview(i)
-            if round(ds.RasterXSize / ov.XSize) == factor:
-                return ov
-        raise ValueError(f"{url}: no overview of factor {factor}")
+        info = attrs["chunkindex"]
+        factor = info["overview_factor"]
+        if factor != 1:
+            for i in range(b.GetOverviewCount()):
+                ov = b.GetOverview(i)
+                if round(ds.RasterXSize / ov.XSize) == factor:
+                    b = ov
+                    break
+            else:
+                raise ValueError(f"{url}: no overview of factor {factor}")
+        return b.GetMaskBand() if info.get("mask") else b
 
     def tile_ref(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
                  index: tuple[int, ...]) -> tuple[int, int]:
@@ -49,7 +51,7 @@ class TiffSource:
         b = self._band(url, attrs, band)
         chunks = zarray["chunks"]
         y_axis = 1 if len(index) == 3 or dims[-1] == "band" else 2
-        if list(b.GetBlockSize()) != [chunks[y_axis + 1], chunks[y_axis]]:
+        if attrs["chunkindex"].get("mask") or list(b.GetBlockSize()) != [chunks[y_axis + 1], chunks[y_axis]]:
             return self._tifffile_ref(url, attrs, band, ty, tx, zarray, y_axis)
         offset = b.GetMetadataItem(f"BLOCK_OFFSET_{tx}_{ty}", "TIFF")
         size = b.GetMetadataItem(f"BLOCK_SIZE_{tx}_{ty}", "TIFF")
@@ -83,6 +85,8 @@ class TiffSource:
         y0, x0 = index[y_axis] * chunks[y_axis], index[x_axis] * chunks[x_axis]
         h = min(chunks[y_axis], shape[y_axis] - y0)
         w = min(chunks[x_axis], shape[x_axis] - x0)
+        if attrs["chunkindex"].get("mask"):  # GDAL reads the 1-bit mask as 0/255
+            return (self._band(url, attrs, 1).ReadAsArray(x0, y0, w, h) > 0).astype(np.uint8)[None]
         if len(index) == 3:
             return self._band(url, attrs, 1).ReadAsArray(x0, y0, w, h)[None]
         if dims[-1] == "band":
