@@ -36,7 +36,7 @@ def run(archive: Path, files: int, delay: float, concurrency: int, workdir: Path
             source={"template": {"start": "2002-06-01", "end": end.isoformat(), "step": "day"}},
             headers={"concurrency": concurrency})
         recipe = replace(recipe, output=replace(recipe.output, overviews=False))
-        timings, _ = timed_steps(recipe, workdir, concurrency=concurrency)
+        timings, _ = timed_steps(recipe, workdir)
     # One HEAD per file to list (HTTP cannot list); one GET per file for its
     # header (the first file's measured header size is prefetched at once).
     requests = {"list": files, "headers": files + 1, "assemble": 0, "kerchunk_parquet": 0}

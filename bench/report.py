@@ -88,7 +88,7 @@ def workflow_run(results: Path) -> dict:
         before = time.time()
         wall, _ = snakemake("--config", "dataset=ghrsst-scale", f"results_dir={results}", "--until", "write",
                             "--forcerun", "list_sources", "headers", "write")
-        steps = step_seconds(REPO / "benchmarks/ghrsst-scale", since=before)
+        steps = step_seconds(results / "benchmarks/ghrsst-scale", since=before)
         steps = {k: v for k, v in steps.items() if k in ("list", "headers", "write")}
         summary = json.loads((results / "ghrsst-scale/index/ghrsst-scale.summary.json").read_text())
         runs.append({"wall": wall, "steps": steps, "refs": summary["refs"],
@@ -121,7 +121,7 @@ def incremental_run(workdir: Path) -> dict:
         os.link(last, new)
         before = time.time()
         wall, log = snakemake(*config, "--forcerun", "list_sources")
-        rerun = step_seconds(REPO / "benchmarks/ghrsst-growing", since=before)
+        rerun = step_seconds(workdir / "results/benchmarks/ghrsst-growing", since=before)
         summary = json.loads((workdir / "results/ghrsst-growing/index/ghrsst-growing.summary.json").read_text())
         runs.append({"first_wall": first, "append_wall": wall, "header_jobs_rerun": log.count("localrule headers:"),
                      "steps": rerun, "step_work": sum(v["sum"] for v in rerun.values()),

@@ -51,10 +51,10 @@ def _refs(index: str, array: str, key: str) -> int:
         print(f"error: chunk key {key!r} must be integers separated by commas, e.g. 0,3,5", file=sys.stderr)
         return 2
     ref = lookup_reference(index, array, parts)
-    if "path" in ref:
-        print(f"{ref['path']}\t{ref['offset']}\t{ref['size']}")
-    elif "raw_bytes" in ref:
-        print(f"(inline: {ref['raw_bytes']} bytes)")
+    if ref.path is not None:
+        print(f"{ref.path}\t{ref.offset}\t{ref.size}")
+    elif ref.raw_bytes is not None:
+        print(f"(inline: {ref.raw_bytes} bytes)")
     else:
         print("(no data: reads as the fill value)")
     return 0

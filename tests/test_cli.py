@@ -10,7 +10,7 @@ from chunkindex.pipeline import quick_recipe, run_recipe
 def lzw_index(fixtures_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("cli")
     recipe = quick_recipe("lzw", str(fixtures_root / "edge-cases/tiff"), glob="sparse.tif", kinds=("kerchunk-parquet", "kerchunk-json"))
-    return run_recipe(recipe, "/", out)["outputs"]
+    return run_recipe(recipe, "/", out).outputs
 
 
 def test_info(lzw_index, capsys):

@@ -2,6 +2,7 @@
 give identical level rows on every TIFF fixture, locally and through an
 object store, and header templates are reused only for identical layouts."""
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -17,6 +18,9 @@ from chunkindex.formats.tiff.headers import (
     TiffHeaderError,
     read_headers,
 )
+from chunkindex.recipe import default_headers
+
+DEFAULTS = ReadSettings.from_recipe(default_headers())
 
 
 def _tiffs(fixtures_root: Path) -> list[Path]:
@@ -30,7 +34,7 @@ def _tiffs(fixtures_root: Path) -> list[Path]:
 
 def _read(path: Path, reader: str, store=None, settings=None):
     store = store or LocalStore(str(path.parent))
-    settings = settings or ReadSettings()
+    settings = settings or DEFAULTS
     try:
         return read_headers(store, [path.name], [path.stat().st_size], [7], settings, reader=reader)
     except TiffHeaderError as exc:
@@ -72,7 +76,7 @@ def test_numpy_reader_through_an_object_store_with_small_fetches(fixtures_root):
         path = fixtures_root / "edge-cases/tiff" / name
         store = MemoryStore()
         store.put(name, path.read_bytes())
-        remote = _read(path, "numpy", store, ReadSettings(prefetch=1024))
+        remote = _read(path, "numpy", store, dataclasses.replace(DEFAULTS, prefetch=1024))
         local = _read(path, "numpy")
         assert remote.equals(local), name
 

@@ -199,8 +199,17 @@ def _list_objects(store: Any) -> list[dict[str, Any]]:
     return objects
 
 
-def list_sources(recipe: Recipe, spec: StoreSpec, concurrency: int = 32) -> pa.Table:
+def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
     """List the recipe's source files as a manifest table (see MANIFEST_SCHEMA).
+
+    Templated listings send `headers.concurrency` HEAD requests at once.
+
+    Args:
+        recipe: the recipe (its `source`, `variables`, `format` and `headers.concurrency`).
+        spec: the store the files are listed from.
+
+    Returns:
+        One row per file, sorted by coordinate (MANIFEST_SCHEMA).
 
     Raises:
         ListingError: nothing matched, a matching name did not parse, or two
@@ -214,7 +223,7 @@ def list_sources(recipe: Recipe, spec: StoreSpec, concurrency: int = 32) -> pa.T
         tpl = recipe.source.template
         wanted = [pattern.fill(t, v) for t in _date_range(tpl.start, tpl.end, tpl.step)
                   for v in (variables if "{variable}" in pattern.text else [None])]
-        objects = asyncio.run(_head_all(store, wanted, concurrency))
+        objects = asyncio.run(_head_all(store, wanted, recipe.headers.concurrency))
         for obj, path in zip(objects, wanted):
             obj["path"] = path
     else:

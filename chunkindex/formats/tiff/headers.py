@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from chunkindex.model import ChunkGrid, list_column
-from chunkindex.recipe import Recipe
+from chunkindex.recipe import HeaderOptions, Recipe
 from chunkindex.sources.stores import StoreSpec
 
 log = logging.getLogger(__name__)
@@ -83,10 +83,17 @@ class TiffHeaderError(ValueError):
 
 @dataclass(frozen=True)
 class ReadSettings:
-    concurrency: int = 64
-    prefetch: int = 65536
-    retries: int = 4
-    backoff_seconds: float = 0.2
+    """How headers are fetched: the recipe's `headers` section (its schema holds the defaults)."""
+
+    concurrency: int
+    prefetch: int
+    retries: int
+    backoff_seconds: float = 0.2  # first retry's wait, doubled each attempt (not a recipe setting)
+
+    @classmethod
+    def from_recipe(cls, headers: HeaderOptions) -> ReadSettings:
+        """The settings of a recipe's `headers` section."""
+        return cls(concurrency=headers.concurrency, prefetch=headers.prefetch, retries=headers.retries)
 
 
 def _dtype_of(ifd: Any, little_endian: bool, path: str) -> str:
@@ -713,7 +720,7 @@ def read_headers(
     paths: list[str],
     sizes: list[int],
     file_ids: list[int],
-    settings: ReadSettings = ReadSettings(),
+    settings: ReadSettings,
     progress: Any = None,
     reader: str = "numpy",
 ) -> pa.Table:
@@ -759,8 +766,7 @@ def read_batch(recipe: Recipe, spec: StoreSpec, batch: pa.Table,
     (`headers.tiff_reader`); the batch's first file is re-read with the other."""
     from chunkindex.sources.stores import open_store
 
-    settings = ReadSettings(concurrency=recipe.headers.concurrency, prefetch=recipe.headers.prefetch,
-                            retries=recipe.headers.retries)
+    settings = ReadSettings.from_recipe(recipe.headers)
     store = open_store(spec)
     paths, sizes, file_ids = (batch["path"].to_pylist(), batch["size"].to_pylist(),
                               batch["file_id"].to_pylist())
