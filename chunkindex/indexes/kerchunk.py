@@ -424,6 +424,28 @@ class KerchunkIndex:
         return np.frombuffer(raw, dtype=np.dtype(zarray["dtype"]))
 
 
+def open_index(index: str | Path) -> KerchunkIndex:
+    """Open a Kerchunk Parquet folder or Kerchunk JSON file for reading.
+
+    Args:
+        index: the index's path.
+
+    Returns:
+        A KerchunkIndex: `array_names`, `zarray(name)`, `zattrs(name)`,
+        `references(name)` (every chunk's file, offset and size as columns),
+        `reference(name, key)` (one chunk).
+
+    Raises:
+        ValueError: `index` is not a Kerchunk index (the message says why).
+
+    Example:
+        >>> index = open_index("results/ghrsst-demo/index/ghrsst-demo.parq")  # doctest: +SKIP
+        >>> refs = index.references("analysed_sst")  # doctest: +SKIP
+        >>> refs.files[refs.codes[0]], refs.offsets[0], refs.sizes[0]  # doctest: +SKIP
+    """
+    return KerchunkIndex.open(index)
+
+
 def read_kerchunk_metadata(index: str | Path) -> dict[str, Any]:
     """The consolidated metadata of a Kerchunk Parquet folder or JSON file."""
     return KerchunkIndex.open(index).document

@@ -39,6 +39,9 @@ _DIRECTIVES = {
 }
 
 
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+
+
 class ListingError(RuntimeError):
     """The listing is empty, a name does not parse, or coordinates repeat."""
 
@@ -185,7 +188,7 @@ async def _head_all(store: Any, paths: list[str], concurrency: int) -> list[dict
     problems = sorted(r for r in results if isinstance(r, str))
     if problems:
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ListingError(f"{len(problems)} of {len(paths)} templated files are missing:\n  "
+        raise ListingError(f"{len(problems)} of {len(paths)} named files are missing:\n  "
                            + "\n  ".join(problems[:20]) + more)
     return [r for r in results if not isinstance(r, str)]
 
@@ -226,6 +229,10 @@ def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
         objects = asyncio.run(_head_all(store, wanted, recipe.headers.concurrency))
         for obj, path in zip(objects, wanted):
             obj["path"] = path
+    elif recipe.source.glob is not None and not _GLOB_MAGIC.search(recipe.source.glob):
+        # One named file (`chunkindex index FILE`): asked for directly, its folder is not listed.
+        objects = asyncio.run(_head_all(store, [recipe.source.glob], recipe.headers.concurrency))
+        objects[0]["path"] = recipe.source.glob
     else:
         if not spec.can_list:
             raise ListingError(f"{spec.url}: an HTTP server cannot list; give source.template in the recipe")

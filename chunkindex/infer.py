@@ -1,0 +1,207 @@
+"""A recipe inferred from a folder, a URL or one file, for `chunkindex index`
+(indexing without writing a recipe first). The inferred document is printed
+so that it can be saved as `recipes/<id>.yaml` and run by the workflow.
+
+What is inferred comes from the data, never from names alone: the format
+from the file suffix (or `--format`), NetCDF4/HDF5 variables and their
+concatenation dimension from the first file's own dimension scales, COG
+times from a `{time:...}` field of `--pattern` when given.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from chunkindex.recipe import Recipe, load_schema, recipe_from_dict, validate_document
+
+SUFFIXES = {".tif": "cog", ".tiff": "cog", ".nc": "netcdf4", ".nc4": "netcdf4", ".h5": "hdf5", ".hdf5": "hdf5",
+            ".he5": "hdf5"}
+# The glob taken when none is given (fnmatch's `*` crosses folders).
+DEFAULT_GLOBS = {"cog": "*.tif", "netcdf4": "*.nc", "hdf5": "*.h5"}
+
+
+class InferenceError(ValueError):
+    """The source does not say enough to build a recipe (the message says what to give)."""
+
+
+def _is_url(source: str) -> bool:
+    return urlparse(source).scheme in {"s3", "http", "https", "gs", "az", "memory"}
+
+
+def _first_file(folder: Path, suffixes: tuple[str, ...]) -> Path | None:
+    """The first file under `folder` (any depth, names sorted) with one of `suffixes`."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if name.lower().endswith(suffixes):
+                return Path(root) / name
+    return None
+
+
+def _format_of(name: str) -> str | None:
+    return SUFFIXES.get(Path(name).suffix.lower())
+
+
+def _recipe_id(source: str) -> str:
+    stem = Path(urlparse(source).path.rstrip("/")).name or "index"
+    stem = Path(stem).stem if Path(stem).suffix.lower() in SUFFIXES else stem
+    slug = re.sub(r"[^a-z0-9]+", "-", stem.lower()).strip("-")
+    return slug if slug and slug[0].isalnum() else f"index-{slug}".rstrip("-")
+
+
+def _hdf_layout(path: Path, variables: tuple[str, ...]) -> tuple[tuple[str, ...], str, str | None]:
+    """(variables, concat dimension, its units) read from one NetCDF4/HDF5 file.
+
+    Variables: every dataset that is not a dimension scale, unless named.
+    The concatenation dimension: the first dimension of the first variable
+    that has a coordinate variable (its units come with it).
+    """
+    import h5py
+
+    with h5py.File(path, "r") as h5:
+        datasets = {name: obj for name, obj in h5.items() if isinstance(obj, h5py.Dataset)}
+        if not variables:
+            variables = tuple(name for name, obj in datasets.items()
+                              if not obj.is_scale and obj.ndim >= 2 and obj.dtype.kind in "iuf")
+        if not variables:
+            raise InferenceError(f"{path}: no numeric variable of two or more dimensions; name one with --variable")
+        missing = [v for v in variables if v not in datasets]
+        if missing:
+            raise InferenceError(f"{path}: no variable {', '.join(missing)} (variables: {', '.join(datasets)})")
+        first = datasets[variables[0]]
+        for dim in first.dims:
+            scales = list(dim.values())
+            if scales:
+                scale = scales[0]
+                units = scale.attrs.get("units")
+                units = units.decode() if isinstance(units, bytes) else units
+                return variables, scale.name.rsplit("/", 1)[-1], units
+        raise InferenceError(f"{path}:{variables[0]}: no dimension has a coordinate variable to concatenate "
+                             "the files along")
+
+
+def infer_recipe_document(
+    source: str,
+    *,
+    glob: str | None = None,
+    pattern: str | None = None,
+    fmt: str | None = None,
+    kinds: tuple[str, ...] = ("kerchunk-parquet",),
+    variables: tuple[str, ...] = (),
+    recipe_id: str | None = None,
+    sample_chunks: int = 20,
+) -> dict[str, Any]:
+    """A recipe document for indexing `source` without writing a recipe first.
+
+    Args:
+        source: a local folder, one local file (it alone is indexed), or an
+            `s3://`/`https://` prefix.
+        glob: files to take under `source` (default: every file of the format, any depth).
+        pattern: a file-name pattern instead (`{time:%Y%m%d}`, `{variable}` fields):
+            COG files then stack along time.
+        fmt: `cog`, `netcdf4` or `hdf5` (default: from the files' suffix).
+        kinds: the recipe's `output.kinds`, passed through as given.
+        variables: the arrays to index (default: `data` for COG files, every
+            numeric variable of the first file for NetCDF4/HDF5).
+        recipe_id: the recipe id (default: from the source's name).
+        sample_chunks: chunks validation samples per array.
+
+    Returns:
+        The recipe as a plain document (what `recipes/<id>.yaml` would hold),
+        not yet validated: `infer_recipe` validates it.
+
+    Raises:
+        InferenceError: the source does not say enough; the message says which option to give.
+
+    Example:
+        >>> doc = infer_recipe_document("/data/sst/20240101_sst.tif")
+        >>> doc["format"], doc["source"]["glob"]
+        ('cog', '20240101_sst.tif')
+    """
+    url, single = source, None
+    if not _is_url(source):
+        path = Path(source).expanduser().resolve()
+        if path.is_file() or (not path.exists() and path.suffix.lower() in SUFFIXES):
+            url, single = str(path.parent), path.name
+        else:
+            url = str(path)
+    if single is not None:
+        if glob or pattern:
+            raise InferenceError(f"{source} is one file: --glob and --pattern select files of a folder")
+        glob = single
+    fmt = fmt or _format_of(pattern or glob or "")
+    local_first: Path | None = None
+    if not _is_url(url):
+        if not Path(url).is_dir():
+            raise InferenceError(f"{source}: no such file or folder")
+        if single is not None:
+            local_first = Path(url) / single
+        elif fmt is None or fmt != "cog":
+            suffixes = tuple(s for s, f in SUFFIXES.items() if fmt is None or f == fmt)
+            local_first = _first_file(Path(url), suffixes)
+            if local_first is None:
+                raise InferenceError(f"{source}: no {fmt or 'TIFF, NetCDF or HDF5'} file found; give --glob "
+                                     "or --pattern (and --format)")
+        fmt = fmt or _format_of(local_first.name if local_first else "")
+    if fmt is None:
+        raise InferenceError(f"{source}: cannot tell the format from the names; give --format cog|netcdf4|hdf5")
+    src: dict[str, Any] = {"url": url}
+    if pattern:
+        src["pattern"] = pattern
+    else:
+        src["glob"] = glob or DEFAULT_GLOBS[fmt]
+    concat: dict[str, Any]
+    if fmt == "cog":
+        if not variables:
+            found = re.findall(r"\{variable\}", pattern or "")
+            if found:
+                raise InferenceError("--pattern has a {variable} field: name its values with --variable")
+            variables = ("data",)
+        concat = {"dim": "time", "from": "filename"}
+        if pattern and "{time" in pattern:
+            concat["units"] = "days since 1970-01-01"
+    else:
+        if local_first is None:
+            raise InferenceError(f"{source}: a remote NetCDF4/HDF5 source needs --variable (and the files "
+                                 "must share a coordinate variable to concatenate along)")
+        variables, dim, units = _hdf_layout(local_first, variables)
+        concat = {"dim": dim, "from": "variable", **({"units": units} if units else {})}
+    rid = recipe_id or _recipe_id(source)
+    return {
+        "id": rid,
+        "title": f"{rid} (inferred by chunkindex index from {source})",
+        "format": fmt,
+        "source": src,
+        "variables": [{"name": v} for v in variables],
+        "concat": concat,
+        "output": {"kinds": list(kinds)},
+        "validation": {"sample_chunks": sample_chunks, "seed": 0},
+    }
+
+
+def infer_recipe(source: str, **options: Any) -> tuple[Recipe, dict[str, Any]]:
+    """A validated Recipe for `source`, and its document (see `infer_recipe_document`).
+
+    Args:
+        source: a local folder, one local file, or an `s3://`/`https://` prefix.
+        **options: `glob`, `pattern`, `fmt`, `kinds`, `variables`, `recipe_id`, `sample_chunks`.
+
+    Returns:
+        (the Recipe with the schema's defaults, the document as inferred).
+
+    Raises:
+        InferenceError: the source does not say enough.
+        RecipeError: an option the recipe schema refuses (e.g. an unknown kind).
+
+    Example:
+        >>> recipe, doc = infer_recipe("/data/sst/20240101_sst.tif")  # doctest: +SKIP
+        >>> recipe.format
+        'cog'
+    """
+    doc = infer_recipe_document(source, **options)
+    validate_document(doc, load_schema("recipe"), f"the recipe inferred for {source}")
+    return recipe_from_dict(doc), doc
