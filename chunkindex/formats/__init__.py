@@ -47,6 +47,15 @@ class SourceTruth(Protocol):
         """The chunk's values as read from the source (clipped to the array)."""
         ...
 
+    def fill_value(self, url: str, zarray: JsonObject, attrs: JsonObject) -> float:
+        """What the source's chunks with no data read as (its nodata or fill value)."""
+        ...
+
+    def file_problem(self, url: str, name: str, attrs: JsonObject, dims: list[str],
+                     index: tuple[int, ...]) -> str | None:
+        """Why `url` is not the file chunk `index` comes from, if the source can tell."""
+        ...
+
 
 class Extractor(Protocol):
     """Reads a batch of files' headers, assembles the arrays of an index, and

@@ -364,8 +364,9 @@ class KerchunkIndex:
             mapping = np.array([files.setdefault(p, len(files)) for p in paths.dictionary.to_pylist()] + [-1], np.int32)
             local = pc.fill_null(paths.indices, len(paths.dictionary)).to_numpy()
             codes[start:stop] = mapping[local]
-            offsets[start:stop] = table["offset"].to_numpy(zero_copy_only=False)
-            sizes[start:stop] = table["size"].to_numpy(zero_copy_only=False)
+            # A row without a file has null offset and size: 0, as a missing chunk.
+            offsets[start:stop] = pc.fill_null(table["offset"], 0).to_numpy(zero_copy_only=False)
+            sizes[start:stop] = pc.fill_null(table["size"], 0).to_numpy(zero_copy_only=False)
         return ArrayReferences(codes, list(files), offsets, sizes)
 
     def reference(self, name: str, key: tuple[int, ...]) -> ChunkReference:
