@@ -178,7 +178,6 @@ class Variable:
 @dataclass(frozen=True)
 class Concat:
     dim: str
-    from_: str
     calendar: str
     units: str | None = None
 
@@ -249,7 +248,7 @@ def recipe_from_dict(doc: dict[str, Any], path: str = "") -> Recipe:
     template = src.pop("template", None)
     source = Source(template=DateRange(**template) if template else None, **src)
     concat = dict(doc["concat"])
-    concat["from_"] = concat.pop("from", "filename")
+    del concat["from"]  # checked with the pattern (_check_semantics); each format knows its coordinate
     output = dict(doc["output"])
     output["kinds"] = tuple(output["kinds"])
     return Recipe(

@@ -25,6 +25,32 @@ from chunkindex.recipe import Recipe
 log = logging.getLogger(__name__)
 
 
+# CF ways a coordinate says it is the y or x axis (attribute -> values, upper-cased).
+_CF_AXES = {
+    "Y": {"axis": {"Y"}, "cartesian_axis": {"Y"}, "standard_name": {"LATITUDE", "PROJECTION_Y_COORDINATE"},
+          "units": {"DEGREES_NORTH", "DEGREE_NORTH", "DEGREES_N", "DEGREE_N"}},
+    "X": {"axis": {"X"}, "cartesian_axis": {"X"}, "standard_name": {"LONGITUDE", "PROJECTION_X_COORDINATE"},
+          "units": {"DEGREES_EAST", "DEGREE_EAST", "DEGREES_E", "DEGREE_E"}},
+}
+
+
+def spatial_dims(dims: list[str], coords: dict[str, Any]) -> tuple[str, str] | None:
+    """(y, x) dimensions, from the CF attributes of their coordinate variables
+    (axis, cartesian_axis, standard_name, units); None when the file does not say.
+
+    Example:
+        >>> spatial_dims(["t", "a", "b"], {"a": {"attrs": {"axis": "Y"}}, "b": {"attrs": {"units": "degrees_east"}}})
+        ('a', 'b')
+    """
+    found: dict[str, str] = {}
+    for dim in dims:
+        attrs = coords.get(dim, {}).get("attrs", {})
+        for axis, ways in _CF_AXES.items():
+            if axis not in found and any(str(attrs.get(key, "")).upper() in values for key, values in ways.items()):
+                found[axis] = dim
+    return (found["Y"], found["X"]) if len(found) == 2 else None
+
+
 def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> AssembledIndex:
     """Concatenate each variable's files along the concat dimension, in
     coordinate order whatever the listing order; report gaps, refuse overlaps."""
@@ -111,7 +137,7 @@ def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Assem
         array = ArraySpec(name=variable.name, dims=tuple(dims), shape=tuple(shape), chunks=tuple(chunks),
                           dtype=dtype.str, fill_value=fill if fill is not None else 0, chain=chain, attrs=attrs,
                           urls=url_list, url_index=columns.url_index, offsets=columns.offsets,
-                          sizes=columns.sizes)
+                          sizes=columns.sizes, spatial_dims=spatial_dims(dims, json.loads(first["coords"])))
         if inline:  # compact: the whole array inline, uncompressed
             array.chain = CodecChain(None, (), "HDF5 compact (inline)")
             array.attrs["chunkindex"]["codec"] = array.chain.as_attribute()

@@ -356,7 +356,7 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
                 array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=dtype,
                                   fill_value=fill, chain=chain, attrs=attrs, urls=url_list,
                                   url_index=url_index, offsets=all_offsets, sizes=all_sizes,
-                                  short_edge_dims=short_dims)
+                                  short_edge_dims=short_dims, spatial_dims=(y_dim, x_dim))
                 result.add_data_array(array, recipe.output.gdal_readable_variant)
     if has_time:
         units = recipe.concat.units or "days since 1970-01-01"

@@ -36,12 +36,6 @@ log = logging.getLogger(__name__)
 PLANAR_CHUNKY, PLANAR_SEPARATE = 1, 2
 SUBFILE_REDUCED, SUBFILE_MASK = 1, 4
 SAMPLE_FORMATS = {1: "u", 2: "i", 3: "f", 6: "c"}
-COMPRESSION_NAMES = {
-    1: "none", 5: "lzw", 6: "ojpeg", 7: "jpeg", 8: "deflate", 32946: "deflate",
-    32773: "packbits", 34712: "jpeg2000", 34887: "lerc", 34925: "lzma", 50000: "zstd",
-    50001: "webp", 50002: "jpegxl", 52546: "jpegxl",
-}
-
 LEVELS_SCHEMA = pa.schema([
     ("file_id", pa.int32()),
     ("ifd", pa.int16()),
@@ -339,15 +333,43 @@ def _guarded(path: str, read: Any) -> Any:
         raise TiffHeaderError(f"{path}: unreadable TIFF header ({type(exc).__name__}: {exc})") from None
 
 
-def _is_transient(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__}: {exc}".lower()
-    permanent = ("notfound", "not found", "404", "403", "forbidden", "invalid", "unsupported",
-                 "not a tiff", "magic", "eof", "end of file", "out of range", "parse")
-    return not any(word in text for word in permanent)
+@functools.cache
+def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(permanent, transient) error types of a header request through obstore or async-tiff."""
+    import obstore.exceptions as oe
+
+    permanent = (FileNotFoundError, PermissionError, IsADirectoryError, ValueError, TypeError, oe.NotFoundError,
+                 oe.PermissionDeniedError, oe.UnauthenticatedError, oe.NotSupportedError, oe.InvalidPathError,
+                 oe.UnknownConfigurationKeyError, oe.PreconditionError)
+    # obstore's GenericError carries network failures (after its own HTTP retries).
+    return permanent, (ConnectionError, TimeoutError, oe.GenericError)
 
 
-async def _with_retries(path: str, settings: ReadSettings, request: Any) -> Any:
-    """Await `request()`, retrying transient errors with exponential backoff."""
+def is_transient(exc: BaseException, remote: bool, opaque: bool = False) -> bool:
+    """Whether a failed header request may succeed when repeated, from its type and the store.
+
+    A local file reads the same the second time; a remote request is retried
+    on connection, timeout and store errors, never on a missing object,
+    refused access or bytes that do not parse. `opaque`: the request wraps
+    store errors in a type of its own (async-tiff's exception, not exported),
+    so any Exception not known to be permanent is retried; a Rust panic
+    (BaseException) never is.
+
+    Example:
+        >>> is_transient(TimeoutError(), remote=True), is_transient(FileNotFoundError(), remote=True)
+        (True, False)
+        >>> is_transient(TimeoutError(), remote=False)
+        False
+    """
+    permanent, transient = _error_types()
+    if not remote or isinstance(exc, permanent):
+        return False
+    return isinstance(exc, transient) or (opaque and isinstance(exc, Exception))
+
+
+async def _with_retries(path: str, settings: ReadSettings, request: Any, remote: bool,
+                        opaque: bool = False) -> Any:
+    """Await `request()`, retrying transient errors (`is_transient`) with exponential backoff."""
     delay = settings.backoff_seconds
     for attempt in range(1, settings.retries + 1):
         try:
@@ -357,7 +379,7 @@ async def _with_retries(path: str, settings: ReadSettings, request: Any) -> Any:
         except TiffHeaderError:
             raise
         except BaseException as exc:  # plain exceptions for I/O and parse errors, PanicException for others
-            if attempt == settings.retries or not _is_transient(exc):
+            if attempt == settings.retries or not is_transient(exc, remote, opaque):
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 if "range" in reason.lower() or "eof" in reason.lower():
                     reason += " - the file ends inside its header (truncated?)"
@@ -448,7 +470,7 @@ async def _read_remote(store: Any, path: str, size: int, prefetch: int, template
         start, length = next(reading)
         while True:
             got = await _with_retries(path, settings, functools.partial(
-                obstore.get_range_async, store, path, start=start, length=length))
+                obstore.get_range_async, store, path, start=start, length=length), remote=True)
             start, length = reading.send(got)
     except StopIteration as stop:
         return stop.value
@@ -457,7 +479,8 @@ async def _read_remote(store: Any, path: str, size: int, prefetch: int, template
 async def _read_async_tiff(store: Any, path: str, prefetch: int, settings: ReadSettings) -> _Parsed:
     from async_tiff import TIFF
 
-    return _Parsed(await _with_retries(path, settings, lambda: TIFF.open(path, store=store, prefetch=prefetch)))
+    return _Parsed(await _with_retries(path, settings, lambda: TIFF.open(path, store=store, prefetch=prefetch),
+                                       remote=local_root(store) is None, opaque=True))
 
 
 def local_root(store: Any) -> str | None:
