@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ghrsst_scale import make_archive, timed_steps  # noqa: E402
+from ghrsst_scale import make_archive, timed_steps
 
 
 def run(archive: Path, files: int, delay: float, concurrency: int, workdir: Path) -> dict:

@@ -25,8 +25,13 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from chunkindex.indexes.kerchunk import ArrayReferences, ChunkReference, lookup_reference, open_index
-    from chunkindex.indexes.kerchunk import KerchunkIndex as KerchunkIndex
+    from chunkindex.indexes.kerchunk import (
+        ArrayReferences,
+        ChunkReference,
+        KerchunkIndex,
+        lookup_reference,
+        open_index,
+    )
     from chunkindex.infer import InferenceError, infer_recipe
     from chunkindex.pipeline import IndexResult, WriteSummary, quick_recipe, run_recipe, validate_recipe_index
     from chunkindex.recipe import Recipe, RecipeError, load_recipe
@@ -56,7 +61,13 @@ _EXPORTS = {
     "open_index": "chunkindex.indexes.kerchunk",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [
+    "ArrayReferences", "ChunkReference", "IndexResult", "InferenceError", "KerchunkIndex", "ListingError",
+    "Mismatch", "Recipe", "RecipeError", "ValidationFailed", "ValidationReport", "WriteSummary", "__version__",
+    "infer_recipe", "load_recipe", "lookup_reference", "open_index", "quick_recipe", "run_recipe",
+    "validate_recipe_index",
+]
+assert set(__all__) == {"__version__", *_EXPORTS}
 
 
 def __getattr__(name: str) -> Any:

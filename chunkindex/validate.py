@@ -220,7 +220,7 @@ class _SecondReader:
         self.tried = True
         try:
             self.group = _zarr_group(self.index, references.files[0], self.remote_options)
-        except Exception as exc:  # report it; GDAL remains the reference reader
+        except Exception as exc:  # noqa: BLE001  report it; GDAL remains the reference reader
             return [Mismatch("-", "-", str(self.index), "second reader opens the index",
                              "fsspec + zarr-python open it", f"{type(exc).__name__}: {exc}")]
         return []
@@ -273,7 +273,8 @@ def validate_index(
         time_axis = check.dims.index(time_dim) if time_dim in check.dims else None
         report.mismatches.extend(_guarded(check, "-", references.files[0] if references.files else "-",
                                           "fill value vs the source's",
-                                          lambda: check_fill_value(check, source, references)))
+                                          lambda check=check, references=references:
+                                          check_fill_value(check, source, references)))
         grid = check.grid
         for number in sample_chunks(grid.counts, references.codes >= 0, sample_count, seed, time_axis,
                                     references.codes):
@@ -447,7 +448,7 @@ def check_pixels(check: _ArrayCheck, source: SourceTruth, group: Any, url: str, 
         raw = _read_range(url, offset, size)
         try:
             decoded = decode_chunk(check.true_chain, raw, check.zarray["dtype"], tuple(check.zarray["chunks"]))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             return found + [Mismatch(name, key, url, "decoding with the recorded chain", "a full chunk",
                                      f"{type(exc).__name__}: {exc}")]
         region = decoded[tuple(slice(0, c) for c in count)]
@@ -458,7 +459,7 @@ def check_pixels(check: _ArrayCheck, source: SourceTruth, group: Any, url: str, 
     if group is not None and check.true_chain.python_decodable:
         try:
             got_z = group[name][tuple(slice(s, s + c) for s, c in zip(start, count))]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             found.append(Mismatch(name, key, url, "zarr-python read", "data", f"{type(exc).__name__}: {exc}"))
         else:
             found += _compare(name, key, url, "pixels through fsspec + zarr-python", expected, np.asarray(got_z),
@@ -517,7 +518,7 @@ def check_missing(check: _ArrayCheck, group: Any, start: list[int], count: list[
     if group is not None and "_refs_only" not in name:
         try:
             got_z = np.asarray(group[name][tuple(slice(s, s + c) for s, c in zip(start, count))])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             found.append(Mismatch(name, key, "(no data)", "zarr-python read", "fill value",
                                   f"{type(exc).__name__}: {exc}"))
         else:

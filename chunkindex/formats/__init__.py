@@ -17,7 +17,7 @@ from chunkindex.recipe import Recipe
 from chunkindex.sources.stores import StoreSpec
 
 # JSON values as read from an index's metadata (.zarray, .zattrs).
-JsonValue: TypeAlias = "str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]"
+JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
 JsonObject: TypeAlias = "dict[str, JsonValue]"
 Progress: TypeAlias = Callable[[int, int], None]
 

@@ -181,7 +181,7 @@ async def _head_all(store: Any, paths: list[str], concurrency: int) -> list[dict
                 return dict(await head_async(store, path))
             except FileNotFoundError:
                 return f"{path}: not found (HEAD) at the source"
-            except Exception as exc:  # obstore raises its own error types
+            except Exception as exc:  # noqa: BLE001  obstore raises its own error types
                 return f"{path}: HEAD failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
     results = await asyncio.gather(*(one(p) for p in paths))

@@ -82,7 +82,7 @@ def _filters(dataset: Any) -> list[dict[str, Any]]:
     plist = dataset.id.get_create_plist()
     out = []
     for i in range(plist.get_nfilters()):
-        code, flags, values, name = plist.get_filter(i)
+        code, _flags, values, name = plist.get_filter(i)
         out.append({"code": int(code), "name": FILTER_NAMES.get(int(code), name.decode(errors="replace")),
                     "values": [int(v) for v in values]})
     return out

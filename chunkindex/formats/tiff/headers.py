@@ -329,7 +329,7 @@ def _guarded(path: str, read: Any) -> Any:
         raise
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
-    except BaseException as exc:  # pyo3's PanicException is not an Exception
+    except BaseException as exc:  # noqa: BLE001  pyo3's PanicException is not an Exception
         raise TiffHeaderError(f"{path}: unreadable TIFF header ({type(exc).__name__}: {exc})") from None
 
 
@@ -378,7 +378,7 @@ async def _with_retries(path: str, settings: ReadSettings, request: Any, remote:
             raise
         except TiffHeaderError:
             raise
-        except BaseException as exc:  # plain exceptions for I/O and parse errors, PanicException for others
+        except BaseException as exc:  # noqa: BLE001  plain exceptions for I/O and parse errors, PanicException for others
             if attempt == settings.retries or not is_transient(exc, remote, opaque):
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 if "range" in reason.lower() or "eof" in reason.lower():
