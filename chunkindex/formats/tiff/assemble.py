@@ -40,17 +40,6 @@ class LayoutMismatch(ValueError):
     """A file whose layout differs from the first file of its variable."""
 
 
-def _is_geographic(crs: str | None) -> bool:
-    if crs is None:
-        return False
-    from osgeo import osr
-
-    osr.UseExceptions()
-    srs = osr.SpatialReference()
-    srs.SetFromUserInput(crs)
-    return bool(srs.IsGeographic())
-
-
 def _fits(value: float, dtype: str) -> bool:
     kind = np.dtype(dtype).kind
     if kind == "f":
@@ -264,7 +253,7 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
 
             first = levels.filter(pc.equal(levels["file_id"], int(kept[0]))).to_pylist()
             full = first[0]
-            geographic = _is_geographic(full["crs"])
+            geographic = bool(full["crs"]) and bool(full["geographic"])  # lat/lon names need a known CRS
             for level in first:
                 is_mask = level["kind"] == "mask"
                 factor = round(full["width"] / level["width"])

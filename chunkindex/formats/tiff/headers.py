@@ -59,6 +59,7 @@ LEVELS_SCHEMA = pa.schema([
     ("offset", pa.float64()),
     ("geotransform", pa.list_(pa.float64())),
     ("crs", pa.string()),           # "EPSG:<code>" when the GeoKeys name one
+    ("geographic", pa.bool_()),     # the GeoKeys' model type: geographic (lat/lon) or not; null without
     ("georef_note", pa.string()),   # rotation, GCPs, user-defined CRS, ...
     ("header_bytes", pa.int64()),
     ("short_edges", pa.string()),   # "y", "x" or "y,x": edge chunks stored short along those axes
@@ -149,18 +150,25 @@ def _geotransform(ifd: Any) -> tuple[list[float] | None, str | None]:
     return gt, note
 
 
-def _crs(ifd: Any) -> tuple[str | None, str | None]:
+def _crs(ifd: Any) -> tuple[str | None, str | None, bool | None]:
+    """(CRS "EPSG:<code>", a note on what is not reproduced, geographic?) from the GeoKeys.
+
+    Geographic: GTModelTypeGeoKey says 2 (or, without it, only a geographic
+    CRS code is given) - read from the file, so no CRS database is needed.
+    """
     keys = ifd.geo_key_directory
     if keys is None:
-        return None, None
+        return None, None, None
     code = keys.projected_type if keys.model_type == 1 else keys.geographic_type
     if keys.model_type not in (1, 2):
         code = keys.projected_type or keys.geographic_type
+    geographic = keys.model_type == 2 if keys.model_type in (1, 2) else (
+        None if not code else not keys.projected_type)
     if code and code != 32767:
-        return f"EPSG:{code}", None
+        return f"EPSG:{code}", None, geographic
     if keys.model_type or code:
-        return None, "user-defined CRS in GeoKeys (not reproduced in the index)"
-    return None, None
+        return None, "user-defined CRS in GeoKeys (not reproduced in the index)", geographic
+    return None, None, geographic
 
 
 @functools.lru_cache(maxsize=1024)  # archives repeat the same GDAL metadata in every file
@@ -256,7 +264,7 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
     rows = []
     first = tiff.ifds[0]
     gt, gt_note = _geotransform(first)
-    crs, crs_note = _crs(first)
+    crs, crs_note, geographic = _crs(first)
     nodata_text = first.gdal_nodata
     try:
         nodata = float(nodata_text) if nodata_text not in (None, "") else None
@@ -311,7 +319,7 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
             "jpeg_tables": ifd.jpeg_tables, "lerc_parameters": list(lerc) if lerc else None,
             "tile_offsets": offsets, "tile_byte_counts": counts,
             "nodata": nodata, "scale": scale, "offset": offset,
-            "geotransform": gt, "crs": crs, "georef_note": note,
+            "geotransform": gt, "crs": crs, "geographic": geographic, "georef_note": note,
             "header_bytes": int(tiff.header_byte_size),
             "short_edges": _short_edges(ifd, offsets_attr == "tile_offsets", tile_width, tile_height,
                                         samples if planar == PLANAR_CHUNKY else 1, dtype, counts),
