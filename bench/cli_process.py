@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ghrsst_scale import make_archive  # noqa: E402
+from ghrsst_scale import make_archive
 
 PATTERN = "{time:%Y}/{time:%m}/{time:%d}/{time:%Y%m%d}090000-JPL-L4_GHRSST-SSTfnd-MUR-GLOB-v02.0-fv04.1_{variable}.tif"
 REPO = Path(__file__).resolve().parent.parent
