@@ -84,6 +84,58 @@ def _hdf_layout(path: Path, variables: tuple[str, ...]) -> tuple[tuple[str, ...]
                              "the files along")
 
 
+def _locate(source: str, glob: str | None, pattern: str | None, fmt: str | None
+            ) -> tuple[str, str | None, str, Path | None]:
+    """(store URL, the one file's name or None, format, a local file to read the layout from)."""
+    url, single = source, None
+    if not _is_url(source):
+        path = Path(source).expanduser().resolve()
+        if path.is_file() or (not path.exists() and path.suffix.lower() in SUFFIXES):
+            url, single = str(path.parent), path.name
+        else:
+            url = str(path)
+    if single is not None and (glob or pattern):
+        raise InferenceError(f"{source} is one file: --glob and --pattern select files of a folder")
+    fmt = fmt or _format_of(pattern or glob or single or "")
+    local_first: Path | None = None
+    if not _is_url(url):
+        if not Path(url).is_dir():
+            raise InferenceError(f"{source}: no such file or folder")
+        if single is not None:
+            local_first = Path(url) / single
+        elif fmt != "cog":
+            suffixes = tuple(s for s, f in SUFFIXES.items() if fmt is None or f == fmt)
+            local_first = _first_file(Path(url), suffixes)
+            if local_first is None:
+                raise InferenceError(f"{source}: no {fmt or 'TIFF, NetCDF or HDF5'} file found; give --glob "
+                                     "or --pattern (and --format)")
+        fmt = fmt or _format_of(local_first.name if local_first else "")
+    if fmt is None:
+        raise InferenceError(f"{source}: cannot tell the format from the names; give --format cog|netcdf4|hdf5")
+    return url, single, fmt, local_first
+
+
+def _arrays(source: str, fmt: str, pattern: str | None, variables: tuple[str, ...], local_first: Path | None
+            ) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """(variables, concat section): COG files stack along time (from the
+    names' `{time}` field when the pattern has one); NetCDF4/HDF5 files
+    concatenate along the first file's coordinate dimension."""
+    if fmt == "cog":
+        if not variables:
+            if "{variable}" in (pattern or ""):
+                raise InferenceError("--pattern has a {variable} field: name its values with --variable")
+            variables = ("data",)
+        concat: dict[str, Any] = {"dim": "time", "from": "filename"}
+        if pattern and "{time" in pattern:
+            concat["units"] = "days since 1970-01-01"
+        return variables, concat
+    if local_first is None:
+        raise InferenceError(f"{source}: a remote NetCDF4/HDF5 source needs --variable (and the files "
+                             "must share a coordinate variable to concatenate along)")
+    variables, dim, units = _hdf_layout(local_first, variables)
+    return variables, {"dim": dim, "from": "variable", **({"units": units} if units else {})}
+
+
 def infer_recipe_document(
     source: str,
     *,
@@ -122,54 +174,15 @@ def infer_recipe_document(
         >>> doc["format"], doc["source"]["glob"]
         ('cog', '20240101_sst.tif')
     """
-    url, single = source, None
-    if not _is_url(source):
-        path = Path(source).expanduser().resolve()
-        if path.is_file() or (not path.exists() and path.suffix.lower() in SUFFIXES):
-            url, single = str(path.parent), path.name
-        else:
-            url = str(path)
+    url, single, fmt, local_first = _locate(source, glob, pattern, fmt)
     if single is not None:
-        if glob or pattern:
-            raise InferenceError(f"{source} is one file: --glob and --pattern select files of a folder")
         glob = single
-    fmt = fmt or _format_of(pattern or glob or "")
-    local_first: Path | None = None
-    if not _is_url(url):
-        if not Path(url).is_dir():
-            raise InferenceError(f"{source}: no such file or folder")
-        if single is not None:
-            local_first = Path(url) / single
-        elif fmt is None or fmt != "cog":
-            suffixes = tuple(s for s, f in SUFFIXES.items() if fmt is None or f == fmt)
-            local_first = _first_file(Path(url), suffixes)
-            if local_first is None:
-                raise InferenceError(f"{source}: no {fmt or 'TIFF, NetCDF or HDF5'} file found; give --glob "
-                                     "or --pattern (and --format)")
-        fmt = fmt or _format_of(local_first.name if local_first else "")
-    if fmt is None:
-        raise InferenceError(f"{source}: cannot tell the format from the names; give --format cog|netcdf4|hdf5")
     src: dict[str, Any] = {"url": url}
     if pattern:
         src["pattern"] = pattern
     else:
         src["glob"] = glob or DEFAULT_GLOBS[fmt]
-    concat: dict[str, Any]
-    if fmt == "cog":
-        if not variables:
-            found = re.findall(r"\{variable\}", pattern or "")
-            if found:
-                raise InferenceError("--pattern has a {variable} field: name its values with --variable")
-            variables = ("data",)
-        concat = {"dim": "time", "from": "filename"}
-        if pattern and "{time" in pattern:
-            concat["units"] = "days since 1970-01-01"
-    else:
-        if local_first is None:
-            raise InferenceError(f"{source}: a remote NetCDF4/HDF5 source needs --variable (and the files "
-                                 "must share a coordinate variable to concatenate along)")
-        variables, dim, units = _hdf_layout(local_first, variables)
-        concat = {"dim": dim, "from": "variable", **({"units": units} if units else {})}
+    variables, concat = _arrays(source, fmt, pattern, variables, local_first)
     rid = recipe_id or _recipe_id(source)
     return {
         "id": rid,

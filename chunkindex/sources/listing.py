@@ -202,6 +202,34 @@ def _list_objects(store: Any) -> list[dict[str, Any]]:
     return objects
 
 
+def _matching_rows(recipe: Recipe, objects: list[dict[str, Any]], pattern: NamePattern | None
+                   ) -> list[tuple[str, int, str | None, Any, str | None, dt.datetime | None]]:
+    """(path, size, etag, last modified, variable, time) of every listed object
+    the recipe's pattern (or glob) takes."""
+    variables = recipe.variable_names
+    rows: list[tuple[str, int, str | None, Any, str | None, dt.datetime | None]] = []
+    for obj in objects:
+        path = obj["path"]
+        if pattern is not None:
+            match = pattern.regex.match(path)
+            if match is None:
+                continue
+            variable = match.groupdict().get("variable")
+            if variable is not None and variable not in variables:
+                continue
+            if variable is None and len(variables) == 1 and recipe.format == "cog":
+                variable = variables[0]
+            time = pattern.parse_time(match, path)
+        else:
+            assert recipe.source.glob is not None
+            if not fnmatch.fnmatchcase(path, recipe.source.glob):
+                continue
+            variable = variables[0] if recipe.format == "cog" and len(variables) == 1 else None
+            time = None
+        rows.append((path, int(obj["size"]), obj.get("e_tag"), obj.get("last_modified"), variable, time))
+    return rows
+
+
 def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
     """List the recipe's source files as a manifest table (see MANIFEST_SCHEMA).
 
@@ -238,27 +266,7 @@ def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
             raise ListingError(f"{spec.url}: an HTTP server cannot list; give source.template in the recipe")
         objects = _list_objects(store)
 
-    rows: list[tuple[str, int, str | None, Any, str | None, dt.datetime | None]] = []
-    for obj in objects:
-        path = obj["path"]
-        if pattern is not None:
-            match = pattern.regex.match(path)
-            if match is None:
-                continue
-            variable = match.groupdict().get("variable")
-            if variable is not None and variable not in variables:
-                continue
-            if variable is None and len(variables) == 1 and recipe.format == "cog":
-                variable = variables[0]
-            time = pattern.parse_time(match, path)
-        else:
-            assert recipe.source.glob is not None
-            if not fnmatch.fnmatchcase(path, recipe.source.glob):
-                continue
-            variable = variables[0] if recipe.format == "cog" and len(variables) == 1 else None
-            time = None
-        rows.append((path, int(obj["size"]), obj.get("e_tag"), obj.get("last_modified"), variable, time))
-
+    rows = _matching_rows(recipe, objects, pattern)
     what = recipe.source.pattern or recipe.source.glob
     if not rows:
         raise ListingError(f"recipe {recipe.id}: no file under {spec.url} matches {what!r}")
