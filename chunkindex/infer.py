@@ -170,9 +170,9 @@ def infer_recipe_document(
         InferenceError: the source does not say enough; the message says which option to give.
 
     Example:
-        >>> doc = infer_recipe_document("/data/sst/20240101_sst.tif")
-        >>> doc["format"], doc["source"]["glob"]
-        ('cog', '20240101_sst.tif')
+        >>> doc = infer_recipe_document("resources/fixtures/edge-cases/tiff/sparse.tif")
+        >>> doc["format"], doc["source"]["glob"], doc["variables"]
+        ('cog', 'sparse.tif', [{'name': 'data'}])
     """
     url, single, fmt, local_first = _locate(source, glob, pattern, fmt)
     if single is not None:
@@ -211,9 +211,9 @@ def infer_recipe(source: str, **options: Any) -> tuple[Recipe, dict[str, Any]]:
         RecipeError: an output kind the recipe schema does not know.
 
     Example:
-        >>> recipe, doc = infer_recipe("/data/sst/20240101_sst.tif")  # doctest: +SKIP
-        >>> recipe.format
-        'cog'
+        >>> recipe, doc = infer_recipe("resources/fixtures/bran")
+        >>> recipe.format, recipe.concat.dim, recipe.variable_names
+        ('netcdf4', 'Time', ('temp',))
     """
     doc = infer_recipe_document(source, **options)
     _check_kinds(doc["output"]["kinds"], source)

@@ -291,9 +291,21 @@ def _check_semantics(doc: dict[str, Any], source: str, stem: str | None) -> None
 def load_recipe(path: str | Path, schema_dir: Path | None = None) -> Recipe:
     """Load, validate and return the recipe at `path`.
 
+    Args:
+        path: a recipe YAML file; its name (without `.yaml`) must be its `id`.
+        schema_dir: a folder of schemas to validate against instead of the package's.
+
+    Returns:
+        The Recipe, with the schema's defaults for what it leaves out.
+
     Raises:
         RecipeError: naming the recipe file, each bad field and what was expected.
         FileNotFoundError: when `path` does not exist.
+
+    Example:
+        >>> recipe = load_recipe("recipes/bran-demo.yaml")
+        >>> recipe.format, recipe.concat.dim, recipe.headers.batch_size
+        ('netcdf4', 'Time', 2)
     """
     path = Path(path)
     if not path.is_file():
