@@ -75,9 +75,12 @@ def test_tiff_chain_table():
     deflate = tiff_chain(8, 1, "<f4", (1, 256, 256), x_axis=-1)
     assert deflate.gdal_decodable and deflate.filters == ()
     assert tiff_chain(34887, 1, "<f4", (1, 8, 8), -1, lerc_parameters=[4, 2]).compressor == {"id": "zstd", "level": 1}
-    assert not tiff_chain(7, 1, "|u1", (1, 8, 8, 3), -2).python_decodable  # JPEG: references only
-    with pytest.raises(UnsupportedCodec, match="a.tif: TIFF compression 6 tiles cannot be decoded"):
+    jpeg = tiff_chain(7, 1, "|u1", (1, 8, 8), -1)
+    assert jpeg.compressor["id"] == "imagecodecs_jpeg" and not jpeg.gdal_decodable
+    with pytest.raises(UnsupportedCodec, match=r"a.tif: old-style JPEG \(TIFF Compression 6\) tiles cannot be decoded"):
         tiff_chain(6, 1, "|u1", (1, 8, 8), -1, where="a.tif")
+    with pytest.raises(UnsupportedCodec, match="a.tif: TIFF compression 12345 tiles cannot be decoded"):
+        tiff_chain(12345, 1, "|u1", (1, 8, 8), -1, where="a.tif")
     with pytest.raises(UnsupportedCodec, match="predictor 9"):
         tiff_chain(8, 9, "|u1", (1, 8, 8), -1)
 
@@ -169,13 +172,17 @@ def test_a_transient_server_error_is_retried(sparse):
     no_client_retries = {"max_retries": 0, "retry_timeout": dt.timedelta(seconds=1),
                          "backoff": {"init_backoff": dt.timedelta(milliseconds=1),
                                      "max_backoff": dt.timedelta(milliseconds=1), "base": 2}}
+    with HttpServer(path.parent) as http:
+        store = HTTPStore.from_url(http.url, client_options={"allow_http": True}, retry_config=no_client_retries)
+        read_headers(store, [path.name], [path.stat().st_size], [0], settings, reader="numpy")
+        requests = http.requests  # what reading this header takes without failures
     with HttpServer(path.parent, fail_first=1) as http:  # the first GET fails with 503
         store = HTTPStore.from_url(http.url, client_options={"allow_http": True}, retry_config=no_client_retries)
         table = read_headers(store, [path.name], [path.stat().st_size], [0], settings, reader="numpy")
-        assert http.requests == 2  # failed once, retried once
+        assert http.requests == requests + 1  # failed once, retried once
     assert table.drop_columns(["header_bytes"]).equals(local.drop_columns(["header_bytes"]))
     with HttpServer(path.parent, fail_first=100) as http:
         store = HTTPStore.from_url(http.url, client_options={"allow_http": True}, retry_config=no_client_retries)
         with pytest.raises(TiffHeaderError, match="lzw.tif: cannot read the TIFF header"):
             read_headers(store, [path.name], [path.stat().st_size], [0], settings, reader="numpy")
-        assert http.requests == 3  # every attempt, then the error
+        assert http.requests == settings.retries  # every attempt of the first request, then the error

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 PLANAR_CHUNKY, PLANAR_SEPARATE = 1, 2
 SUBFILE_REDUCED, SUBFILE_MASK = 1, 4
 SAMPLE_FORMATS = {1: "u", 2: "i", 3: "f", 6: "c"}
+
 LEVELS_SCHEMA = pa.schema([
     ("file_id", pa.int32()),
     ("ifd", pa.int16()),
@@ -632,7 +633,7 @@ async def _fetch_probes(store: Any, path: str, header: Any, settings: ReadSettin
 
     wanted = sorted({(offset, size) for _, _, offset, size, _ in _probe_tiles(header)})
     got = await asyncio.gather(*(_with_retries(path, settings, functools.partial(
-        obstore.get_range_async, store, path, start=offset, length=size)) for offset, size in wanted))
+        obstore.get_range_async, store, path, start=offset, length=size), remote=True) for offset, size in wanted))
     return {key: bytes(data) for key, data in zip(wanted, got)}
 
 
