@@ -132,8 +132,10 @@ class TiffSource:
             return f"{url} does not match the recipe's pattern {self.pattern.text!r}"
         info = attrs["chunkindex"]
         variable = info.get("variant_of", name)
-        if info["ifd"] != 0:
+        if info["overview_factor"] != 1:
             variable = variable.removesuffix(f"_ovr{info['overview_factor']}")
+        if info.get("mask"):
+            variable = variable.removesuffix("_mask")
         named = match.groupdict().get("variable")
         if named is not None and named != variable:
             return f"the file holds variable {named!r}, the array is {variable!r}"
