@@ -92,6 +92,17 @@ def _without_pandas() -> None:
         sys.meta_path.insert(0, _PandasBlocker())
 
 
+def _without_huge_pages() -> None:
+    """Stop numpy asking for transparent huge pages on large arrays: where
+    the kernel compacts memory for them (THP defrag "madvise"), first touching
+    the write step's large arrays stalls (measured in scripts/_step.py)."""
+    import numpy as np
+
+    setter = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(False)
+
+
 def _progress_bars() -> ProgressFactory | None:
     """tqdm bars on stderr when it is a terminal; None (quiet) otherwise."""
     if not sys.stderr.isatty():
@@ -138,6 +149,7 @@ def _recipe_for(args: argparse.Namespace) -> tuple[Recipe, dict[str, Any] | None
 def _index(args: argparse.Namespace) -> int:
     if not args.validate:
         _without_pandas()
+    _without_huge_pages()
     import yaml
 
     from chunkindex.pipeline import run_recipe
