@@ -154,6 +154,9 @@ class ArraySpec:
     missing_raw: bytes | None = None
     inline: bytes | None = None
     short_edge_dims: tuple[str, ...] = ()
+    # (y, x) dimension names where the source says which axes are spatial
+    # (a TIFF's image axes; CF axis/units of NetCDF coordinates).
+    spatial_dims: tuple[str, str] | None = None
 
     @property
     def grid(self) -> ChunkGrid:
@@ -186,10 +189,6 @@ class ArraySpec:
 
     def zattrs(self) -> dict[str, Any]:
         return {"_ARRAY_DIMENSIONS": list(self.dims), **self.attrs}
-
-    def chunk_key(self, number: int) -> str:
-        """Zarr v2 key of chunk `number` (C order)."""
-        return self.grid.key(number)
 
     def fill_missing(self, encodable: bool | None = None) -> None:
         """Encode the fill chunk that stands in for chunks with no data

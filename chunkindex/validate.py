@@ -33,7 +33,7 @@ from chunkindex.codecs import CodecChain, decode_chunk
 from chunkindex.formats import SourceTruth
 from chunkindex.indexes.kerchunk import ArrayReferences, KerchunkIndex
 from chunkindex.model import ChunkGrid
-from chunkindex.sources.stores import gdal_module, gdal_path
+from chunkindex.sources.stores import gdal_module, gdal_path, url_protocol
 
 log = logging.getLogger(__name__)
 
@@ -112,15 +112,6 @@ class ValidationFailed(AssertionError):
         self.report = report
 
 
-@dataclass(frozen=True)
-class ChunkRef:
-    number: int
-    index: tuple[int, ...]
-    url: str | None
-    offset: int
-    size: int
-
-
 def sample_chunks(grid: tuple[int, ...], present: np.ndarray, count: int, seed: int,
                   time_axis: int | None, codes: np.ndarray | None = None) -> np.ndarray:
     """Chunk numbers to check: random ones plus the first/last step, the first
@@ -156,9 +147,6 @@ def sample_chunks(grid: tuple[int, ...], present: np.ndarray, count: int, seed: 
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-SourceReader = Callable[[str, dict[str, Any], ChunkRef, tuple[slice, ...]], Any]
-
-
 def _read_range(url: str, offset: int, size: int) -> bytes:
     gdal = gdal_module()
     handle = gdal.VSIFOpenL(gdal_path(url), "rb")
@@ -180,7 +168,7 @@ def _zarr_group(index: Path, sample_url: str, remote_options: dict[str, Any] | N
     from zarr.storage import FsspecStore
 
     imagecodecs.numcodecs.register_codecs(verbose=False)
-    protocol = "file" if sample_url.startswith("/") else sample_url.split("://", 1)[0]
+    protocol = url_protocol(sample_url)
     if index.is_dir():
         # A few cached record files: each is 100,000 rows of Python strings.
         refs: Any = LazyReferenceMapper(str(index), fs=fsspec.filesystem("file"), engine="pyarrow", cache_size=4)
@@ -232,7 +220,7 @@ class _SecondReader:
         self.tried = True
         try:
             self.group = _zarr_group(self.index, references.files[0], self.remote_options)
-        except Exception as exc:  # report it; GDAL remains the reference reader
+        except Exception as exc:  # noqa: BLE001  report it; GDAL remains the reference reader
             return [Mismatch("-", "-", str(self.index), "second reader opens the index",
                              "fsspec + zarr-python open it", f"{type(exc).__name__}: {exc}")]
         return []
@@ -283,10 +271,15 @@ def validate_index(
         assert references is not None
         report.mismatches.extend(reader.open(references))
         time_axis = check.dims.index(time_dim) if time_dim in check.dims else None
+        report.mismatches.extend(_guarded(check, "-", references.files[0] if references.files else "-",
+                                          "fill value vs the source's",
+                                          lambda check=check, references=references:
+                                          check_fill_value(check, source, references)))
         grid = check.grid
         for number in sample_chunks(grid.counts, references.codes >= 0, sample_count, seed, time_axis,
                                     references.codes):
-            report.mismatches.extend(check_chunk(check, grid.index(int(number)), references, source, reader.group))
+            report.mismatches.extend(check_chunk(check, grid.index(int(number)), references, source,
+                                                 reader.group, time_axis))
     report.notes.extend(source.notes)
     return report
 
@@ -339,7 +332,7 @@ def check_inline(check: _ArrayCheck, source: SourceTruth, reader: _SecondReader)
 
 
 def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: ArrayReferences,
-                source: SourceTruth, group: Any) -> list[Mismatch]:
+                source: SourceTruth, group: Any, time_axis: int | None = None) -> list[Mismatch]:
     """One sampled chunk: its references, then its values through every reader."""
     number = check.grid.number(chunk_index)
     key = ".".join(map(str, chunk_index))
@@ -348,14 +341,71 @@ def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: Ar
     start, count = check.grid.region(chunk_index)
     if code < 0:
         check.result.missing_chunks_checked += 1
-        return check_missing(check, group, start, count, key)
+        return (_guarded(check, key, "(no data)", "a chunk with no reference",
+                         lambda: check_no_data_in_source(check, source, references, chunk_index, key, time_axis))
+                + _guarded(check, key, "(no data)", "reading the chunk with no data",
+                           lambda: check_missing(check, group, start, count, key)))
     url = references.files[code]
     offset, size = int(references.offsets[number]), int(references.sizes[number])
-    found = check_references(check, source, url, chunk_index, key, offset, size)
+    found = _guarded(check, key, url, "reading the source's chunk table",
+                     lambda: check_references(check, source, url, chunk_index, key, offset, size))
+    problem = source.file_problem(url, check.name, check.attrs, check.dims, chunk_index)
+    if problem:
+        found.append(Mismatch(check.name, key, url, "the file of the chunk", "the file of its coordinate", problem))
     check.result.refs_checked += 1
     if check.is_variant:
         return found  # references only: pixels through GDAL are not valid by design
-    return found + check_pixels(check, source, group, url, chunk_index, key, offset, size, start, count)
+    return found + _guarded(check, key, url, "reading the chunk",
+                            lambda: check_pixels(check, source, group, url, chunk_index, key, offset, size, start,
+                                                 count))
+
+
+def _guarded(check: _ArrayCheck, key: str, url: str, what: str,
+             run: Callable[[], list[Mismatch]]) -> list[Mismatch]:
+    """The mismatches `run` finds; a failure to read or decode (GDAL's
+    RuntimeError, a codec's error, a missing file) is itself a mismatch
+    naming the array, the chunk and the file, never an exception."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001  whatever fails, validation goes on and names it
+        return [Mismatch(check.name, key, url, what, "readable and decodable", f"{type(exc).__name__}: {exc}")]
+
+
+def check_no_data_in_source(check: _ArrayCheck, source: SourceTruth, references: ArrayReferences,
+                            chunk_index: tuple[int, ...], key: str, time_axis: int | None) -> list[Mismatch]:
+    """A chunk the index says has no data has none in its source file either.
+
+    The file is the one the index names for the chunk's neighbours along
+    the same step of the concatenation axis (any chunk, for one file); when
+    none has a file, the whole step is missing and there is nothing to ask.
+    """
+    grid = check.grid.counts
+    codes = references.codes.reshape(grid)
+    if time_axis is not None:
+        codes = np.take(codes, chunk_index[time_axis], axis=time_axis)
+    present = codes[codes >= 0]
+    if present.size == 0:
+        return []
+    url = references.files[int(present.flat[0])]
+    offset, size = source.tile_ref(url, check.zarray, check.attrs, check.dims, chunk_index)
+    if size:
+        return [Mismatch(check.name, key, url, "a chunk with no reference", "no data in the source file",
+                         f"the source has {size} bytes at offset {offset}")]
+    return []
+
+
+def check_fill_value(check: _ArrayCheck, source: SourceTruth, references: ArrayReferences) -> list[Mismatch]:
+    """The index's fill value is the source's (what chunks with no data read as)."""
+    if not references.files:
+        return []
+    url = references.files[int(references.codes[references.codes >= 0][0])] if (references.codes >= 0).any() \
+        else references.files[0]
+    want = source.fill_value(url, check.zarray, check.attrs)
+    got = check.zarray["fill_value"]
+    got = float("nan") if got == "NaN" else (0.0 if got is None else float(got))
+    if want == got or (math.isnan(want) and math.isnan(got)):
+        return []
+    return [Mismatch(check.name, "-", url, "fill value vs the source's", str(want), str(got))]
 
 
 def check_references(check: _ArrayCheck, source: SourceTruth, url: str, chunk_index: tuple[int, ...], key: str,
@@ -385,6 +435,9 @@ def check_pixels(check: _ArrayCheck, source: SourceTruth, group: Any, url: str, 
     name, result = check.name, check.result
     found: list[Mismatch] = []
     expected = source.pixels(url, check.zarray, check.attrs, check.dims, chunk_index)
+    written = np.dtype(check.zarray["dtype"])
+    if written.newbyteorder("=") != expected.dtype.newbyteorder("="):
+        return found + [Mismatch(name, key, url, "data type vs the source's", str(expected.dtype), str(written))]
     tolerance = decode_tolerance(check.true_chain)
     if check.arr is not None and check.chain.gdal_decodable:
         got_px = check.arr.ReadAsArray(array_start_idx=start, count=count)
@@ -395,7 +448,7 @@ def check_pixels(check: _ArrayCheck, source: SourceTruth, group: Any, url: str, 
         raw = _read_range(url, offset, size)
         try:
             decoded = decode_chunk(check.true_chain, raw, check.zarray["dtype"], tuple(check.zarray["chunks"]))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             return found + [Mismatch(name, key, url, "decoding with the recorded chain", "a full chunk",
                                      f"{type(exc).__name__}: {exc}")]
         region = decoded[tuple(slice(0, c) for c in count)]
@@ -406,7 +459,7 @@ def check_pixels(check: _ArrayCheck, source: SourceTruth, group: Any, url: str, 
     if group is not None and check.true_chain.python_decodable:
         try:
             got_z = group[name][tuple(slice(s, s + c) for s, c in zip(start, count))]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             found.append(Mismatch(name, key, url, "zarr-python read", "data", f"{type(exc).__name__}: {exc}"))
         else:
             found += _compare(name, key, url, "pixels through fsspec + zarr-python", expected, np.asarray(got_z),
@@ -465,7 +518,7 @@ def check_missing(check: _ArrayCheck, group: Any, start: list[int], count: list[
     if group is not None and "_refs_only" not in name:
         try:
             got_z = np.asarray(group[name][tuple(slice(s, s + c) for s, c in zip(start, count))])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             found.append(Mismatch(name, key, "(no data)", "zarr-python read", "fill value",
                                   f"{type(exc).__name__}: {exc}"))
         else:

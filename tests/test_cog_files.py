@@ -35,7 +35,7 @@ def index_one(path: Path, workdir: Path, sample: int = 50):
 @pytest.mark.parametrize("name", EDGE_OK)
 def test_edge_case_indexes_and_validates(name, fixtures_root, tmp_path, gdal):
     result = index_one(fixtures_root / "edge-cases/tiff" / name, tmp_path)
-    report = result["validation"]
+    report = result.validation
     data = {a.array: a for a in report.arrays}["data"]
     assert data.refs_checked > 0
     assert data.pixels_checked_gdal + data.pixels_checked_python > 0
@@ -45,9 +45,9 @@ def test_edge_case_indexes_and_validates(name, fixtures_root, tmp_path, gdal):
 def test_sparse_tiles_read_as_fill_in_gdal_and_zarr(fixtures_root, tmp_path, gdal):
     path = fixtures_root / "edge-cases/tiff/sparse.tif"
     result = index_one(path, tmp_path)
-    data = {a.array: a for a in result["validation"].arrays}["data"]
+    data = {a.array: a for a in result.validation.arrays}["data"]
     assert data.missing_chunks_checked > 0
-    index = result["outputs"]["kerchunk_parquet"]
+    index = result.outputs["kerchunk_parquet"]
     arr = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("data")
     got = arr.ReadAsArray()[0]
     src = gdal.Open(str(path))
@@ -58,8 +58,8 @@ def test_sparse_tiles_read_as_fill_in_gdal_and_zarr(fixtures_root, tmp_path, gda
 def test_pixel_and_band_interleaved_layouts(fixtures_root, tmp_path, gdal):
     pixel = index_one(fixtures_root / "edge-cases/tiff/multiband-pixel.tif", tmp_path / "p")
     band = index_one(fixtures_root / "edge-cases/tiff/multiband-band.tif", tmp_path / "b")
-    p = gdal.OpenEx(f'ZARR:"{pixel["outputs"]["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("data")
-    b = gdal.OpenEx(f'ZARR:"{band["outputs"]["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("data")
+    p = gdal.OpenEx(f'ZARR:"{pixel.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("data")
+    b = gdal.OpenEx(f'ZARR:"{band.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("data")
     assert [d.GetName() for d in p.GetDimensions()] == ["time", "y", "x", "band"]
     assert [d.GetName() for d in b.GetDimensions()] == ["time", "band", "y", "x"]
     np.testing.assert_array_equal(np.moveaxis(p.ReadAsArray()[0], -1, 0), b.ReadAsArray()[0])
@@ -78,8 +78,8 @@ def test_lcmap_cogs_index_as_a_time_stack(tmp_path, gdal):
     recipe = quick_recipe("lcmap", str(folder), pattern="lcmap_tiny_cog_{time:%Y}.tif", sample_chunks=40,
                           units="days since 2000-01-01")
     result = run_recipe(recipe, "/", tmp_path)
-    assert result["validation"].ok
-    index = result["outputs"]["kerchunk_parquet"]
+    assert result.validation.ok
+    index = result.outputs["kerchunk_parquet"]
     arr = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("data")
     stack = np.stack([gdal.Open(str(folder / f"lcmap_tiny_cog_{y}.tif")).ReadAsArray() for y in (2019, 2020)])
     np.testing.assert_array_equal(arr.ReadAsArray(), stack)
@@ -120,7 +120,7 @@ def test_real_world_tiff(relative, tmp_path):
         assert REAL_REFUSED[relative] in str(err.value)
         return
     result = index_one(path, tmp_path, sample=20)
-    report = result["validation"]
+    report = result.validation
     assert report.ok
     arrays = {a.array: a for a in report.arrays}
     data = arrays["data"]
@@ -130,7 +130,7 @@ def test_real_world_tiff(relative, tmp_path):
     assert data.refs_checked > 0
     # Some reader decodes every codec here (JPEG through imagecodecs' Jpeg
     # config), and its pixels agreed with GDAL's read of the source.
-    assert result["summary"]["readers"]["data"]
+    assert result.summary.readers["data"]
     assert data.pixels_checked_gdal + data.pixels_checked_python > 0
     assert data.decoders
 
@@ -161,7 +161,7 @@ def test_files_that_do_not_line_up_are_named(tmp_path, gdal):
     skipping = quick_recipe("mixed", str(tmp_path / "src"), pattern="sst_{time:%Y%m%d}.tif",
                             source={"on_mismatch": "skip"})
     result = run_recipe(skipping, "/", tmp_path / "out")
-    assert any("sst_20240102.tif" in s for s in result["summary"]["skipped_files"])
+    assert any("sst_20240102.tif" in s for s in result.summary.skipped_files)
 
 
 def test_a_different_dtype_is_named(tmp_path, gdal):

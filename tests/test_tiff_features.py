@@ -93,7 +93,7 @@ def test_jpeg_config_carries_tables_and_colour_spaces(fixtures_root, tmp_path, g
 
     with tifffile.TiffFile(path) as tif:
         assert base64.b64decode(compressor["tables"]) == tif.pages[0].jpegtables
-    data = {a.array: a for a in run["validation"].arrays}["data"]
+    data = {a.array: a for a in run.validation.arrays}["data"]
     assert data.pixels_checked_python > 0 and data.pixels_checked_zarr > 0
     assert any("libjpeg" in d for d in data.decoders)
 
@@ -122,7 +122,7 @@ def test_palette_mask_gcps_rpcs_kept(fixtures_root, tmp_path, gdal):
     source = gdal.Open(str(root / "mask.tif"))
     mask = source.GetRasterBand(1).GetMaskBand().ReadAsArray()
     np.testing.assert_array_equal(group["data_mask"][0] * 255, mask)
-    assert {a.array for a in run["validation"].arrays} >= {"data", "data_mask"}
+    assert {a.array for a in run.validation.arrays} >= {"data", "data_mask"}
 
     _, group = attrs_of("gcps.tif")
     gcps = gdal.Open(str(root / "gcps.tif")).GetGCPs()
@@ -151,7 +151,8 @@ def test_short_edges_found_locally_and_over_http(fixtures_root):
     edge tile per layout: the same through pread and through HTTP ranges."""
     import os
 
-    from chunkindex.formats.tiff.headers import read_headers
+    from chunkindex.formats.tiff.headers import ReadSettings, read_headers
+    from chunkindex.recipe import default_headers
     from chunkindex.sources.stores import StoreSpec, open_store
     from chunkindex.testing.servers import HttpServer
 
@@ -160,11 +161,13 @@ def test_short_edges_found_locally_and_over_http(fixtures_root):
              "codec-deflate-pred2-le.tif", "jpeg-ycbcr.tif"]
     sizes = [os.path.getsize(root / n) for n in names]
     expected = ["y", "y", "y", None, None]
-    local = read_headers(open_store(StoreSpec(root.resolve().as_uri())), names, sizes, list(range(len(names))))
+    settings = ReadSettings.from_recipe(default_headers())
+    local = read_headers(open_store(StoreSpec(root.resolve().as_uri())), names, sizes, list(range(len(names))),
+                         settings)
     assert local.filter(pc_equal(local["ifd"], 0))["short_edges"].to_pylist() == expected
     with HttpServer(root) as server:
         store = open_store(StoreSpec(server.url, {"client_options": {"allow_http": True}}))
-        remote = read_headers(store, names, sizes, list(range(len(names))))
+        remote = read_headers(store, names, sizes, list(range(len(names))), settings)
     assert remote.filter(pc_equal(remote["ifd"], 0))["short_edges"].to_pylist() == expected
 
 

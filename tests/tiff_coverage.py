@@ -233,14 +233,14 @@ def outcome(path_text: str, label: str) -> Outcome:
         refusal = _refusal(exc, path)
         result.readers["GDAL via ZARR:"] = result.readers["zarr-python"] = refusal
         return result
-    index = run["outputs"]["kerchunk_parquet"]
-    summary = run["summary"]
-    result.notes = list(summary["notes"])
-    if "data" in summary["left_out_of_kerchunk"]:
-        left_out = next((n for n in summary["notes"] if n.startswith("data: left out")), "data array not written")
+    index = run.outputs["kerchunk_parquet"]
+    summary = run.summary
+    result.notes = list(summary.notes)
+    if "data" in summary.left_out_of_kerchunk:
+        left_out = next((n for n in summary.notes if n.startswith("data: left out")), "data array not written")
         result.readers["GDAL via ZARR:"] = result.readers["zarr-python"] = "refused: " + left_out
         return result
-    readers = summary["readers"]["data"]
+    readers = summary.readers["data"]
     zattrs = json.loads((Path(index) / ".zmetadata").read_text())["metadata"]["data/.zattrs"]
     dims = zattrs["_ARRAY_DIMENSIONS"]
     if "gdal" in readers:
@@ -249,7 +249,7 @@ def outcome(path_text: str, label: str) -> Outcome:
         result.readers["GDAL via ZARR:"] = _compare_windows(
             expected, lambda sel: _gdal_read(array, sel), dims, parts, 0)
     else:
-        why = next((n.split(": ", 1)[1] for n in summary["notes"]
+        why = next((n.split(": ", 1)[1] for n in summary.notes
                     if n.startswith("data: ") and "not decodable by GDAL" in n), "its codec")
         result.readers["GDAL via ZARR:"] = f"references only: {why}"
     if "zarr-python+imagecodecs" in readers:

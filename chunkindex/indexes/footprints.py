@@ -58,7 +58,9 @@ def write_footprints(arrays: list[ArraySpec], parquet_path: str | Path, gpkg_pat
                 layer.CreateField(ogr.FieldDefn(name, kind))
             layers.append(layer)
         for array in data_arrays:
-            y_dim, x_dim = _spatial_dims(array)
+            if array.spatial_dims is None:
+                continue
+            y_dim, x_dim = array.spatial_dims
             if y_dim not in coords or x_dim not in coords:
                 continue
             y_axis, x_axis = array.dims.index(y_dim), array.dims.index(x_dim)
@@ -100,7 +102,3 @@ def write_footprints(arrays: list[ArraySpec], parquet_path: str | Path, gpkg_pat
                 tmp.unlink()
     return count
 
-
-def _spatial_dims(array: ArraySpec) -> tuple[str, str]:
-    spatial = [d for d in array.dims if d.startswith(("lat", "lon", "y", "x", "yt_", "xt_"))]
-    return (spatial[0], spatial[1]) if len(spatial) >= 2 else ("", "")

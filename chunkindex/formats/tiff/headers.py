@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from chunkindex.model import ChunkGrid, list_column
-from chunkindex.recipe import Recipe
+from chunkindex.recipe import HeaderOptions, Recipe
 from chunkindex.sources.stores import StoreSpec
 
 log = logging.getLogger(__name__)
@@ -36,11 +36,6 @@ log = logging.getLogger(__name__)
 PLANAR_CHUNKY, PLANAR_SEPARATE = 1, 2
 SUBFILE_REDUCED, SUBFILE_MASK = 1, 4
 SAMPLE_FORMATS = {1: "u", 2: "i", 3: "f", 6: "c"}
-COMPRESSION_NAMES = {
-    1: "none", 5: "lzw", 6: "ojpeg", 7: "jpeg", 8: "deflate", 32946: "deflate",
-    32773: "packbits", 34712: "jpeg2000", 34887: "lerc", 34925: "lzma", 50000: "zstd",
-    50001: "webp", 50002: "jpegxl", 52546: "jpegxl",
-}
 
 LEVELS_SCHEMA = pa.schema([
     ("file_id", pa.int32()),
@@ -65,6 +60,7 @@ LEVELS_SCHEMA = pa.schema([
     ("offset", pa.float64()),
     ("geotransform", pa.list_(pa.float64())),
     ("crs", pa.string()),           # "EPSG:<code>" when the GeoKeys name one
+    ("geographic", pa.bool_()),     # the GeoKeys' model type: geographic (lat/lon) or not; null without
     ("georef_note", pa.string()),   # rotation, GCPs, user-defined CRS, ...
     ("header_bytes", pa.int64()),
     ("short_edges", pa.string()),   # "y", "x" or "y,x": edge chunks stored short along those axes
@@ -83,10 +79,17 @@ class TiffHeaderError(ValueError):
 
 @dataclass(frozen=True)
 class ReadSettings:
-    concurrency: int = 64
-    prefetch: int = 65536
-    retries: int = 4
-    backoff_seconds: float = 0.2
+    """How headers are fetched: the recipe's `headers` section (its schema holds the defaults)."""
+
+    concurrency: int
+    prefetch: int
+    retries: int
+    backoff_seconds: float = 0.2  # first retry's wait, doubled each attempt (not a recipe setting)
+
+    @classmethod
+    def from_recipe(cls, headers: HeaderOptions) -> ReadSettings:
+        """The settings of a recipe's `headers` section."""
+        return cls(concurrency=headers.concurrency, prefetch=headers.prefetch, retries=headers.retries)
 
 
 def _dtype_of(ifd: Any, little_endian: bool, path: str) -> str:
@@ -148,18 +151,25 @@ def _geotransform(ifd: Any) -> tuple[list[float] | None, str | None]:
     return gt, note
 
 
-def _crs(ifd: Any) -> tuple[str | None, str | None]:
+def _crs(ifd: Any) -> tuple[str | None, str | None, bool | None]:
+    """(CRS "EPSG:<code>", a note on what is not reproduced, geographic?) from the GeoKeys.
+
+    Geographic: GTModelTypeGeoKey says 2 (or, without it, only a geographic
+    CRS code is given) - read from the file, so no CRS database is needed.
+    """
     keys = ifd.geo_key_directory
     if keys is None:
-        return None, None
+        return None, None, None
     code = keys.projected_type if keys.model_type == 1 else keys.geographic_type
     if keys.model_type not in (1, 2):
         code = keys.projected_type or keys.geographic_type
+    geographic = keys.model_type == 2 if keys.model_type in (1, 2) else (
+        None if not code else not keys.projected_type)
     if code and code != 32767:
-        return f"EPSG:{code}", None
+        return f"EPSG:{code}", None, geographic
     if keys.model_type or code:
-        return None, "user-defined CRS in GeoKeys (not reproduced in the index)"
-    return None, None
+        return None, "user-defined CRS in GeoKeys (not reproduced in the index)", geographic
+    return None, None, geographic
 
 
 @functools.lru_cache(maxsize=1024)  # archives repeat the same GDAL metadata in every file
@@ -255,7 +265,7 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
     rows = []
     first = tiff.ifds[0]
     gt, gt_note = _geotransform(first)
-    crs, crs_note = _crs(first)
+    crs, crs_note, geographic = _crs(first)
     nodata_text = first.gdal_nodata
     try:
         nodata = float(nodata_text) if nodata_text not in (None, "") else None
@@ -310,7 +320,7 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
             "jpeg_tables": ifd.jpeg_tables, "lerc_parameters": list(lerc) if lerc else None,
             "tile_offsets": offsets, "tile_byte_counts": counts,
             "nodata": nodata, "scale": scale, "offset": offset,
-            "geotransform": gt, "crs": crs, "georef_note": note,
+            "geotransform": gt, "crs": crs, "geographic": geographic, "georef_note": note,
             "header_bytes": int(tiff.header_byte_size),
             "short_edges": _short_edges(ifd, offsets_attr == "tile_offsets", tile_width, tile_height,
                                         samples if planar == PLANAR_CHUNKY else 1, dtype, counts),
@@ -328,19 +338,47 @@ def _guarded(path: str, read: Any) -> Any:
         raise
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
-    except BaseException as exc:  # pyo3's PanicException is not an Exception
+    except BaseException as exc:  # noqa: BLE001  pyo3's PanicException is not an Exception
         raise TiffHeaderError(f"{path}: unreadable TIFF header ({type(exc).__name__}: {exc})") from None
 
 
-def _is_transient(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__}: {exc}".lower()
-    permanent = ("notfound", "not found", "404", "403", "forbidden", "invalid", "unsupported",
-                 "not a tiff", "magic", "eof", "end of file", "out of range", "parse")
-    return not any(word in text for word in permanent)
+@functools.cache
+def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(permanent, transient) error types of a header request through obstore or async-tiff."""
+    import obstore.exceptions as oe
+
+    permanent = (FileNotFoundError, PermissionError, IsADirectoryError, ValueError, TypeError, oe.NotFoundError,
+                 oe.PermissionDeniedError, oe.UnauthenticatedError, oe.NotSupportedError, oe.InvalidPathError,
+                 oe.UnknownConfigurationKeyError, oe.PreconditionError)
+    # obstore's GenericError carries network failures (after its own HTTP retries).
+    return permanent, (ConnectionError, TimeoutError, oe.GenericError)
 
 
-async def _with_retries(path: str, settings: ReadSettings, request: Any) -> Any:
-    """Await `request()`, retrying transient errors with exponential backoff."""
+def is_transient(exc: BaseException, remote: bool, opaque: bool = False) -> bool:
+    """Whether a failed header request may succeed when repeated, from its type and the store.
+
+    A local file reads the same the second time; a remote request is retried
+    on connection, timeout and store errors, never on a missing object,
+    refused access or bytes that do not parse. `opaque`: the request wraps
+    store errors in a type of its own (async-tiff's exception, not exported),
+    so any Exception not known to be permanent is retried; a Rust panic
+    (BaseException) never is.
+
+    Example:
+        >>> is_transient(TimeoutError(), remote=True), is_transient(FileNotFoundError(), remote=True)
+        (True, False)
+        >>> is_transient(TimeoutError(), remote=False)
+        False
+    """
+    permanent, transient = _error_types()
+    if not remote or isinstance(exc, permanent):
+        return False
+    return isinstance(exc, transient) or (opaque and isinstance(exc, Exception))
+
+
+async def _with_retries(path: str, settings: ReadSettings, request: Any, remote: bool,
+                        opaque: bool = False) -> Any:
+    """Await `request()`, retrying transient errors (`is_transient`) with exponential backoff."""
     delay = settings.backoff_seconds
     for attempt in range(1, settings.retries + 1):
         try:
@@ -349,8 +387,8 @@ async def _with_retries(path: str, settings: ReadSettings, request: Any) -> Any:
             raise
         except TiffHeaderError:
             raise
-        except BaseException as exc:  # plain exceptions for I/O and parse errors, PanicException for others
-            if attempt == settings.retries or not _is_transient(exc):
+        except BaseException as exc:  # noqa: BLE001  plain exceptions for I/O and parse errors, PanicException for others
+            if attempt == settings.retries or not is_transient(exc, remote, opaque):
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 if "range" in reason.lower() or "eof" in reason.lower():
                     reason += " - the file ends inside its header (truncated?)"
@@ -441,7 +479,7 @@ async def _read_remote(store: Any, path: str, size: int, prefetch: int, template
         start, length = next(reading)
         while True:
             got = await _with_retries(path, settings, functools.partial(
-                obstore.get_range_async, store, path, start=start, length=length))
+                obstore.get_range_async, store, path, start=start, length=length), remote=True)
             start, length = reading.send(got)
     except StopIteration as stop:
         return stop.value
@@ -450,7 +488,8 @@ async def _read_remote(store: Any, path: str, size: int, prefetch: int, template
 async def _read_async_tiff(store: Any, path: str, prefetch: int, settings: ReadSettings) -> _Parsed:
     from async_tiff import TIFF
 
-    return _Parsed(await _with_retries(path, settings, lambda: TIFF.open(path, store=store, prefetch=prefetch)))
+    return _Parsed(await _with_retries(path, settings, lambda: TIFF.open(path, store=store, prefetch=prefetch),
+                                       remote=local_root(store) is None, opaque=True))
 
 
 def local_root(store: Any) -> str | None:
@@ -594,7 +633,7 @@ async def _fetch_probes(store: Any, path: str, header: Any, settings: ReadSettin
 
     wanted = sorted({(offset, size) for _, _, offset, size, _ in _probe_tiles(header)})
     got = await asyncio.gather(*(_with_retries(path, settings, functools.partial(
-        obstore.get_range_async, store, path, start=offset, length=size)) for offset, size in wanted))
+        obstore.get_range_async, store, path, start=offset, length=size), remote=True) for offset, size in wanted))
     return {key: bytes(data) for key, data in zip(wanted, got)}
 
 
@@ -713,7 +752,7 @@ def read_headers(
     paths: list[str],
     sizes: list[int],
     file_ids: list[int],
-    settings: ReadSettings = ReadSettings(),
+    settings: ReadSettings,
     progress: Any = None,
     reader: str = "numpy",
 ) -> pa.Table:
@@ -759,8 +798,7 @@ def read_batch(recipe: Recipe, spec: StoreSpec, batch: pa.Table,
     (`headers.tiff_reader`); the batch's first file is re-read with the other."""
     from chunkindex.sources.stores import open_store
 
-    settings = ReadSettings(concurrency=recipe.headers.concurrency, prefetch=recipe.headers.prefetch,
-                            retries=recipe.headers.retries)
+    settings = ReadSettings.from_recipe(recipe.headers)
     store = open_store(spec)
     paths, sizes, file_ids = (batch["path"].to_pylist(), batch["size"].to_pylist(),
                               batch["file_id"].to_pylist())

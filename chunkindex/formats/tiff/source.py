@@ -3,21 +3,30 @@ as GDAL's GTiff driver (or tifffile) reads them from the source files."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from chunkindex.model import ChunkGrid
+from chunkindex.indexes.kerchunk import KerchunkIndex
+from chunkindex.model import ChunkGrid, times_to_cf
+from chunkindex.recipe import Recipe
+from chunkindex.sources.listing import NamePattern
 from chunkindex.sources.stores import gdal_module, gdal_path
 
 
 class TiffSource:
-    """Source-side truth for COG arrays, through GDAL's GTiff driver."""
+    """Source-side truth for COG arrays, through GDAL's GTiff driver, and the
+    time and variable each file's name gives (with a recipe `pattern`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, recipe: Recipe) -> None:
         self._cache: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.pattern = NamePattern.compile(recipe.source.pattern) if recipe.source.pattern else None
+        self.time_dim = recipe.concat.dim
+        self.times: np.ndarray | None = None
+        self.units = ""
 
     def _dataset(self, url: str) -> Any:
         if url not in self._cache:
@@ -95,7 +104,51 @@ class TiffSource:
         return self._band(url, attrs, index[1] + 1).ReadAsArray(x0, y0, w, h)[None, None]
 
     def bind(self, index: Path, meta: dict[str, Any]) -> None:
-        """Nothing to learn from the index (the references carry the files)."""
+        """The time coordinate the index holds (each file's name must give its step's time)."""
+        zattrs = meta.get(f"{self.time_dim}/.zattrs")
+        if self.pattern is not None and self.pattern.time_formats and zattrs and "units" in zattrs:
+            self.times = KerchunkIndex.open(index).inline_values(self.time_dim)
+            self.units = zattrs["units"]
+
+    def fill_value(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any]) -> float:
+        """The level's nodata as GDAL reads it from the file: 0 when it has none,
+        or one its data type cannot hold (missing tiles then read as 0)."""
+        band = self._band(url, attrs, 1)
+        nodata = band.GetNoDataValue()
+        dtype = band.ReadAsArray(0, 0, 1, 1).dtype  # the file's own sample type
+        if nodata is None or (dtype.kind in "iu" and not (
+                float(nodata).is_integer() and np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max)):
+            return 0.0
+        return float(nodata)
+
+    def file_problem(self, url: str, name: str, attrs: dict[str, Any], dims: list[str],
+                     index: tuple[int, ...]) -> str | None:
+        """The file's name (through the recipe's pattern) gives the time of the
+        chunk's step and the array's variable."""
+        if self.pattern is None:
+            return None
+        match = self.pattern.regex.search(url)
+        if match is None:
+            return f"{url} does not match the recipe's pattern {self.pattern.text!r}"
+        info = attrs["chunkindex"]
+        variable = info.get("variant_of", name)
+        if info["overview_factor"] != 1:
+            variable = variable.removesuffix(f"_ovr{info['overview_factor']}")
+        if info.get("mask"):
+            variable = variable.removesuffix("_mask")
+        named = match.groupdict().get("variable")
+        if named is not None and named != variable:
+            return f"the file holds variable {named!r}, the array is {variable!r}"
+        if self.times is None or self.time_dim not in dims:
+            return None
+        time = self.pattern.parse_time(match, url)
+        step = index[dims.index(self.time_dim)]
+        assert time is not None  # the pattern has time fields (bind)
+        value = float(times_to_cf(np.array([np.datetime64(time, "us")]), self.units)[0])
+        if not math.isclose(value, float(self.times[step]), rel_tol=0, abs_tol=1e-9):
+            return (f"the file's name gives {self.time_dim} {value} {self.units}, the array's step {step} "
+                    f"is {float(self.times[step])}")
+        return None
 
     def cross_check(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
                     index: tuple[int, ...], expected: tuple[int, int]) -> str | None:
