@@ -16,7 +16,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,12 @@ from chunkindex.codecs import CodecChain
 
 CRI_VERSION = "0.1"
 CRI_KEY = b"cri"
+FILES_KEY = b"cri:files"
 SUPPORTED_MAJOR = 0
 # Rows per row group (aligned down to whole steps of the outermost dimension):
-# a GHRSST day (2,556 rows) falls in one group, and 59 M rows make ~900
+# a GHRSST day (2,556 rows) falls in one group, and 30 M rows make ~230
 # groups, whose statistics stay a small footer.
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 131_072
 _OVERVIEW = re.compile(r"^(?P<base>.+)_ovr(?P<factor>\d+)$")
 
 
@@ -352,20 +354,6 @@ def _files_document(files: pa.Table, base: str, dimensions: dict[str, Any]) -> d
     return {"columns": list(columns), "rows": rows}
 
 
-def _chunk_columns(array: ArraySpec, present: np.ndarray | None, k: int) -> list[np.ndarray | None]:
-    """Chunk coordinate columns (int32) of `array`'s rows; None past its dims."""
-    grid = array.chunk_grid
-    if present is None:  # every chunk has a row: broadcast the grid, no index arrays
-        columns = []
-        for j, size in enumerate(grid):
-            shape = [1] * len(grid)
-            shape[j] = size
-            columns.append(np.broadcast_to(np.arange(size, dtype=np.int32).reshape(shape), grid).reshape(-1))
-    else:
-        columns = [c.astype(np.int32) for c in np.unravel_index(present, grid)]
-    return columns + [None] * (k - len(grid))
-
-
 def cri_schema(k: int) -> pa.Schema:
     """Arrow schema of the rows (spec §1) for `k` chunk-coordinate columns."""
     return pa.schema([("variable", pa.dictionary(pa.int32(), pa.string())), ("level", pa.int32()),
@@ -375,78 +363,123 @@ def cri_schema(k: int) -> pa.Schema:
 
 
 @dataclass
+class _Part:
+    """The rows of one (variable, level): its array, and the chunk numbers
+    that have rows (None: every chunk)."""
+
+    number: int
+    level: int
+    array: ArraySpec
+    path_ids: np.ndarray
+    present: np.ndarray | None
+
+    @property
+    def n_rows(self) -> int:
+        if self.array.inline is not None:
+            return 1
+        return self.array.n_chunks if self.present is None else int(self.present.size)
+
+    def cuts(self, target: int) -> list[int]:
+        """Row-group cut points: whole steps of the outermost dimension,
+        about `target` rows per group."""
+        n = self.n_rows
+        grid = self.array.chunk_grid
+        if n <= target or len(grid) < 2:
+            return list(range(0, n, max(target, 1))) + [n]
+        per_step = int(np.prod(grid[1:], dtype=np.int64))
+        steps = max(1, target // per_step)
+        firsts = np.arange(0, grid[0], steps, dtype=np.int64) * per_step  # chunk numbers
+        rows = firsts if self.present is None else np.searchsorted(self.present, firsts)
+        return sorted(set(rows.tolist()) | {n})
+
+
+@dataclass
 class CriRows:
-    """The rows of an index as record batches in spec order, with the row
-    ranges of each (variable, level) and their outermost-step boundaries."""
+    """The rows of an index, produced row group by row group in spec order."""
 
     schema: pa.Schema
-    batches: list[pa.RecordBatch]
     paths: list[str]
     k: int
+    variables: list[str]
+    parts: list[_Part]
+
+    @property
+    def num_rows(self) -> int:
+        return sum(p.n_rows for p in self.parts)
+
+    def batch(self, part: _Part, start: int, stop: int) -> pa.RecordBatch:
+        """Rows `start:stop` of `part`, built from the reference columns, with
+        the path dictionary cut to the ids used (Parquet writes an Arrow
+        dictionary whole into every row group)."""
+        array, k, n = part.array, self.k, stop - start
+        if not hasattr(self, "_arrow"):
+            self._arrow = (pa.array(self.variables, pa.string()), pa.array(self.paths, pa.string()))
+        names, all_paths = self._arrow
+        if array.inline is not None:
+            coords: list[np.ndarray | None] = [np.zeros(1, np.int32) for _ in array.shape]
+            path = pa.DictionaryArray.from_arrays(pa.array([None], pa.int32()), pa.array([], pa.string()))
+            offsets, lengths = np.zeros(1, np.int64), np.array([len(array.inline)], np.int64)
+            raw = pa.array([array.inline], pa.binary())
+        else:
+            numbers = (np.arange(start, stop, dtype=np.int64) if part.present is None
+                       else part.present[start:stop])
+            coords = []
+            rest = numbers
+            for size in reversed(array.chunk_grid):
+                rest, index = np.divmod(rest, size)
+                coords.insert(0, index.astype(np.int32))
+            ids = part.path_ids[array.url_index[numbers]]
+            low, high = int(ids.min()), int(ids.max())
+            path = pa.DictionaryArray.from_arrays(pa.array(ids - low if low else ids),
+                                                  all_paths.slice(low, high - low + 1))
+            offsets, lengths = array.offsets[numbers], array.sizes[numbers]
+            raw = pa.nulls(n, pa.binary())
+        coords += [None] * (k - len(coords))
+        columns = [
+            pa.DictionaryArray.from_arrays(pa.array(np.full(n, part.number, np.int32)), names),
+            pa.array(np.full(n, part.level, np.int32)),
+            *[pa.nulls(n, pa.int32()) if c is None else pa.array(c, pa.int32()) for c in coords],
+            path, pa.array(np.asarray(offsets, np.int64)), pa.array(np.asarray(lengths, np.int64)), raw,
+        ]
+        return pa.record_batch(columns, schema=self.schema)
+
+    def row_groups(self, target: int = ROW_GROUP_ROWS) -> Iterator[pa.RecordBatch]:
+        """One batch per row group, in spec order."""
+        for part in self.parts:
+            for start, stop in itertools.pairwise(part.cuts(target)):
+                yield self.batch(part, start, stop)
+
+    def table(self) -> pa.Table:
+        """Every row as one table (for the GeoPackage and DuckDB writers)."""
+        return pa.Table.from_batches(list(self.row_groups(1 << 22)), self.schema)
 
 
 def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None) -> CriRows:
-    """Rows of every (variable, level) in spec order, as Arrow batches built
-    from the reference columns (no Python object per chunk)."""
+    """The rows of every (variable, level) in spec order; nothing per chunk
+    is made until a row group is asked for."""
     all_levels = [item for v in variables.values() for item in v.levels]
     k = k if k is not None else max((len(item.array.shape) for item in all_levels), default=0)
-    # One path dictionary for the file: arrays share url lists, mapped once each.
+    # One path list for the file, ids in order of first use so that a row
+    # group (a run of time steps) uses a contiguous run of ids.
     path_ids: dict[str, int] = {}
     mapped: dict[int, np.ndarray] = {}
-    for item in all_levels:
-        urls = item.array.urls
-        if id(urls) not in mapped:
-            ids = np.empty(len(urls), np.int32)
-            for position, url in enumerate(urls):
-                relative = url[len(base):] if base and url.startswith(base) else url
-                ids[position] = path_ids.setdefault(relative, len(path_ids))
-            mapped[id(urls)] = ids
-    paths = pa.array(list(path_ids), pa.string())
-    names = pa.array(list(variables), pa.string())
-    schema = cri_schema(k)
-    batches = []
+    parts = []
     for number, variable in enumerate(variables.values()):
         for item in variable.levels:
             array = item.array
-            if array.inline is not None:
-                n = 1
-                cols: list[np.ndarray | None] = [np.zeros(1, np.int32) for _ in array.shape] + [None] * (k - len(array.shape))
-                path = pa.DictionaryArray.from_arrays(pa.array([None], pa.int32()), paths)
-                offsets, lengths = np.zeros(1, np.int64), np.array([len(array.inline)], np.int64)
-                raw = pa.array([array.inline], pa.binary())
-            else:
+            urls = array.urls
+            if id(urls) not in mapped:
+                ids = np.empty(len(urls), np.int32)
+                for position, url in enumerate(urls):
+                    relative = url[len(base):] if base and url.startswith(base) else url
+                    ids[position] = path_ids.setdefault(relative, len(path_ids))
+                mapped[id(urls)] = ids
+            present = None
+            if array.inline is None:
                 missing = array.url_index < 0
                 present = np.flatnonzero(~missing) if missing.any() else None
-                index = array.url_index if present is None else array.url_index[present]
-                n = index.size
-                cols = _chunk_columns(array, present, k)
-                path = pa.DictionaryArray.from_arrays(pa.array(mapped[id(array.urls)][index]), paths)
-                offsets = array.offsets if present is None else array.offsets[present]
-                lengths = array.sizes if present is None else array.sizes[present]
-                raw = pa.nulls(n, pa.binary())
-            columns = [
-                pa.DictionaryArray.from_arrays(pa.array(np.full(n, number, np.int32)), names),
-                pa.array(np.full(n, item.level, np.int32)),
-                *[pa.nulls(n, pa.int32()) if c is None else pa.array(c, pa.int32()) for c in cols],
-                path, pa.array(np.asarray(offsets, np.int64)), pa.array(np.asarray(lengths, np.int64)), raw,
-            ]
-            batches.append(pa.record_batch(columns, schema=schema))
-    return CriRows(schema, batches, list(path_ids), k)
-
-
-def _row_group_bounds(batch: pa.RecordBatch, target: int) -> list[int]:
-    """Row-group cut points in one (variable, level) batch: whole outermost
-    steps, about `target` rows per group."""
-    n = batch.num_rows
-    if n <= target or batch.schema.names[2] != "c0" or batch.column(2).null_count:
-        return list(range(0, n, max(target, 1))) + [n] if n > target else [0, n]
-    c0 = batch.column(2).to_numpy()
-    steps = np.flatnonzero(np.diff(c0)) + 1  # first row of every new step
-    starts = np.concatenate([[0], steps])
-    per_step = max(1, n // max(starts.size, 1))
-    group = max(1, target // per_step)
-    cuts = starts[::group].tolist()
-    return cuts + [n]
+            parts.append(_Part(number, item.level, array, mapped[id(urls)], present))
+    return CriRows(cri_schema(k), list(path_ids), k, list(variables), parts)
 
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False, "version": "2.6"}
@@ -495,12 +528,21 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
     )
     try:
         with pq.ParquetWriter(staging, rows.schema, **options) as writer:
-            for batch in rows.batches:
-                cuts = _row_group_bounds(batch, row_group_rows)
-                for start, stop in itertools.pairwise(cuts):
-                    writer.write_batch(batch.slice(start, stop - start), row_group_size=stop - start)
-            # Key-value metadata goes in the footer (the Arrow schema is not stored).
-            writer.add_key_value_metadata({CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))})
+            # The next row group is built while this one is encoded (both release the GIL).
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                groups = rows.row_groups(row_group_rows)
+                pending = pool.submit(next, groups, None)
+                while (batch := pending.result()) is not None:
+                    pending = pool.submit(next, groups, None)
+                    writer.write_batch(batch, row_group_size=batch.num_rows)
+            # Key-value metadata goes in the footer (the Arrow schema is not
+            # stored). The files table has its own key (spec §2.5): a reader
+            # after one chunk parses a few kB, not a row per file.
+            files_doc = doc.pop("files", None)
+            metadata = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
+            if files_doc is not None:
+                metadata[FILES_KEY.decode()] = json.dumps(files_doc, separators=(",", ":"))
+            writer.add_key_value_metadata(metadata)
         _replace_atomically(staging, target)
     except BaseException:
         staging.unlink(missing_ok=True)
@@ -535,7 +577,7 @@ def write_cri_gpkg(assembled: AssembledIndex | list[ArraySpec], target: str | Pa
     target = Path(target)
     staging = _staging(target).with_suffix(".gpkg")
     staging.unlink(missing_ok=True)
-    table = pa.Table.from_batches(rows.batches, rows.schema)
+    table = rows.table()
     # OGR takes plain columns: dictionaries decoded (SQLite has no such encoding).
     table = table.set_column(0, "variable", pc.cast(table["variable"], pa.string()))
     table = table.set_column(table.schema.get_field_index("path"), "path", pc.cast(table["path"], pa.string()))
@@ -574,7 +616,7 @@ def write_cri_duckdb(assembled: AssembledIndex | list[ArraySpec], target: str | 
     target = Path(target)
     staging = _staging(target).with_suffix(".duckdb")
     staging.unlink(missing_ok=True)
-    table = pa.Table.from_batches(rows.batches, rows.schema)
+    table = rows.table()
     path_column = table["path"].combine_chunks() if table.num_rows else pa.array([], pa.dictionary(pa.int32(), pa.string()))
     file_id = path_column.indices if isinstance(path_column, pa.DictionaryArray) else pa.array([], pa.int32())
     chunks = table.drop_columns(["path"]).add_column(2 + rows.k, "file_id", file_id)
@@ -796,7 +838,7 @@ class CriIndex:
     def __init__(self, path: str | Path, store_options: dict[str, Any] | None = None):
         self.path = str(path)
         self.store_options = dict(store_options or {})
-        self._file = pq.ParquetFile(self.path)
+        self._file = pq.ParquetFile(self.path, read_dictionary=["path"])
         raw = (self._file.metadata.metadata or {}).get(CRI_KEY)
         if raw is None:
             raise CriError(f"{self.path} is not a CRI index (no 'cri' key in its Parquet metadata)")
@@ -810,6 +852,8 @@ class CriIndex:
                            f"{SUPPORTED_MAJOR}.x)")
         self.columns = self._file.schema_arrow.names
         self.k = sum(1 for c in self.columns if re.fullmatch(r"c\d+", c))
+        self._column_index = {name: i for i, name in enumerate(self.columns)}
+        self._key_columns = ["variable", "level", *[f"c{j}" for j in range(self.k)]]
         self.arrays: dict[str, CriArray] = {}
         for name, entry in self.document["arrays"].items():
             levels = {int(level["level"]): level for level in entry["levels"]}
@@ -819,6 +863,14 @@ class CriIndex:
                                          entry.get("band_dim"))
         self.dimensions: dict[str, Any] = self.document.get("dimensions", {})
         self.base: str | None = self.document.get("base")
+
+    @property
+    def files(self) -> dict[str, Any] | None:
+        """The files section (spec §2.5), from `cri` or its own `cri:files` key."""
+        if "files" in self.document:
+            return self.document["files"]
+        raw = (self._file.metadata.metadata or {}).get(FILES_KEY)
+        return json.loads(raw) if raw is not None else None
 
     def __repr__(self) -> str:
         return f"CriIndex({self.path!r}, arrays={list(self.arrays)})"
@@ -836,21 +888,80 @@ class CriIndex:
             return self.base + path
         return str(Path(self.path).resolve().parent / path)
 
+    def _stats(self, group: int, column: str) -> tuple[Any, Any] | None:
+        stats = self._file.metadata.row_group(group).column(self._column_index[column]).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        return stats.min, stats.max
+
+    def _bound(self, group: int, key: tuple[Any, ...], which: int) -> int:
+        """-1/0/+1: the group's rows are certainly before `key` / may hold it /
+        are certainly after it, from min/max statistics (spec §1.3 order:
+        the max tuple is >= the last row, the min tuple <= the first)."""
+        for column, value in zip(self._key_columns, key):
+            stats = self._stats(group, column)
+            if stats is None:
+                return 0
+            bound = stats[which]
+            if bound == value:
+                continue
+            if which == 1:
+                return -1 if bound < value else 0
+            return 1 if bound > value else 0
+        return 0
+
+    def _candidate_groups(self, low: tuple[Any, ...], high: tuple[Any, ...]) -> range:
+        """Row groups that may hold rows between `low` and `high` (sorted
+        rows: binary search on statistics, ~2 log2(groups) probes)."""
+        n = self._file.metadata.num_row_groups
+        lo, hi = 0, n
+        while lo < hi:  # first group not certainly before `low`
+            mid = (lo + hi) // 2
+            if self._bound(mid, low, 1) < 0:
+                lo = mid + 1
+            else:
+                hi = mid
+        first = lo
+        lo, hi = first, n
+        while lo < hi:  # first group certainly after `high`
+            mid = (lo + hi) // 2
+            if self._bound(mid, high, 0) > 0:
+                hi = mid
+            else:
+                lo = mid + 1
+        return range(first, lo)
+
     def rows(self, variable: str, level: int = 0, box: Sequence[tuple[int, int]] | None = None) -> pa.Table:
         """Rows of `variable` at `level` whose chunk indices lie in `box`
-        (inclusive (lo, hi) per dimension), by predicate push-down."""
+        (inclusive (lo, hi) per dimension; None: all), found by binary search
+        over row-group statistics and filtered in the groups read."""
         array = self.array(variable)
-        array.level(level)
-        expr = (pc.field("variable") == variable) & (pc.field("level") == level)
-        for j, (lo, hi) in enumerate(box or []):
-            if lo == hi:
-                expr &= pc.field(f"c{j}") == lo
-            else:
-                expr &= (pc.field(f"c{j}") >= lo) & (pc.field(f"c{j}") <= hi)
-        columns = [f"c{j}" for j in range(len(array.dims))] + ["path", "offset", "length"]
+        meta = array.level(level)
+        ndim = len(array.dims)
+        box = list(box) if box is not None else [(0, max(math.ceil(s / c) - 1, 0))
+                                                 for s, c in zip(meta["shape"], meta["chunk_shape"])]
+        columns = [f"c{j}" for j in range(ndim)] + ["path", "offset", "length"]
         if "raw" in self.columns:
             columns.append("raw")
-        return pq.read_table(self.path, columns=columns, filters=expr, pre_buffer=False)
+        groups = self._candidate_groups((variable, level, *[b[0] for b in box]),
+                                        (variable, level, *[b[1] for b in box]))
+        if not groups:
+            return pa.table({c: pa.array([], self._file.schema_arrow.field(c).type) for c in columns})
+        mixed = any(self._stats(g, "variable") != (variable, variable) or self._stats(g, "level") != (level, level)
+                    for g in (groups[0], groups[-1]))
+        table = self._file.read_row_groups(list(groups), columns=columns + (["variable", "level"] if mixed else []),
+                                           use_threads=False)
+        keep = np.ones(table.num_rows, bool)
+        if mixed:
+            keep &= (pc.equal(table["variable"], variable).to_numpy(zero_copy_only=False)
+                     & (table["level"].to_numpy() == level))
+        for j, (lo, hi) in enumerate(box):
+            values = table[f"c{j}"].to_numpy()
+            if lo > 0 or hi < np.iinfo(np.int32).max:
+                keep &= (values >= lo) & (values <= hi)
+        if keep.all():
+            return table.select(columns)
+        return table.select(columns).filter(pa.array(keep))
 
     def refs(self, variable: str, chunk: Sequence[int], level: int = 0) -> dict[str, Any] | None:
         """The reference of one chunk: {path, url, offset, length} or
