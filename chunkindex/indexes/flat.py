@@ -97,7 +97,10 @@ def codec_steps(chain: CodecChain, where: str = "") -> list[dict[str, Any]]:
                   "imagecodecs_png": "png", "imagecodecs_jpegxl": "jpegxl", "imagecodecs_jpeg2k": "jpeg2000",
                   "fletcher32": "fletcher32", "imagecodecs_zlib": "deflate", "imagecodecs_zstd": "zstd"}
         if cid in simple:
-            steps.append({"name": simple[cid]})
+            step = {"name": simple[cid]}
+            if cid in ("zlib", "gzip", "zstd") and config.get("level") is not None:
+                step["level"] = int(config["level"])  # informative: decoders need no level
+            steps.append(step)
         elif cid == "lz4":
             steps.append({"name": "lz4", "framing": "numcodecs"})
         elif cid == "imagecodecs_lz4h5":
@@ -275,10 +278,12 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
                 entry["geotransform"] = gt
             levels.append(entry)
         band_dim = "band" if "band" in full.dims else None
+        # A referenced 1-D array named as its dimension holds that dimension's values.
+        role = "coordinate" if len(full.dims) == 1 and full.dims[0] == full.name else "data"
         doc_arrays[variable.name] = {
             "dims": list(full.dims), "dtype": np.dtype(full.dtype).str, "fill_value": json_fill_value(full.fill_value),
             "attrs": attrs, "levels": levels,
-            "short_edge_dims": list(info.get("short_edge_dims", [])), "band_dim": band_dim, "role": "data",
+            "short_edge_dims": list(info.get("short_edge_dims", [])), "band_dim": band_dim, "role": role,
             "source": {k: info[k] for k in ("source_format", "source_variable") if k in info},
         }
         for position, dim in enumerate(full.dims):
@@ -307,6 +312,10 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
                 if not entry.get("from_geotransform"):
                     entry["values"] = values.tolist()
             dimensions[dim] = entry
+    for name, entry in doc_arrays.items():
+        if entry["role"] == "coordinate" and "values" not in dimensions[name] \
+                and not dimensions[name].get("from_geotransform"):
+            dimensions[name]["variable"] = name
     doc: dict[str, Any] = {"cri_version": CRI_VERSION}
     if base:
         doc["base"] = base
@@ -372,6 +381,8 @@ class _Part:
     array: ArraySpec
     path_ids: np.ndarray
     present: np.ndarray | None
+    raw_numbers: np.ndarray | None = None  # chunks stored inline (sorted), with...
+    raw_values: list[bytes] | None = None  # ...their encoded bytes
 
     @property
     def n_rows(self) -> int:
@@ -428,12 +439,23 @@ class CriRows:
             for size in reversed(array.chunk_grid):
                 rest, index = np.divmod(rest, size)
                 coords.insert(0, index.astype(np.int32))
-            ids = part.path_ids[array.url_index[numbers]]
-            low, high = int(ids.min()), int(ids.max())
-            path = pa.DictionaryArray.from_arrays(pa.array(ids - low if low else ids),
+            index = array.url_index[numbers]
+            inline = index < 0  # only chunks listed in raw_numbers have no file
+            ids = part.path_ids[np.where(inline, 0, index)] if len(part.path_ids) else np.zeros(n, np.int32)
+            low, high = (int(ids[~inline].min()), int(ids[~inline].max())) if (~inline).any() else (0, -1)
+            path = pa.DictionaryArray.from_arrays(pa.array(ids - low, pa.int32(), mask=inline if inline.any() else None),
                                                   all_paths.slice(low, high - low + 1))
             offsets, lengths = array.offsets[numbers], array.sizes[numbers]
             raw = pa.nulls(n, pa.binary())
+            if inline.any():
+                where = np.searchsorted(part.raw_numbers, numbers[inline])
+                values = [part.raw_values[int(w)] for w in where]
+                offsets, lengths = np.where(inline, 0, offsets), lengths.copy()
+                lengths[inline] = [len(v) for v in values]
+                slots: list[bytes | None] = [None] * n
+                for row, value in zip(np.flatnonzero(inline).tolist(), values):
+                    slots[row] = value
+                raw = pa.array(slots, pa.binary())
         coords += [None] * (k - len(coords))
         columns = [
             pa.DictionaryArray.from_arrays(pa.array(np.full(n, part.number, np.int32)), names),
@@ -454,9 +476,12 @@ class CriRows:
         return pa.Table.from_batches(list(self.row_groups(1 << 22)), self.schema)
 
 
-def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None) -> CriRows:
+def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None,
+             raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None) -> CriRows:
     """The rows of every (variable, level) in spec order; nothing per chunk
-    is made until a row group is asked for."""
+    is made until a row group is asked for. `raw` maps an array name to the
+    chunk numbers (sorted) and bytes of its inline chunks (converters)."""
+    raw = raw or {}
     all_levels = [item for v in variables.values() for item in v.levels]
     k = k if k is not None else max((len(item.array.shape) for item in all_levels), default=0)
     # One path list for the file, ids in order of first use so that a row
@@ -475,10 +500,14 @@ def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None) -
                     ids[position] = path_ids.setdefault(relative, len(path_ids))
                 mapped[id(urls)] = ids
             present = None
+            raw_numbers, raw_values = raw.get(array.name, (None, None))
             if array.inline is None:
                 missing = array.url_index < 0
+                if raw_numbers is not None and raw_numbers.size:
+                    missing = missing.copy()
+                    missing[raw_numbers] = False
                 present = np.flatnonzero(~missing) if missing.any() else None
-            parts.append(_Part(number, item.level, array, mapped[id(urls)], present))
+            parts.append(_Part(number, item.level, array, mapped[id(urls)], present, raw_numbers, raw_values))
     return CriRows(cri_schema(k), list(path_ids), k, list(variables), parts)
 
 
@@ -488,7 +517,8 @@ PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False,
 def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str | Path,
                       files: pa.Table | None = None, root_attrs: dict[str, Any] | None = None,
                       relative_paths: bool = True, crs: str | None = None,
-                      row_group_rows: int = ROW_GROUP_ROWS) -> Path:
+                      row_group_rows: int = ROW_GROUP_ROWS,
+                      raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None) -> Path:
     """Write a CRI Parquet index (spec docs/spec/cri-parquet.md) atomically.
 
     Args:
@@ -504,6 +534,8 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
             arrays' `_CRS` attribute.
         row_group_rows: about this many rows per row group, cut at whole
             steps of the outermost dimension.
+        raw: inline chunks per array name: (sorted chunk numbers, bytes),
+            for converters of indexes that hold some chunks inline.
 
     Returns:
         The path written.
@@ -514,7 +546,7 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
     """
     from chunkindex.kerchunk import _replace_atomically, _staging
 
-    doc, rows = _document_and_rows(assembled, files, root_attrs, crs, relative_paths)
+    doc, rows = _document_and_rows(assembled, files, root_attrs, crs, relative_paths, raw)
     target = Path(target)
     staging = _staging(target)
     names = rows.schema.names
@@ -551,7 +583,8 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
 
 
 def _document_and_rows(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | None,
-                       root_attrs: dict[str, Any] | None, crs: str | None, relative_paths: bool = True
+                       root_attrs: dict[str, Any] | None, crs: str | None, relative_paths: bool = True,
+                       raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None
                        ) -> tuple[dict[str, Any], CriRows]:
     arrays = assembled.arrays if isinstance(assembled, AssembledIndex) else assembled
     # The common folder of all URLs is that of the smallest and largest.
@@ -560,7 +593,7 @@ def _document_and_rows(assembled: AssembledIndex | list[ArraySpec], files: pa.Ta
     if base and not urlparse(base).scheme and not base.startswith("/"):
         base = ""
     doc, variables = cri_document(assembled, files, base, root_attrs, crs)
-    return doc, cri_rows(variables, base)
+    return doc, cri_rows(variables, base, raw=raw)
 
 
 def write_cri_gpkg(assembled: AssembledIndex | list[ArraySpec], target: str | Path,
