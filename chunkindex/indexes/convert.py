@@ -169,7 +169,7 @@ def kerchunk_arrays(index: str | Path) -> tuple[AssembledIndex, RawChunks, dict[
             raise CriError(f"{index}: {name} is not a Zarr v2 array")
         if zarray.get("order", "C") != "C":
             raise CriError(f"{index}: {name} is stored in Fortran order, which CRI does not describe")
-        dims = tuple(attrs.pop("_ARRAY_DIMENSIONS", [f"dim_{j}" for j in range(len(zarray["shape"]))]))
+        dims = tuple(attrs.pop("_ARRAY_DIMENSIONS", [f"{name or 'data'}_dim{j}" for j in range(len(zarray["shape"]))]))
         chain = CodecChain(zarray.get("compressor"), tuple(zarray.get("filters") or ()), "kerchunk")
         shape, chunks = tuple(zarray["shape"]), tuple(zarray["chunks"])
         fill = zarray.get("fill_value")
@@ -348,3 +348,171 @@ def cri_to_kerchunk(index: str | Path, target: str | Path, record_size: int = 10
     if str(target).endswith(".json"):
         return write_kerchunk_json(arrays, target, root_attrs)
     return write_kerchunk_parquet(arrays, target, record_size, root_attrs)
+
+
+# ---------------------------------------------------------------------------
+# Existing Zarr stores -> CRI
+
+_V3_DTYPES = {"bool": "|b1", "int8": "|i1", "uint8": "|u1", "int16": "<i2", "uint16": "<u2", "int32": "<i4",
+              "uint32": "<u4", "int64": "<i8", "uint64": "<u8", "float16": "<f2", "float32": "<f4",
+              "float64": "<f8", "complex64": "<c8", "complex128": "<c16"}
+
+
+def _v3_chain(codecs: list[dict[str, Any]], dtype: str, where: str) -> tuple[CodecChain, str]:
+    """(Zarr v2-style chain, dtype with byte order) of v3 array->bytes->bytes codecs."""
+    compressor: dict[str, Any] | None = None
+    filters: list[dict[str, Any]] = []
+    for codec in codecs:
+        name, config = codec["name"], codec.get("configuration", {})
+        if name == "bytes":
+            if np.dtype(dtype).itemsize > 1:
+                dtype = (">" if config.get("endian", "little") == "big" else "<") + dtype[1:]
+        elif name == "transpose":
+            order = list(config.get("order", []))
+            if order != sorted(order):
+                raise CriError(f"{where}: the Zarr v3 transpose codec has no CRI decode step")
+        elif name in ("zstd", "numcodecs.zstd"):
+            compressor = {"id": "zstd", "level": config.get("level", 0)}
+        elif name in ("gzip", "numcodecs.gzip"):
+            compressor = {"id": "gzip", "level": config.get("level", 1)}
+        elif name in ("numcodecs.zlib",):
+            compressor = {"id": "zlib", "level": config.get("level", 1)}
+        elif name in ("blosc", "numcodecs.blosc"):
+            compressor = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
+        elif name == "numcodecs.lz4":
+            compressor = {"id": "lz4"}
+        elif name == "numcodecs.shuffle":
+            filters.append({"id": "shuffle", "elementsize": int(config.get("elementsize", np.dtype(dtype).itemsize))})
+        else:
+            raise CriError(f"{where}: Zarr v3 codec {name!r} has no CRI decode step")
+        if compressor is not None and name not in ("zstd", "numcodecs.zstd", "gzip", "numcodecs.gzip",
+                                                   "numcodecs.zlib", "blosc", "numcodecs.blosc", "numcodecs.lz4"):
+            raise CriError(f"{where}: codec {name!r} after a compressor has no CRI equivalent")
+    return CodecChain(compressor, tuple(filters), "zarr v3"), dtype
+
+
+def _shard_index(data: bytes, n_inner: int, index_codecs: list[dict[str, Any]], where: str) -> np.ndarray:
+    """(n_inner, 2) offsets and lengths of a v3 shard's index (bytes + crc32c)."""
+    size = n_inner * 16
+    names = [c["name"] for c in index_codecs]
+    if any(n not in ("bytes", "crc32c") for n in names):
+        raise CriError(f"{where}: shard index codecs {names} are not supported")
+    entries = np.frombuffer(data[:size], "<u8").reshape(n_inner, 2)
+    return entries
+
+
+def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> tuple[AssembledIndex, RawChunks]:
+    """Every array of a Zarr v2 or v3 store as reference arrays: each chunk
+    object is a chunk at offset 0 with its object size; v3 sharded arrays
+    give one row per inner chunk from each shard's index."""
+    import obstore
+
+    from chunkindex.stores import StoreSpec, open_store, resolve_local
+
+    url = resolve_local(url, Path.cwd())
+    store = open_store(StoreSpec(url.rstrip("/") + "/", dict(store_options or {})))
+    objects: dict[str, int] = {}
+    for batch in obstore.list(store):
+        for item in batch:
+            objects[item["path"]] = int(item["size"])
+    if not objects:
+        raise CriError(f"{url} is empty or not a folder")
+
+    def read(key: str) -> bytes:
+        return bytes(obstore.get(store, key).bytes())
+
+    public = url[len("file://"):] if url.startswith("file://") else url
+    public = public.rstrip("/") + "/"
+    arrays: list[ArraySpec] = []
+    metas = sorted(k for k in objects if k.rsplit("/", 1)[-1] in (".zarray", "zarr.json"))
+    for key in metas:
+        meta = json.loads(read(key))
+        folder = key.rsplit("/", 1)[0] if "/" in key else ""
+        name = folder or "data"
+        prefix = folder + "/" if folder else ""
+        if key.endswith(".zarray"):
+            attrs = json.loads(read(prefix + ".zattrs")) if prefix + ".zattrs" in objects else {}
+            dims = tuple(attrs.pop("_ARRAY_DIMENSIONS", [f"{name}_dim{j}" for j in range(len(meta["shape"]))]))
+            if meta.get("order", "C") != "C":
+                raise CriError(f"{url}{key}: Fortran order is not described by CRI")
+            chain = CodecChain(meta.get("compressor"), tuple(meta.get("filters") or ()), "zarr v2")
+            dtype, shape, chunks = meta["dtype"], tuple(meta["shape"]), tuple(meta["chunks"])
+            separator = meta.get("dimension_separator", ".")
+            fill = meta.get("fill_value")
+            encode_key = (lambda index, s=separator: s.join(map(str, index)) or "0")
+            shard = None
+        else:
+            if meta.get("node_type") != "array":
+                continue
+            attrs = dict(meta.get("attributes", {}))
+            shape = tuple(meta["shape"])
+            dims = tuple(meta.get("dimension_names") or [f"{name}_dim{j}" for j in range(len(shape))])
+            dtype = _V3_DTYPES.get(meta["data_type"])
+            if dtype is None:
+                raise CriError(f"{url}{key}: data type {meta['data_type']!r} is not supported")
+            grid_chunks = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+            encoding = meta.get("chunk_key_encoding", {"name": "default"})
+            separator = encoding.get("configuration", {}).get("separator", "/" if encoding["name"] == "default" else ".")
+            v2_keys = encoding["name"] == "v2"
+            encode_key = (lambda index, s=separator, v2=v2_keys: (s.join(map(str, index)) or "0") if v2
+                          else "c" + "".join(s + str(i) for i in index))
+            codecs = meta["codecs"]
+            fill = meta.get("fill_value")
+            shard = None
+            if codecs and codecs[0]["name"] == "sharding_indexed":
+                config = codecs[0]["configuration"]
+                chunks = tuple(config["chunk_shape"])
+                chain, dtype = _v3_chain(config["codecs"], dtype, f"{url}{key}")
+                shard = (grid_chunks, config.get("index_codecs", []), config.get("index_location", "end"))
+            else:
+                chunks = grid_chunks
+                chain, dtype = _v3_chain(codecs, dtype, f"{url}{key}")
+        grid = [math.ceil(s / c) for s, c in zip(shape, chunks)]
+        n = int(np.prod(grid, dtype=np.int64))
+        url_index = np.full(n, -1, np.int32)
+        offsets = np.zeros(n, np.int64)
+        sizes = np.zeros(n, np.int64)
+        urls: list[str] = []
+        if shard is None:
+            for index in np.ndindex(*grid):
+                object_key = prefix + encode_key(index)
+                if object_key in objects:
+                    number = int(np.ravel_multi_index(index, grid)) if grid else 0
+                    url_index[number] = len(urls)
+                    urls.append(public + object_key)
+                    sizes[number] = objects[object_key]
+        else:
+            outer, index_codecs, location = shard
+            per_shard = [o // c for o, c in zip(outer, chunks)]
+            n_inner = int(np.prod(per_shard))
+            index_bytes = n_inner * 16 + (4 if any(c["name"] == "crc32c" for c in index_codecs) else 0)
+            shard_grid = [math.ceil(s / o) for s, o in zip(shape, outer)]
+            local = np.array(list(np.ndindex(*per_shard)), np.int64).reshape(n_inner, len(shape))
+            for shard_index in np.ndindex(*shard_grid):
+                object_key = prefix + encode_key(shard_index)
+                if object_key not in objects:
+                    continue
+                size = objects[object_key]
+                start = size - index_bytes if location == "end" else 0
+                entries = _shard_index(bytes(obstore.get_range(store, object_key, start=start, length=index_bytes)),
+                                       n_inner, index_codecs, f"{url}{object_key}")
+                present = entries[:, 0] != np.iinfo(np.uint64).max
+                coords = local[present] + np.array(shard_index) * np.array(per_shard)
+                inside = (coords < np.array(grid)).all(axis=1)
+                numbers = np.ravel_multi_index(tuple(coords[inside].T), grid)
+                url_index[numbers] = len(urls)
+                offsets[numbers] = entries[present][inside, 0].astype(np.int64)
+                sizes[numbers] = entries[present][inside, 1].astype(np.int64)
+                urls.append(public + object_key)
+        arrays.append(ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                                chain=chain, attrs=attrs, urls=urls, url_index=url_index, offsets=offsets,
+                                sizes=sizes))
+    if not arrays:
+        raise CriError(f"{url} holds no Zarr array (.zarray or zarr.json)")
+    return AssembledIndex(arrays=arrays), {}
+
+
+def zarr_to_cri(url: str, target: str | Path, store_options: dict[str, Any] | None = None) -> Path:
+    """Index an existing Zarr v2/v3 store into a CRI Parquet file."""
+    assembled, raw = zarr_store_arrays(url, store_options)
+    return write_cri_parquet(assembled, target, raw=raw)
