@@ -60,7 +60,7 @@ def write_file_id_variant(arrays, target: Path) -> Path:
     """The same rows with `file_id` (int32) in place of `path`, the paths in
     the metadata's files table: the alternative spec §1.4 weighs."""
     import pyarrow as pa
-    import pyarrow.compute  # noqa: F401
+    import pyarrow.compute
     import pyarrow.parquet as pq
 
     from chunkindex.indexes import flat
@@ -256,7 +256,7 @@ def main() -> None:
           f"{figures['kerchunk_lookup_python_ms']:>17.1f} ms (chunkindex's Kerchunk reader)")
     print(f"{'one chunk, cold, DuckDB / GDAL':34}{figures['cri_lookup_duckdb_ms']:>13.1f} ms"
           + (f"{gdal_lookup:>17.1f} ms (GDAL ZARR: GetRawBlockInfo)" if gdal_lookup else ""))
-    print(f"{'one time step ({:,} refs), pyarrow'.format(per_step):34}{figures['cri_step_pyarrow_ms']:>13.1f} ms"
+    print(f"{f'one time step ({per_step:,} refs), pyarrow':34}{figures['cri_step_pyarrow_ms']:>13.1f} ms"
           f"{figures['kerchunk_step_python_ms']:>17.1f} ms (record files sliced)")
     print(f"{'one time step, DuckDB':34}{figures['cri_step_duckdb_ms']:>13.1f} ms")
     print(f"path dictionary vs file_id + files table: {figures['cri_bytes'] / mb:.1f} MB vs "

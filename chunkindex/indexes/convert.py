@@ -410,18 +410,23 @@ def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> 
     from chunkindex.stores import StoreSpec, open_store, resolve_local
 
     url = resolve_local(url, Path.cwd())
-    store = open_store(StoreSpec(url.rstrip("/") + "/", dict(store_options or {})))
-    objects: dict[str, int] = {}
-    for batch in obstore.list(store):
-        for item in batch:
-            objects[item["path"]] = int(item["size"])
+    if url.startswith("file://") and not Path(url[len("file://"):]).is_dir():
+        raise FileNotFoundError(f"{url[len('file://'):]} is not a Zarr store (no such folder)")
+    try:
+        store = open_store(StoreSpec(url.rstrip("/") + "/", dict(store_options or {})))
+        objects: dict[str, int] = {}
+        for batch in obstore.list(store):
+            for item in batch:
+                objects[item["path"]] = int(item["size"])
+    except Exception as exc:  # obstore raises its own error types
+        raise CriError(f"{url}: cannot list the Zarr store: {str(exc).splitlines()[0]}") from None
     if not objects:
         raise CriError(f"{url} is empty or not a folder")
 
     def read(key: str) -> bytes:
         return bytes(obstore.get(store, key).bytes())
 
-    public = url[len("file://"):] if url.startswith("file://") else url
+    public = url.removeprefix("file://")
     public = public.rstrip("/") + "/"
     arrays: list[ArraySpec] = []
     metas = sorted(k for k in objects if k.rsplit("/", 1)[-1] in (".zarray", "zarr.json"))
