@@ -257,9 +257,8 @@ def test_zarr_store_indexed(tmp_path, fmt, shards):
 def test_third_party_kerchunk_converts(tmp_path):
     """kerchunk's own HDF5 references of the kerchunk test files -> CRI -> pixels equal h5py's."""
     import h5py
-    from kerchunk.hdf import SingleHdf5ToZarr
-
     from conftest import shared_fixture
+    from kerchunk.hdf import SingleHdf5ToZarr
 
     source = shared_fixture("kerchunk-tests", "hdf5_mini_shuffle_zstd.h5")
     refs = SingleHdf5ToZarr(str(source), inline_threshold=0).translate()

@@ -418,7 +418,7 @@ def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> 
         for batch in obstore.list(store):
             for item in batch:
                 objects[item["path"]] = int(item["size"])
-    except Exception as exc:  # obstore raises its own error types
+    except Exception as exc:  # noqa: BLE001 - obstore raises its own error types
         raise CriError(f"{url}: cannot list the Zarr store: {str(exc).splitlines()[0]}") from None
     if not objects:
         raise CriError(f"{url} is empty or not a folder")
