@@ -284,3 +284,48 @@ def test_cli_convert_and_info(archive, tmp_path, capsys):
     assert main(["convert", str(tmp_path / "k.cri.parquet"), str(tmp_path / "b.json")]) == 0
     shutil.rmtree(tmp_path / "k.parq")
     assert main(["convert", str(tmp_path / "nothing"), str(tmp_path / "n.cri.parquet")]) == 2
+
+
+def _with_urls(assembled: AssembledIndex, root: Path, base: str) -> AssembledIndex:
+    """The same arrays with their local paths replaced by `base` URLs."""
+    arrays = []
+    for array in assembled.arrays:
+        urls = [base + Path(u).relative_to(root).as_posix() for u in array.urls]
+        arrays.append(ArraySpec(**{**array.__dict__, "urls": urls}))
+    return AssembledIndex(arrays=arrays)
+
+
+@pytest.mark.network_local
+def test_read_over_http(archive, tmp_path):
+    from chunkindex.servers import HttpServer
+
+    with HttpServer(archive["root"]) as server:
+        remote = _with_urls(archive["assembled"], archive["root"], server.url + "/")
+        index = open_index(write_cri_parquet(remote, tmp_path / "h.cri.parquet"),
+                           store_options={"client_options": {"allow_http": True}})
+        assert index.base == server.url + "/"
+        before = server.requests
+        window = (slice(0, 3), slice(0, 128), slice(0, 700))
+        np.testing.assert_array_equal(index.read("sst", window), archive["truth"]["sst"][window])
+        assert server.requests - before == 3  # one merged range request per file
+
+
+@pytest.mark.network_local
+def test_read_over_s3(archive, tmp_path, monkeypatch):
+    import boto3
+
+    from chunkindex.servers import MotoS3Server
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with MotoS3Server() as s3:
+        client = boto3.client("s3", endpoint_url=s3.endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="cri")
+        for path in archive["root"].glob("*_flt.tif"):
+            client.upload_file(str(path), "cri", f"archive/{path.name}", ExtraArgs={"ACL": "public-read"})
+        remote = _with_urls(AssembledIndex([a for a in archive["assembled"].arrays if a.name.startswith("flt")
+                                            or a.name == "time"]), archive["root"], "s3://cri/archive/")
+        index = open_index(write_cri_parquet(remote, tmp_path / "s.cri.parquet"), store_options={
+            "endpoint": s3.endpoint, "region": "us-east-1", "skip_signature": True})
+        assert index.refs("flt", (0, 0, 0))["url"] == "s3://cri/archive/20200101_flt.tif"
+        np.testing.assert_array_equal(index.read("flt"), archive["truth"]["flt"])
