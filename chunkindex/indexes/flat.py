@@ -981,12 +981,11 @@ class CriIndex:
         box = list(box) if box is not None else [(0, max(math.ceil(s / c) - 1, 0))
                                                  for s, c in zip(meta["shape"], meta["chunk_shape"])]
         columns = [f"c{j}" for j in range(ndim)] + ["path", "offset", "length"]
-        if "raw" in self.columns:
-            columns.append("raw")
         groups = self._candidate_groups((variable, level, *[b[0] for b in box]),
                                         (variable, level, *[b[1] for b in box]))
         if not groups:
-            return pa.table({c: pa.array([], self._file.schema_arrow.field(c).type) for c in columns})
+            empty = columns + (["raw"] if "raw" in self.columns else [])
+            return pa.table({c: pa.array([], self._file.schema_arrow.field(c).type) for c in empty})
         mixed = any(self._stats(g, "variable") != (variable, variable) or self._stats(g, "level") != (level, level)
                     for g in (groups[0], groups[-1]))
         table = self._file.read_row_groups(list(groups), columns=columns + (["variable", "level"] if mixed else []),
@@ -999,9 +998,16 @@ class CriIndex:
             values = table[f"c{j}"].to_numpy()
             if lo > 0 or hi < np.iinfo(np.int32).max:
                 keep &= (values >= lo) & (values <= hi)
-        if keep.all():
-            return table.select(columns)
-        return table.select(columns).filter(pa.array(keep))
+        table = table.select(columns) if keep.all() else table.select(columns).filter(pa.array(keep))
+        if "raw" in self.columns:
+            # Inline rows are rare: their bytes are read only when some row has no path.
+            if table["path"].null_count:
+                raw = self._file.read_row_groups(list(groups), columns=["raw"], use_threads=False)["raw"]
+                raw = raw if keep.all() else raw.filter(pa.array(keep))
+            else:
+                raw = pa.nulls(table.num_rows, pa.binary())
+            table = table.append_column("raw", raw)
+        return table
 
     def refs(self, variable: str, chunk: Sequence[int], level: int = 0) -> dict[str, Any] | None:
         """The reference of one chunk: {path, url, offset, length} or
