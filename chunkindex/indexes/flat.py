@@ -280,10 +280,14 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
         band_dim = "band" if "band" in full.dims else None
         # A referenced 1-D array named as its dimension holds that dimension's values.
         role = "coordinate" if len(full.dims) == 1 and full.dims[0] == full.name else "data"
+        short = info.get("short_edge_dims")
+        if short is None and info.get("source_format") == "cog":
+            # TIFF writers may store the last strip or edge tiles short (§3.3).
+            short = [d for d in full.dims if _dimension_kind(d, {}) in ("HORIZONTAL_Y", "HORIZONTAL_X")]
         doc_arrays[variable.name] = {
             "dims": list(full.dims), "dtype": np.dtype(full.dtype).str, "fill_value": json_fill_value(full.fill_value),
             "attrs": attrs, "levels": levels,
-            "short_edge_dims": list(info.get("short_edge_dims", [])), "band_dim": band_dim, "role": role,
+            "short_edge_dims": list(short or []), "band_dim": band_dim, "role": role,
             "source": {k: info[k] for k in ("source_format", "source_variable") if k in info},
         }
         for position, dim in enumerate(full.dims):
