@@ -147,3 +147,26 @@ def test_zarr_store_written_by_gdal(tmp_path, gdal, fmt):
     np.testing.assert_array_equal(index.read("v"), values)
     ds = gdal.OpenEx(str(store), gdal.OF_MULTIDIM_RASTER)
     np.testing.assert_array_equal(index.read("v"), ds.GetRootGroup().OpenMDArray("v").ReadAsArray())
+
+
+@pytest.mark.parametrize("bands", [3, 1])
+def test_jpeg_cogs_with_shared_tables(tmp_path, gdal, bands):
+    """JPEG COGs as GDAL writes them (shared JPEGTables; YCbCr for RGB): the
+    decode chain carries the tables and colour space, and the reader's pixels
+    equal GDAL's exactly (both decode with libjpeg-turbo)."""
+    y, x = np.mgrid[0:300, 0:500]
+    image = np.stack([(x * 0.5) % 256, (y * 0.8) % 256, ((x + y) * 0.3) % 256]).astype("u1")[:bands]
+    mem = gdal.GetDriverByName("MEM").Create("", 500, 300, bands, gdal.GDT_Byte)
+    for band in range(bands):
+        mem.GetRasterBand(band + 1).WriteArray(image[band])
+    gdal.GetDriverByName("COG").CreateCopy(str(tmp_path / "j.tif"), mem, options=[
+        "COMPRESS=JPEG", "BLOCKSIZE=128", "OVERVIEWS=NONE"])
+    path, _ = write_cri_for(quick_recipe("one", str(tmp_path), glob="j.tif"), Path("/"), tmp_path / "j.cri.parquet")
+    index = open_index(path)
+    (step,) = index.document["arrays"]["data"]["levels"][0]["codec"]
+    assert step["name"] == "jpeg" and step["tables"] and step.get("colorspace") == ("YCbCr" if bands == 3 else None)
+    expected = gdal.Open(str(tmp_path / "j.tif")).ReadAsArray()
+    got = index.read("data", (0,))[0]
+    np.testing.assert_array_equal(got, np.moveaxis(expected, 0, -1) if bands == 3 else expected)
+    report = validate_cri(path, TiffSource(), 10, 0)
+    assert report.ok, report.summary()
