@@ -64,7 +64,8 @@ def archive(tmp_path_factory) -> dict:
 
 def test_rows_follow_the_spec(archive):
     table = pq.read_table(archive["index"])
-    assert table.column_names == ["variable", "level", "c0", "c1", "c2", "c3", "path", "offset", "length", "raw"]
+    # No inline chunk here, so no `raw` column (§1).
+    assert table.column_names == ["variable", "level", "c0", "c1", "c2", "c3", "path", "offset", "length"]
     keys = list(zip(*(table[c].to_pylist() for c in ("variable", "level", "c0", "c1", "c2"))))
     assert keys == sorted(keys) and len(set(keys)) == len(keys)  # §1.3 order, §1.2 one row per chunk
     # Every chunk of the three arrays has a row: 3 days x 3 x 6 tiles (RGB: x 1 band chunk).
@@ -254,14 +255,17 @@ def test_zarr_store_indexed(tmp_path, fmt, shards):
     np.testing.assert_array_equal(index.read("sst"), expected)
 
 
-def test_third_party_kerchunk_converts(tmp_path):
-    """kerchunk's own HDF5 references of the kerchunk test files -> CRI -> pixels equal h5py's."""
+@pytest.mark.parametrize("inline_threshold", [0, 1_000_000])
+def test_third_party_kerchunk_converts(tmp_path, inline_threshold):
+    """kerchunk's own HDF5 references of the kerchunk test files -> CRI ->
+    pixels equal h5py's; with a high inline threshold every chunk is inline
+    (`raw` rows, §1.2)."""
     import h5py
     from conftest import shared_fixture
     from kerchunk.hdf import SingleHdf5ToZarr
 
     source = shared_fixture("kerchunk-tests", "hdf5_mini_shuffle_zstd.h5")
-    refs = SingleHdf5ToZarr(str(source), inline_threshold=0).translate()
+    refs = SingleHdf5ToZarr(str(source), inline_threshold=inline_threshold).translate()
     (tmp_path / "refs.json").write_text(json.dumps(refs))
     index = open_index(kerchunk_to_cri(tmp_path / "refs.json", tmp_path / "k.cri.parquet"))
     with h5py.File(source) as handle:
@@ -269,6 +273,8 @@ def test_third_party_kerchunk_converts(tmp_path):
         assert names
         for name in names:
             np.testing.assert_array_equal(index.read(name), handle[name][...])
+    table = pq.read_table(index.path)
+    assert ("raw" in table.column_names and table["raw"].null_count == 0) == bool(inline_threshold)
 
 
 def test_cli_convert_and_info(archive, tmp_path, capsys):

@@ -367,12 +367,13 @@ def _files_document(files: pa.Table, base: str, dimensions: dict[str, Any]) -> d
     return {"columns": list(columns), "rows": rows}
 
 
-def cri_schema(k: int) -> pa.Schema:
-    """Arrow schema of the rows (spec §1) for `k` chunk-coordinate columns."""
+def cri_schema(k: int, raw: bool = True) -> pa.Schema:
+    """Arrow schema of the rows (spec §1) for `k` chunk-coordinate columns
+    (`raw` only when some chunk is inline)."""
     return pa.schema([("variable", pa.dictionary(pa.int32(), pa.string())), ("level", pa.int32()),
                       *[(f"c{j}", pa.int32()) for j in range(k)],
                       ("path", pa.dictionary(pa.int32(), pa.string())), ("offset", pa.int64()),
-                      ("length", pa.int64()), ("raw", pa.binary())])
+                      ("length", pa.int64()), *([("raw", pa.binary())] if raw else [])])
 
 
 @dataclass
@@ -465,7 +466,8 @@ class CriRows:
             pa.DictionaryArray.from_arrays(pa.array(np.full(n, part.number, np.int32)), names),
             pa.array(np.full(n, part.level, np.int32)),
             *[pa.nulls(n, pa.int32()) if c is None else pa.array(c, pa.int32()) for c in coords],
-            path, pa.array(np.asarray(offsets, np.int64)), pa.array(np.asarray(lengths, np.int64)), raw,
+            path, pa.array(np.asarray(offsets, np.int64)), pa.array(np.asarray(lengths, np.int64)),
+            *([raw] if "raw" in self.schema.names else []),
         ]
         return pa.record_batch(columns, schema=self.schema)
 
@@ -476,8 +478,12 @@ class CriRows:
                 yield self.batch(part, start, stop)
 
     def table(self) -> pa.Table:
-        """Every row as one table (for the GeoPackage and DuckDB writers)."""
-        return pa.Table.from_batches(list(self.row_groups(1 << 22)), self.schema)
+        """Every row as one table with every column of §1, `raw` included
+        (for the GeoPackage and DuckDB writers)."""
+        table = pa.Table.from_batches(list(self.row_groups(1 << 22)), self.schema)
+        if "raw" not in table.column_names:
+            table = table.append_column("raw", pa.nulls(table.num_rows, pa.binary()))
+        return table
 
 
 def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None,
@@ -512,7 +518,8 @@ def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None,
                     missing[raw_numbers] = False
                 present = np.flatnonzero(~missing) if missing.any() else None
             parts.append(_Part(number, item.level, array, mapped[id(urls)], present, raw_numbers, raw_values))
-    return CriRows(cri_schema(k), list(path_ids), k, list(variables), parts)
+    inline = any(p.array.inline is not None or p.raw_numbers is not None for p in parts)
+    return CriRows(cri_schema(k, raw=inline), list(path_ids), k, list(variables), parts)
 
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False, "version": "2.6"}
