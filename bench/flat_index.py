@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -89,63 +90,22 @@ def write_file_id_variant(arrays, target: Path) -> Path:
     return target
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--files", type=int, default=8660)
-    parser.add_argument("--workdir", default=str(Path.home() / ".cache/chunkindex/bench"))
-    parser.add_argument("--repeat", type=int, default=20)
-    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
-    args = parser.parse_args()
-    root = Path(args.workdir)
-    root.mkdir(parents=True, exist_ok=True)
-
-    from ghrsst_scale import make_archive
-
-    from chunkindex.extract import extractor_for
-    from chunkindex.indexes.flat import open_index, write_cri_parquet
-    from chunkindex.kerchunk import lookup_reference, write_kerchunk_parquet
-    from chunkindex.listing import list_sources
-    from chunkindex.pipeline import quick_recipe, store_spec
-    from chunkindex.workflow import without_huge_pages
-
-    without_huge_pages()
-    archive = make_archive(root, args.files)
-    recipe = quick_recipe(
-        "ghrsst-scale", str(archive), units="days since 1970-01-01", variables=("analysed_sst",),
-        pattern="{time:%Y}/{time:%m}/{time:%d}/{time:%Y%m%d}090000-JPL-L4_GHRSST-SSTfnd-MUR-GLOB-v02.0-fv04.1_{variable}.tif",
-        headers={"concurrency": 64},
-    )
-    spec = store_spec(recipe, "/")
-    manifest = list_sources(recipe, spec, concurrency=64)
-    extractor = extractor_for("cog")
-    headers = extractor.read_batch(recipe, spec, manifest)
-    assembled = extractor.assemble(recipe, manifest, headers)
-    arrays = assembled.arrays
-    encoded = sum(a.n_chunks for a in arrays
-                  if a.inline is None and "variant_of" not in a.attrs.get("chunkindex", {}))
-    full = next(a for a in arrays if a.name == "analysed_sst")
-
-    out = root / f"flat-{args.files}"
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir()
-    figures: dict[str, float] = {}
-    kerchunk_path, cri_path, fid_path = out / "index.parq", out / "index.cri.parquet", out / "index-fileid.parquet"
-    runs = [timed(write_kerchunk_parquet, arrays, kerchunk_path, 100_000)[0] for _ in range(3)]
-    figures["kerchunk_write_s"] = statistics.median(runs)
-    runs = [timed(write_cri_parquet, assembled, cri_path, files=manifest)[0] for _ in range(3)]
-    figures["cri_write_s"] = statistics.median(runs)
-    figures["fileid_write_s"] = timed(write_file_id_variant, assembled, fid_path)[0]
+def run_queries(out: Path) -> dict[str, float]:
+    """Lookups and time-step queries on the indexes in `out` (fresh process)."""
+    import duckdb
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rows = pq.ParquetFile(cri_path).metadata.num_rows
-    figures.update(kerchunk_bytes=folder_size(kerchunk_path), cri_bytes=folder_size(cri_path),
-                   fileid_bytes=folder_size(fid_path), cri_rows=rows, kerchunk_refs_encoded=encoded,
-                   cri_row_groups=pq.ParquetFile(cri_path).metadata.num_row_groups,
-                   cri_footer_bytes=pq.ParquetFile(cri_path).metadata.serialized_size)
+    from chunkindex.indexes.flat import open_index
+    from chunkindex.kerchunk import lookup_reference
+    from chunkindex.tables import read_parquet
 
-    rng = np.random.default_rng(0)
-    grid = full.chunk_grid
-    picks = [tuple(int(rng.integers(0, g)) for g in grid) for _ in range(args.repeat)]
+    plan = json.loads((out / "plan.json").read_text())
+    kerchunk_path, cri_path, fid_path = out / "index.parq", out / "index.cri.parquet", out / "index-fileid.parquet"
+    picks = [tuple(c) for c in plan["picks"]]
+    truth = {c: tuple(t) for c, t in zip(picks, plan["truth"])}
+    grid = plan["grid"]
+    figures: dict[str, float] = {}
 
     def lookups(fn, drop: Path | None = None) -> float:
         """Median of one lookup per picked chunk; every lookup opens the
@@ -159,14 +119,9 @@ def main() -> None:
             samples.append(time.perf_counter() - start)
         return median_ms(samples)
 
-    truth = {c: (full.urls[full.url_index[np.ravel_multi_index(c, grid)]],
-                 int(full.offsets[np.ravel_multi_index(c, grid)])) for c in picks}
-
     def cri_pyarrow(chunk):
         ref = open_index(cri_path).refs("analysed_sst", chunk)
         assert (ref["url"], ref["offset"]) == truth[chunk], (ref, truth[chunk])
-
-    import duckdb
 
     shared = duckdb.connect()
 
@@ -213,13 +168,11 @@ def main() -> None:
     except ImportError:
         pass
 
-    # One time step: every full-resolution reference of day t.
-    steps = [int(rng.integers(0, grid[0])) for _ in range(args.repeat)]
     per_step = int(np.prod(grid[1:]))
 
     def step_samples(fn) -> float:
         samples = []
-        for t in steps:
+        for t in plan["steps"]:
             start = time.perf_counter()
             n = fn(t)
             samples.append(time.perf_counter() - start)
@@ -236,18 +189,91 @@ def main() -> None:
     figures["cri_step_duckdb_ms"] = step_samples(duck_step)
 
     def kerchunk_step(t):
-        from chunkindex.tables import read_parquet
-
         record = 100_000
         first, last = t * per_step, (t + 1) * per_step - 1
         parts = [read_parquet(kerchunk_path / "analysed_sst" / f"refs.{k}.parq")
                  for k in range(first // record, last // record + 1)]
-        import pyarrow as pa
-
         table = pa.concat_tables(parts)
         return table.slice(first - (first // record) * record, per_step).num_rows
 
     figures["kerchunk_step_python_ms"] = step_samples(kerchunk_step)
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=8660)
+    parser.add_argument("--workdir", default=str(Path.home() / ".cache/chunkindex/bench"))
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--json", action="store_true", help="print one JSON line of figures")
+    parser.add_argument("--queries", metavar="DIR", help=argparse.SUPPRESS)  # the fresh query process
+    args = parser.parse_args()
+    if args.queries:
+        print(json.dumps(run_queries(Path(args.queries))))
+        return
+    root = Path(args.workdir)
+    root.mkdir(parents=True, exist_ok=True)
+
+    from ghrsst_scale import make_archive
+
+    from chunkindex.extract import extractor_for
+    from chunkindex.indexes.flat import write_cri_parquet
+    from chunkindex.kerchunk import write_kerchunk_parquet
+    from chunkindex.listing import list_sources
+    from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.workflow import without_huge_pages
+
+    without_huge_pages()
+    archive = make_archive(root, args.files)
+    recipe = quick_recipe(
+        "ghrsst-scale", str(archive), units="days since 1970-01-01", variables=("analysed_sst",),
+        pattern="{time:%Y}/{time:%m}/{time:%d}/{time:%Y%m%d}090000-JPL-L4_GHRSST-SSTfnd-MUR-GLOB-v02.0-fv04.1_{variable}.tif",
+        headers={"concurrency": 64},
+    )
+    spec = store_spec(recipe, "/")
+    manifest = list_sources(recipe, spec, concurrency=64)
+    extractor = extractor_for("cog")
+    headers = extractor.read_batch(recipe, spec, manifest)
+    assembled = extractor.assemble(recipe, manifest, headers)
+    arrays = assembled.arrays
+    encoded = sum(a.n_chunks for a in arrays
+                  if a.inline is None and "variant_of" not in a.attrs.get("chunkindex", {}))
+    full = next(a for a in arrays if a.name == "analysed_sst")
+
+    out = root / f"flat-{args.files}"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    figures: dict[str, float] = {}
+    kerchunk_path, cri_path, fid_path = out / "index.parq", out / "index.cri.parquet", out / "index-fileid.parquet"
+    runs = [timed(write_kerchunk_parquet, arrays, kerchunk_path, 100_000)[0] for _ in range(3)]
+    figures["kerchunk_write_s"] = statistics.median(runs)
+    runs = [timed(write_cri_parquet, assembled, cri_path, files=manifest)[0] for _ in range(3)]
+    figures["cri_write_s"] = statistics.median(runs)
+    figures["fileid_write_s"] = timed(write_file_id_variant, assembled, fid_path)[0]
+    import pyarrow.parquet as pq
+
+    rows = pq.ParquetFile(cri_path).metadata.num_rows
+    figures.update(kerchunk_bytes=folder_size(kerchunk_path), cri_bytes=folder_size(cri_path),
+                   fileid_bytes=folder_size(fid_path), cri_rows=rows, kerchunk_refs_encoded=encoded,
+                   cri_row_groups=pq.ParquetFile(cri_path).metadata.num_row_groups,
+                   cri_footer_bytes=pq.ParquetFile(cri_path).metadata.serialized_size)
+
+    rng = np.random.default_rng(0)
+    grid = full.chunk_grid
+    picks = [tuple(int(rng.integers(0, g)) for g in grid) for _ in range(args.repeat)]
+    steps = [int(rng.integers(0, grid[0])) for _ in range(args.repeat)]
+    plan = {"grid": list(grid), "picks": picks, "steps": steps,
+            "truth": [[full.urls[full.url_index[np.ravel_multi_index(c, grid)]],
+                       int(full.offsets[np.ravel_multi_index(c, grid)])] for c in picks]}
+    (out / "plan.json").write_text(json.dumps(plan))
+    del arrays, assembled, headers, full
+    # Queries run in a fresh interpreter, as a user opening the index would.
+    child = subprocess.run([sys.executable, __file__, "--queries", str(out)], capture_output=True, text=True,
+                           check=False)
+    if child.returncode:
+        raise SystemExit(child.stderr)
+    figures.update(json.loads(child.stdout.strip().splitlines()[-1]))
+    per_step = int(np.prod(grid[1:]))
 
     if args.json:
         print(json.dumps({"files": args.files, **figures}))
