@@ -97,7 +97,7 @@ def run_queries(out: Path) -> dict[str, float]:
     import pyarrow.parquet as pq
 
     from chunkindex.indexes.flat import open_index
-    from chunkindex.kerchunk import lookup_reference
+    from chunkindex.indexes.kerchunk import lookup_reference
     from chunkindex.tables import read_parquet
 
     plan = json.loads((out / "plan.json").read_text())
@@ -216,11 +216,11 @@ def main() -> None:
 
     from ghrsst_scale import make_archive
 
-    from chunkindex.extract import extractor_for
+    from chunkindex.formats import extractor_for
     from chunkindex.indexes.flat import write_cri_parquet
-    from chunkindex.kerchunk import write_kerchunk_parquet
-    from chunkindex.listing import list_sources
+    from chunkindex.indexes.kerchunk import write_kerchunk_parquet
     from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.sources.listing import list_sources
     from chunkindex.workflow import without_huge_pages
 
     without_huge_pages()

@@ -54,24 +54,6 @@ def _info(index: str) -> int:
     return 0
 
 
-def _count_refs(index: str, name: str, doc: dict, n_chunks: int, files: set[str]) -> int:
-    from pathlib import Path
-
-    import pyarrow.compute as pc
-
-    if doc["record_size"] is None:
-        prefix = name + "/"
-        refs = [v for k, v in doc["refs"].items() if k.startswith(prefix) and isinstance(v, list)]
-        files.update(r[0] for r in refs)
-        return len(refs)
-    count = 0
-    for part in sorted(Path(index, name).glob("refs.*.parq")):
-        paths = read_parquet(part, columns=["path"])["path"]
-        count += len(paths) - paths.null_count
-        files.update(p for p in pc.unique(paths).to_pylist() if p)
-    return count
-
-
 def _is_kerchunk(source: str) -> bool:
     import json
     from pathlib import Path
@@ -112,8 +94,8 @@ def _cri_info(index: str) -> int:
     from chunkindex.indexes.flat import open_index
 
     cri = open_index(index)
-    print(f"{index}: CRI Parquet {cri.document['cri_version']}, {cri._file.metadata.num_rows:,} rows in "
-          f"{cri._file.metadata.num_row_groups} row groups" + (f", base {cri.base}" if cri.base else ""))
+    print(f"{index}: CRI Parquet {cri.document['cri_version']}, {cri.num_rows:,} rows in "
+          f"{cri.num_row_groups} row groups" + (f", base {cri.base}" if cri.base else ""))
     for name, array in cri.arrays.items():
         print(f"  {name}{tuple(array.dims)} {array.dtype.str} fill {array.fill_value}")
         for level, meta in sorted(array.levels.items()):

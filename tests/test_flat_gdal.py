@@ -13,15 +13,15 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO, SHARED_FIXTURES, shared_fixture
 
-from chunkindex.extract import extractor_for
 from chunkindex.flat import open_index, write_cri_parquet
+from chunkindex.formats import extractor_for
+from chunkindex.formats.tiff.source import TiffSource
 from chunkindex.indexes.convert import zarr_to_cri
 from chunkindex.indexes.flat_validate import validate_cri
-from chunkindex.kerchunk import write_kerchunk_parquet
-from chunkindex.listing import list_sources
+from chunkindex.indexes.kerchunk import write_kerchunk_parquet
 from chunkindex.pipeline import quick_recipe, store_spec
 from chunkindex.recipe import load_recipe
-from chunkindex.validate import TiffSource
+from chunkindex.sources.listing import list_sources
 
 
 def write_cri_for(recipe, base_dir: Path, target: Path) -> tuple[Path, object]:
@@ -118,7 +118,7 @@ def _real_cogs() -> list[str]:
 def test_real_world_tiffs_through_the_cri_reader(relative, tmp_path, gdal):
     """Every real-world TIFF the indexer accepts reads pixel-equal to GDAL
     through the CRI reader (JPEG, LZW, WebP and predictors included)."""
-    from chunkindex.tiff import TiffHeaderError
+    from chunkindex.formats.tiff.headers import TiffHeaderError
 
     source = shared_fixture("real-cogs", relative)
     recipe = quick_recipe("one", str(source.parent), glob=source.name)

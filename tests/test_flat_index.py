@@ -13,19 +13,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from chunkindex.arrays import ArraySpec, AssembledIndex
-from chunkindex.codecs import CodecChain, tiff_chain
+from chunkindex.codecs import CodecChain
 from chunkindex.flat import CriError, open_index, write_cri_parquet
+from chunkindex.formats.tiff.chain import tiff_chain
 from chunkindex.indexes.convert import cri_to_kerchunk, kerchunk_to_cri, zarr_to_cri
-from chunkindex.kerchunk import write_kerchunk_json, write_kerchunk_parquet
+from chunkindex.indexes.kerchunk import write_kerchunk_json, write_kerchunk_parquet
+from chunkindex.model import ArraySpec, AssembledIndex
 
 DAYS = 3
 
 
 def _assemble(root: Path, variables: tuple[str, ...]) -> tuple[AssembledIndex, pa.Table]:
-    from chunkindex.extract import extractor_for
-    from chunkindex.listing import list_sources
+    from chunkindex.formats import extractor_for
     from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.sources.listing import list_sources
 
     recipe = quick_recipe("t", str(root), pattern="{time:%Y%m%d}_{variable}.tif", variables=variables,
                           units="days since 1970-01-01")
@@ -303,7 +304,7 @@ def _with_urls(assembled: AssembledIndex, root: Path, base: str) -> AssembledInd
 
 @pytest.mark.network_local
 def test_read_over_http(archive, tmp_path):
-    from chunkindex.servers import HttpServer
+    from chunkindex.testing.servers import HttpServer
 
     with HttpServer(archive["root"]) as server:
         remote = _with_urls(archive["assembled"], archive["root"], server.url + "/")
@@ -320,7 +321,7 @@ def test_read_over_http(archive, tmp_path):
 def test_read_over_s3(archive, tmp_path, monkeypatch):
     import boto3
 
-    from chunkindex.servers import MotoS3Server
+    from chunkindex.testing.servers import MotoS3Server
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -33,9 +33,9 @@ def readme_blocks(language: str) -> dict[str, str]:
 def demo(tmp_path_factory) -> dict:
     import tifffile
 
-    from chunkindex.extract import extractor_for
-    from chunkindex.listing import list_sources
+    from chunkindex.formats import extractor_for
     from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.sources.listing import list_sources
 
     root = tmp_path_factory.mktemp("demo-sources")
     rng = np.random.default_rng(5)

@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chunkindex.arrays import ArraySpec, AssembledIndex, coordinate_array
 from chunkindex.codecs import CodecChain
 from chunkindex.indexes.flat import CriError, open_index, write_cri_parquet
+from chunkindex.model import ArraySpec, AssembledIndex, coordinate_array
 
 RawChunks = dict[str, tuple[np.ndarray, list[bytes]]]
 
@@ -334,7 +334,7 @@ def cri_to_kerchunk(index: str | Path, target: str | Path, record_size: int = 10
     """Convert a CRI Parquet file to Kerchunk Parquet (or JSON when
     `target` ends in .json). Inline chunks of multi-chunk arrays are written
     as `raw` rows."""
-    from chunkindex.kerchunk import write_kerchunk_json, write_kerchunk_parquet
+    from chunkindex.indexes.kerchunk import write_kerchunk_json, write_kerchunk_parquet
 
     arrays, raw = cri_arrays(index)
     cri = open_index(index)
@@ -407,7 +407,7 @@ def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> 
     give one row per inner chunk from each shard's index."""
     import obstore
 
-    from chunkindex.stores import StoreSpec, open_store, resolve_local
+    from chunkindex.sources.stores import StoreSpec, open_store, resolve_local
 
     url = resolve_local(url, Path.cwd())
     if url.startswith("file://") and not Path(url[len("file://"):]).is_dir():

@@ -28,8 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from chunkindex.arrays import ArraySpec, AssembledIndex, json_fill_value
+from chunkindex.atomic import atomic_path
 from chunkindex.codecs import CodecChain
+from chunkindex.model import ArraySpec, AssembledIndex, json_fill_value
 
 CRI_VERSION = "0.1"
 CRI_KEY = b"cri"
@@ -337,7 +338,7 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
 
 def _files_document(files: pa.Table, base: str, dimensions: dict[str, Any]) -> dict[str, Any]:
     """Spec §2.5 from a listing manifest (url, size, etag, last_modified, time)."""
-    from chunkindex.arrays import times_to_cf
+    from chunkindex.model import times_to_cf
 
     urls = files["url"].to_pylist()
     paths = [u[len(base):] if base and u.startswith(base) else u for u in urls]
@@ -555,11 +556,8 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
         CriError: arrays the spec cannot express (an unknown codec, overview
             levels with other dimensions).
     """
-    from chunkindex.kerchunk import _replace_atomically, _staging
-
     doc, rows = _document_and_rows(assembled, files, root_attrs, crs, relative_paths, raw)
     target = Path(target)
-    staging = _staging(target)
     names = rows.schema.names
     coordinate_columns = [n for n in names if re.fullmatch(r"c\d+", n)]
     # Encodings measured on 30 M GHRSST rows: the outermost index changes in
@@ -576,27 +574,22 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
         sorting_columns=[pq.SortingColumn(names.index(c)) for c in ("variable", "level", *coordinate_columns)],
         write_batch_size=65_536,
     )
-    try:
-        with pq.ParquetWriter(staging, rows.schema, **options) as writer:
-            # The next row group is built while this one is encoded (both release the GIL).
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                groups = rows.row_groups(row_group_rows)
+    with atomic_path(target) as staging, pq.ParquetWriter(staging, rows.schema, **options) as writer:
+        # The next row group is built while this one is encoded (both release the GIL).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            groups = rows.row_groups(row_group_rows)
+            pending = pool.submit(next, groups, None)
+            while (batch := pending.result()) is not None:
                 pending = pool.submit(next, groups, None)
-                while (batch := pending.result()) is not None:
-                    pending = pool.submit(next, groups, None)
-                    writer.write_batch(batch, row_group_size=batch.num_rows)
-            # Key-value metadata goes in the footer (the Arrow schema is not
-            # stored). The files table has its own key (spec §2.5): a reader
-            # after one chunk parses a few kB, not a row per file.
-            files_doc = doc.pop("files", None)
-            metadata = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
-            if files_doc is not None:
-                metadata[FILES_KEY.decode()] = json.dumps(files_doc, separators=(",", ":"))
-            writer.add_key_value_metadata(metadata)
-        _replace_atomically(staging, target)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
+                writer.write_batch(batch, row_group_size=batch.num_rows)
+        # Key-value metadata goes in the footer (the Arrow schema is not
+        # stored). The files table has its own key (spec §2.5): a reader
+        # after one chunk parses a few kB, not a row per file.
+        files_doc = doc.pop("files", None)
+        metadata = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
+        if files_doc is not None:
+            metadata[FILES_KEY.decode()] = json.dumps(files_doc, separators=(",", ":"))
+        writer.add_key_value_metadata(metadata)
     return target
 
 
@@ -621,18 +614,14 @@ def write_cri_gpkg(assembled: AssembledIndex | list[ArraySpec], target: str | Pa
     columns, a unique key index, the document as layer metadata item `cri`."""
     from osgeo import gdal, ogr
 
-    from chunkindex.kerchunk import _replace_atomically, _staging
-
     gdal.UseExceptions()
     doc, rows = _document_and_rows(assembled, files, root_attrs, crs)
     target = Path(target)
-    staging = _staging(target).with_suffix(".gpkg")
-    staging.unlink(missing_ok=True)
     table = rows.table()
     # OGR takes plain columns: dictionaries decoded (SQLite has no such encoding).
     table = table.set_column(0, "variable", pc.cast(table["variable"], pa.string()))
     table = table.set_column(table.schema.get_field_index("path"), "path", pc.cast(table["path"], pa.string()))
-    try:
+    with atomic_path(target) as staging:
         ds = gdal.GetDriverByName("GPKG").CreateVector(str(staging))
         layer = ds.CreateLayer("chunks", geom_type=ogr.wkbNone, options=["FID=fid"])
         for name in table.schema.names:
@@ -647,10 +636,6 @@ def write_cri_gpkg(assembled: AssembledIndex | list[ArraySpec], target: str | Pa
         key = ", ".join(["variable", "level", *[f"c{j}" for j in range(rows.k)]])
         ds.ExecuteSQL(f"CREATE UNIQUE INDEX chunks_key ON chunks ({key})")
         ds.Close()
-        _replace_atomically(staging, target)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -661,15 +646,11 @@ def write_cri_duckdb(assembled: AssembledIndex | list[ArraySpec], target: str | 
     `files`, `arrays`, `cri` and the view `chunk_refs` (Parquet columns)."""
     import duckdb
 
-    from chunkindex.kerchunk import _replace_atomically, _staging
-
     doc, rows = _document_and_rows(assembled, files, root_attrs, crs)
     target = Path(target)
-    staging = _staging(target).with_suffix(".duckdb")
-    staging.unlink(missing_ok=True)
     table = rows.table()
-    path_column = table["path"].combine_chunks() if table.num_rows else pa.array([], pa.dictionary(pa.int32(), pa.string()))
-    file_id = path_column.indices if isinstance(path_column, pa.DictionaryArray) else pa.array([], pa.int32())
+    # Row groups carry their own slices of the path dictionary: ids from the values.
+    file_id = pc.index_in(pc.cast(table["path"], pa.string()), value_set=pa.array(rows.paths, pa.string()))
     chunks = table.drop_columns(["path"]).add_column(2 + rows.k, "file_id", file_id)
     chunks = chunks.set_column(0, "variable", pc.cast(chunks["variable"], pa.string()))
     files_doc = doc.pop("files", None)
@@ -690,7 +671,7 @@ def write_cri_duckdb(assembled: AssembledIndex | list[ArraySpec], target: str | 
         "dtype": [a["dtype"] for a in doc["arrays"].values()],
         "definition": [json.dumps(a) for a in doc["arrays"].values()],
     })
-    try:
+    with atomic_path(target) as staging:
         con = duckdb.connect(str(staging))
         con.register("chunk_rows", chunks)
         con.register("file_rows", file_rows)
@@ -705,10 +686,6 @@ def write_cri_duckdb(assembled: AssembledIndex | list[ArraySpec], target: str | 
                           "f.path", 'c."offset"', "c.length", "c.raw"])
         con.execute(f"CREATE VIEW chunk_refs AS SELECT {cols} FROM chunks c LEFT JOIN files f USING (file_id)")
         con.close()
-        _replace_atomically(staging, target)
-    except BaseException:
-        staging.unlink(missing_ok=True)
-        raise
     return target
 
 
@@ -914,6 +891,14 @@ class CriIndex:
                                          entry.get("band_dim"))
         self.dimensions: dict[str, Any] = self.document.get("dimensions", {})
         self.base: str | None = self.document.get("base")
+
+    @property
+    def num_rows(self) -> int:
+        return self._file.metadata.num_rows
+
+    @property
+    def num_row_groups(self) -> int:
+        return self._file.metadata.num_row_groups
 
     @property
     def files(self) -> dict[str, Any] | None:
@@ -1139,7 +1124,7 @@ _STORES: dict[tuple[str, str], Any] = {}
 
 def _store_and_key(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     """An obstore store for the folder of `url` (cached) and the object key."""
-    from chunkindex.stores import StoreSpec, open_store
+    from chunkindex.sources.stores import StoreSpec, open_store
 
     if not urlparse(url).scheme:
         url = Path(url).resolve().as_uri()

@@ -122,9 +122,9 @@ def validate_cri(index: str | Path, source: Any, sample_count: int, seed: int, t
                     report.mismatches.append(Mismatch(label, key, url, "pixels through the CRI reader",
                                                       "decoded", f"{type(exc).__name__}: {exc}"))
                     continue
-                before = len(report.mismatches)
-                _compare(report, label, key, url, "pixels through the CRI reader vs the source", truth, values)
-                if len(report.mismatches) == before:
+                found = _compare(label, key, url, "pixels through the CRI reader vs the source", truth, values)
+                report.mismatches.extend(found)
+                if not found:
                     result.pixels_checked_python += 1
     report.notes.extend(getattr(source, "notes", []))
     return report
