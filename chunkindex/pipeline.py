@@ -198,33 +198,10 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = time.perf_counter() - start
 
 
-def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: dict[str, str],
-                threads: int = 1, progress: ProgressFactory | None = None) -> WriteSummary:
-    """Assemble the arrays and write every index in `outputs`.
-
-    Args:
-        recipe: the recipe.
-        manifest: the listing (`chunkindex.sources.listing.list_sources`).
-        headers: every file's header rows (the format's `read_batch`), concatenated.
-        outputs: output name -> path (`output_paths`); `summary` is written last.
-        threads: threads for encoding reference files.
-        progress: makes a (done, total) callback per long step (logged when None).
-
-    Returns:
-        The WriteSummary (also written to `outputs["summary"]` when given).
-
-    Example:
-        >>> from chunkindex.pipeline import quick_recipe, store_spec
-        >>> from chunkindex.sources.listing import list_sources
-        >>> from chunkindex.formats import extractor_for
-        >>> recipe = quick_recipe("sst", "resources/fixtures/ghrsst-demo", glob="**/*.tif")  # doctest: +SKIP
-        >>> spec = store_spec(recipe, ".")  # doctest: +SKIP
-        >>> manifest = list_sources(recipe, spec)  # doctest: +SKIP
-        >>> headers = extractor_for("cog").read_batch(recipe, spec, manifest)  # doctest: +SKIP
-        >>> write_index(recipe, manifest, headers, output_paths("out", "sst", ("kerchunk-parquet",)))  # doctest: +SKIP
-    """
-    from chunkindex.indexes import kerchunk
-    from chunkindex.indexes.flat import write_flat_parquet
+def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: dict[str, str]) -> dict[str, Any]:
+    """Assemble the arrays and write every output in `outputs` (by kind);
+    returns the summary (references, arrays, readers, timings, notes)."""
+    from chunkindex.indexes import flat, kerchunk
     from chunkindex.indexes.footprints import write_footprints
 
     progress = progress or _logged_progress
@@ -253,10 +230,17 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
                                             root_attrs, progress("kerchunk parquet refs"), threads=threads)
     if "kerchunk_json" in outputs:
         with timed(timings, "kerchunk_json"):
-            kerchunk.write_kerchunk_json(zarr_arrays, outputs["kerchunk_json"], root_attrs)
-    if "flat_parquet" in outputs:
-        with timed(timings, "flat_parquet"):
-            write_flat_parquet(arrays, outputs["flat_parquet"])
+            kerchunk.write_kerchunk_json(arrays, outputs["kerchunk_json"], root_attrs)
+    # The flat index (CRI): the same arrays, overviews as levels, the true chains.
+    if "cri_parquet" in outputs:
+        with timed(timings, "cri_parquet"):
+            flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs)
+    if "cri_gpkg" in outputs:
+        with timed(timings, "cri_gpkg"):
+            flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs)
+    if "cri_duckdb" in outputs:
+        with timed(timings, "cri_duckdb"):
+            flat.write_cri_duckdb(assembled, outputs["cri_duckdb"], files=manifest, root_attrs=root_attrs)
     if "footprints_parquet" in outputs:
         with timed(timings, "footprints"):
             write_footprints(arrays, outputs["footprints_parquet"], outputs["footprints_gpkg"])
@@ -279,38 +263,41 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     return summary
 
 
-def validate_recipe_index(recipe: Recipe, index_path: str | Path) -> ValidationReport:
-    """Validate an index against its sources with the recipe's sample, seed and GDAL settings.
-
-    Only Kerchunk indexes (Parquet or JSON) open in GDAL's Zarr driver and
-    are validated; other kinds are derived from the same arrays.
-
-    Args:
-        recipe: the recipe the index was written from.
-        index_path: its Kerchunk Parquet folder or Kerchunk JSON file.
-
-    Returns:
-        The ValidationReport (every check passed).
-
-    Raises:
-        ValidationFailed: a mismatch; its `report` names every array and chunk.
-
-    Example:
-        >>> from chunkindex import load_recipe
-        >>> report = validate_recipe_index(load_recipe("recipes/ghrsst-demo.yaml"),
-        ...                                "results/ghrsst-demo/index/ghrsst-demo.parq")  # doctest: +SKIP
-        >>> print(report.summary())  # doctest: +SKIP
-    """
+def validate_recipe_index(recipe: Recipe, index_path: str | Path | None,
+                          cri_path: str | Path | None = None) -> Any:
+    """Validate the Kerchunk index at `index_path` and/or the CRI index at
+    `cri_path` with the recipe's sample, seed and GDAL settings (one report;
+    CRI arrays are named `cri:<array>`); a failed validation raises
+    ValidationFailed with the mismatches."""
+    from chunkindex.indexes.flat_validate import validate_cri
     from chunkindex.sources.stores import gdal_module
-    from chunkindex.validate import ValidationFailed, validate_index
+    from chunkindex.validate import ValidationFailed, ValidationReport, validate_index
 
     gdal = gdal_module()
 
     for key, value in recipe.source.gdal_config.items():  # endpoints, anonymous access
         gdal.SetConfigOption(key, str(value))
-    report = validate_index(index_path, extractor_for(recipe.format).source(recipe), recipe.validation.sample_chunks,
-                            recipe.validation.seed, recipe.validation.second_reader, recipe.concat.dim,
-                            progress=lambda name: log.info("validating %s", name))
+    if index_path is None and cri_path is None:
+        raise ValueError(f"recipe {recipe.id}: no index to validate")
+    report = ValidationReport(index=str(index_path or cri_path))
+    if index_path is not None:
+        report = validate_index(index_path, extractor_for(recipe.format).source(recipe),
+                                recipe.validation.sample_chunks, recipe.validation.seed,
+                                recipe.validation.second_reader, recipe.concat.dim,
+                                progress=lambda name: log.info("validating %s", name))
+    if cri_path is not None:
+        cri = validate_cri(cri_path, extractor_for(recipe.format).source(recipe), recipe.validation.sample_chunks,
+                           recipe.validation.seed, recipe.concat.dim, dict(recipe.source.store_options),
+                           progress=lambda name: log.info("validating %s (CRI)", name))
+        for result in cri.arrays:
+            result.array = f"cri:{result.array}"
+        for mismatch in cri.mismatches:
+            mismatch.array = f"cri:{mismatch.array}"
+        report.arrays.extend(cri.arrays)
+        report.mismatches.extend(cri.mismatches)
+        report.notes.extend(n for n in cri.notes if n not in report.notes)
+        if index_path is not None:
+            report.index = f"{index_path} and {cri_path}"
     if not report.ok:
         raise ValidationFailed(report.summary(), report)
     return report
@@ -352,25 +339,18 @@ def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, valida
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = store_spec(recipe, base_dir)
-    with timed(timings, "list"):
-        manifest = list_sources(recipe, spec)
-    with timed(timings, "headers"):
-        headers = extractor_for(recipe.format).read_batch(recipe, spec, manifest, progress("headers"))
-    outputs = output_paths(workdir, recipe.id, recipe.output.kinds)
-    validated_through: str | None = None
-    if validate and not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
-        validated_through = str(workdir / ".validation" / f"{recipe.id}.parq")
-        outputs["kerchunk_parquet"] = validated_through
-    with timed(timings, "write"):
-        summary = write_index(recipe, manifest, headers, outputs, threads=threads, progress=progress)
-    result = IndexResult(recipe, outputs, summary, manifest.num_rows, timings=timings)
+    manifest = list_sources(recipe, spec)
+    headers = extractor_for(recipe.format).read_batch(recipe, spec, manifest)
+    outputs = {"kerchunk_parquet": str(workdir / f"{recipe.id}.parq"),
+               "summary": str(workdir / f"{recipe.id}.summary.json")}
+    if "kerchunk-json" in recipe.output.kinds:
+        outputs["kerchunk_json"] = str(workdir / f"{recipe.id}.json")
+    if "cri-parquet" in recipe.output.kinds:
+        outputs["cri_parquet"] = str(workdir / f"{recipe.id}.cri.parquet")
+    result: dict[str, Any] = {"summary": write_index(recipe, manifest, headers, outputs), "outputs": outputs,
+                              "manifest": manifest}
     if validate:
-        with timed(timings, "validate"):
-            result.validation = validate_recipe_index(recipe, result.index)
-        if validated_through is not None:
-            result.validation.notes.append(
-                f"the recipe writes no Kerchunk index ({', '.join(recipe.output.kinds)}); validation checked the "
-                f"same arrays through a Kerchunk Parquet index written for it ({validated_through})")
+        result["validation"] = validate_recipe_index(recipe, outputs["kerchunk_parquet"], outputs.get("cri_parquet"))
     return result
 
 

@@ -48,14 +48,19 @@ BATCH_FORMAT = "{:05d}"
 
 
 def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
-    """Named outputs of the write rule, by the recipe's output kinds (plus summary and state).
-
-    A recipe that asks for no Kerchunk index still gets a Kerchunk Parquet
-    one, under `validation/`: GDAL's Zarr driver validates the arrays through
-    it (validation's report says so)."""
-    outputs = output_paths(f"{results}/index", dataset, recipe.output.kinds)
-    if not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
-        outputs["kerchunk_parquet"] = f"{results}/validation/{dataset}.parq"
+    """Named outputs of the write rule, by the recipe's output kinds."""
+    names = {
+        "kerchunk-parquet": ("kerchunk_parquet", f"{results}/index/{dataset}.parq"),
+        "kerchunk-json": ("kerchunk_json", f"{results}/index/{dataset}.json"),
+        "cri-parquet": ("cri_parquet", f"{results}/index/{dataset}.cri.parquet"),
+        "cri-gpkg": ("cri_gpkg", f"{results}/index/{dataset}.cri.gpkg"),
+        "cri-duckdb": ("cri_duckdb", f"{results}/index/{dataset}.cri.duckdb"),
+        "footprints": ("footprints_parquet", f"{results}/index/{dataset}.footprints.parquet"),
+    }
+    outputs = dict(names[kind] for kind in recipe.output.kinds)
+    if "footprints" in recipe.output.kinds:
+        outputs["footprints_gpkg"] = f"{results}/index/{dataset}.footprints.gpkg"
+    outputs["summary"] = f"{results}/index/{dataset}.summary.json"
     outputs["state"] = f"{results}/index/{dataset}.state.parquet"
     return outputs
 
@@ -201,7 +206,7 @@ def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: lis
     return summary
 
 
-def validate_step(recipe_path: str, index_path: str, report_out: str) -> ValidationReport:
+def validate_step(recipe_path: str, index_path: str | None, report_out: str, cri_path: str | None = None) -> Any:
     from chunkindex.validate import ValidationFailed
 
     def record(report: ValidationReport) -> None:
@@ -211,10 +216,7 @@ def validate_step(recipe_path: str, index_path: str, report_out: str) -> Validat
 
     recipe = load_recipe(recipe_path)
     try:
-        report = validate_recipe_index(recipe, index_path)
-        if not {"kerchunk-parquet", "kerchunk-json"} & set(recipe.output.kinds):
-            report.notes.append(f"the recipe writes no Kerchunk index ({', '.join(recipe.output.kinds)}); validation "
-                                f"checked the same arrays through a Kerchunk Parquet index written for it ({index_path})")
+        report = validate_recipe_index(load_recipe(recipe_path), index_path or None, cri_path or None)
     except ValidationFailed as failed:
         record(failed.report)  # the log names every mismatch
         raise

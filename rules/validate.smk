@@ -3,7 +3,8 @@
 
 rule validate:
     input:
-        index=VALIDATED_INDEX,
+        index=INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json", [])),
+        cri=INDEX.get("cri_parquet", []),
         manifest=f"{RESULTS}/manifest.parquet",
         recipe=RECIPE_FILE,
     output:

@@ -170,3 +170,20 @@ def test_jpeg_cogs_with_shared_tables(tmp_path, gdal, bands):
     np.testing.assert_array_equal(got, np.moveaxis(expected, 0, -1) if bands == 3 else expected)
     report = validate_cri(path, TiffSource(), 10, 0)
     assert report.ok, report.summary()
+
+
+def test_cri_validation_catches_a_wrong_reference(fixtures_root, tmp_path, gdal):
+    """The CRI check is shown to catch what it checks: one row's offset moved
+    by a byte fails both the reference and the pixel comparison."""
+    recipe = load_recipe(REPO / "recipes" / "ghrsst-demo-deflate.yaml")
+    path, _ = write_cri_for(recipe, REPO, tmp_path / "d.cri.parquet")
+    table = pq.read_table(path)
+    offsets = table["offset"].to_numpy().copy()
+    offsets[:] += 1  # every reference off by one byte
+    metadata = pq.ParquetFile(path).metadata.metadata
+    broken = table.set_column(table.schema.get_field_index("offset"), "offset", pa.array(offsets))
+    pq.write_table(broken.replace_schema_metadata(metadata), tmp_path / "broken.cri.parquet")
+    report = validate_cri(tmp_path / "broken.cri.parquet", extractor_for(recipe.format).source(recipe), 5, 0,
+                          recipe.concat.dim)
+    assert not report.ok
+    assert any(m.what == "(offset, length)" for m in report.mismatches)
