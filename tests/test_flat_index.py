@@ -336,3 +336,45 @@ def test_read_over_s3(archive, tmp_path, monkeypatch):
             "endpoint": s3.endpoint, "region": "us-east-1", "skip_signature": True})
         assert index.refs("flt", (0, 0, 0))["url"] == "s3://cri/archive/20200101_flt.tif"
         np.testing.assert_array_equal(index.read("flt"), archive["truth"]["flt"])
+
+
+def test_append_a_time_step_without_rewriting(archive, tmp_path):
+    """Day 3 appended to an index of days 1-2 gives the rows and metadata of
+    the index written from all three, with the old pages copied as bytes."""
+    from chunkindex.formats import extractor_for
+    from chunkindex.indexes.append import NotAppendable
+    from chunkindex.indexes.flat import append_cri_parquet
+    from chunkindex.indexes.parquet_splice import split
+    from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.sources.listing import list_sources
+
+    root = archive["root"]
+    recipe = quick_recipe("t", str(root), pattern="{time:%Y%m%d}_{variable}.tif", variables=("sst", "flt", "rgb"),
+                          units="days since 1970-01-01")
+    spec = store_spec(recipe, root)
+    manifest = list_sources(recipe, spec)
+    extractor = extractor_for("cog")
+    last_day = np.array([u.startswith(str(root / "20200103")) for u in manifest["url"].to_pylist()])
+    head_files, tail_files = manifest.filter(pa.array(~last_day)), manifest.filter(pa.array(last_day))
+    head = extractor.assemble(recipe, head_files, extractor.read_batch(recipe, spec, head_files))
+    tail = extractor.assemble(recipe, tail_files, extractor.read_batch(recipe, spec, tail_files))
+    index = write_cri_parquet(head, tmp_path / "a.cri.parquet", files=head_files)
+    old_data = split(index.read_bytes()).data
+    with pytest.raises(NotAppendable, match="not all later"):
+        append_cri_parquet(index, head, head_files, "time")  # the same days again: refused, nothing changed
+    assert split(index.read_bytes()).data == old_data
+    counts = append_cri_parquet(index, tail, tail_files, "time")
+    assert counts == {"flt": 18, "rgb": 18, "sst": 18}
+    assert split(index.read_bytes()).data.startswith(old_data)  # old pages copied, not re-encoded
+    appended, full = open_index(index), open_index(archive["index"])
+    assert appended.document["arrays"] == full.document["arrays"]
+    assert appended.document["dimensions"] == full.document["dimensions"]
+    assert appended.files == full.files
+    for name in ("sst", "flt", "rgb"):
+        assert appended.rows(name).to_pylist() == full.rows(name).to_pylist()
+        np.testing.assert_array_equal(appended.read(name), archive["truth"][name])
+    keys = list(zip(*(pq.read_table(index)[c].to_pylist() for c in ("variable", "level", "c0", "c1", "c2"))))
+    assert keys == sorted(keys)
+    import duckdb
+
+    assert duckdb.sql(f"SELECT count(*) FROM '{index}' WHERE c0 = 2").fetchall() == [(54,)]

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from chunkindex.atomic import atomic_path
 from chunkindex.codecs import CodecChain
+from chunkindex.indexes import parquet_splice
 from chunkindex.model import ArraySpec, AssembledIndex, json_fill_value
 
 CRI_VERSION = "0.1"
@@ -40,6 +41,8 @@ SUPPORTED_MAJOR = 0
 # a GHRSST day (2,556 rows) falls in one group, and 30 M rows make ~230
 # groups, whose statistics stay a small footer.
 ROW_GROUP_ROWS = 131_072
+# Row groups per buffer encoded by one thread (the write is spliced from them).
+GROUPS_PER_BUFFER = 8
 _OVERVIEW = re.compile(r"^(?P<base>.+)_ovr(?P<factor>\d+)$")
 
 
@@ -419,6 +422,7 @@ class CriRows:
     k: int
     variables: list[str]
     parts: list[_Part]
+    c0_offset: int = 0  # added to c0 (rows of files appended after the first c0_offset steps)
 
     @property
     def num_rows(self) -> int:
@@ -462,6 +466,8 @@ class CriRows:
                 for row, value in zip(np.flatnonzero(inline).tolist(), values):
                     slots[row] = value
                 raw = pa.array(slots, pa.binary())
+        if self.c0_offset and coords and array.inline is None:
+            coords[0] = coords[0] + np.int32(self.c0_offset)
         coords += [None] * (k - len(coords))
         columns = [
             pa.DictionaryArray.from_arrays(pa.array(np.full(n, part.number, np.int32)), names),
@@ -530,7 +536,8 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
                       files: pa.Table | None = None, root_attrs: dict[str, Any] | None = None,
                       relative_paths: bool = True, crs: str | None = None,
                       row_group_rows: int = ROW_GROUP_ROWS,
-                      raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None) -> Path:
+                      raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None,
+                      threads: int | None = None) -> Path:
     """Write a CRI Parquet index (spec docs/spec/cri-parquet.md) atomically.
 
     Args:
@@ -548,6 +555,7 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
             steps of the outermost dimension.
         raw: inline chunks per array name: (sorted chunk numbers, bytes),
             for converters of indexes that hold some chunks inline.
+        threads: encoding threads (default: one per core).
 
     Returns:
         The path written.
@@ -558,13 +566,36 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
     """
     doc, rows = _document_and_rows(assembled, files, root_attrs, crs, relative_paths, raw)
     target = Path(target)
-    names = rows.schema.names
+    options = _parquet_options(rows.schema)
+    # Key-value metadata goes in the footer (the Arrow schema is not stored).
+    # The files table has its own key (spec §2.5): a reader after one chunk
+    # parses a few kB of JSON, not a row per file.
+    files_doc = doc.pop("files", None)
+    metadata = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
+    if files_doc is not None:
+        metadata[FILES_KEY.decode()] = json.dumps(files_doc, separators=(",", ":"))
+    tasks = [(part, a, b) for part in rows.parts for a, b in itertools.pairwise(part.cuts(row_group_rows))]
+    # Runs of row groups are encoded by several threads into separate buffers
+    # (pyarrow releases the GIL), then laid end to end in spec order under one
+    # footer. The runs do not depend on the thread count, so neither do the bytes.
+    runs = [tasks[k:k + GROUPS_PER_BUFFER] for k in range(0, len(tasks), GROUPS_PER_BUFFER)] or [[]]
+    with ThreadPoolExecutor(max_workers=max(1, min(threads or os.cpu_count() or 1, len(runs)))) as pool:
+        parts = list(pool.map(lambda run: _encode_row_groups(rows, run, options), runs))
+    order = [(i, j) for i, run in enumerate(runs) for j in range(len(run))]
+    with atomic_path(target) as staging:
+        staging.write_bytes(parquet_splice.assemble(parts, order, metadata))
+    return target
+
+
+def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """ParquetWriter options of the rows (encodings, statistics, sort order)."""
+    names = schema.names
     coordinate_columns = [n for n in names if re.fullmatch(r"c\d+", n)]
     # Encodings measured on 30 M GHRSST rows: the outermost index changes in
     # runs (delta), middle indices repeat (dictionary), the innermost cycles
     # (plain, which zstd compresses best); offsets and lengths as deltas.
     inner = coordinate_columns[-1:] if len(coordinate_columns) > 1 else []
-    options = dict(
+    return dict(
         PARQUET_OPTIONS,
         use_dictionary=["variable", "path", *coordinate_columns[1:len(coordinate_columns) - len(inner)]],
         column_encoding={"offset": "DELTA_BINARY_PACKED", "length": "DELTA_BINARY_PACKED", "level": "PLAIN",
@@ -574,23 +605,17 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
         sorting_columns=[pq.SortingColumn(names.index(c)) for c in ("variable", "level", *coordinate_columns)],
         write_batch_size=65_536,
     )
-    with atomic_path(target) as staging, pq.ParquetWriter(staging, rows.schema, **options) as writer:
-        # The next row group is built while this one is encoded (both release the GIL).
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            groups = rows.row_groups(row_group_rows)
-            pending = pool.submit(next, groups, None)
-            while (batch := pending.result()) is not None:
-                pending = pool.submit(next, groups, None)
-                writer.write_batch(batch, row_group_size=batch.num_rows)
-        # Key-value metadata goes in the footer (the Arrow schema is not
-        # stored). The files table has its own key (spec §2.5): a reader
-        # after one chunk parses a few kB, not a row per file.
-        files_doc = doc.pop("files", None)
-        metadata = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
-        if files_doc is not None:
-            metadata[FILES_KEY.decode()] = json.dumps(files_doc, separators=(",", ":"))
-        writer.add_key_value_metadata(metadata)
-    return target
+
+
+def _encode_row_groups(rows: CriRows, tasks: list[tuple[_Part, int, int]],
+                       options: dict[str, Any]) -> parquet_splice.ParquetParts:
+    """Row groups `tasks` (part, first row, end row) encoded into one
+    in-memory Parquet file, taken apart for splicing."""
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, rows.schema, **options) as writer:
+        for part, start, stop in tasks:
+            writer.write_batch(rows.batch(part, start, stop), row_group_size=stop - start)
+    return parquet_splice.split(sink.getvalue().to_pybytes(), "an encoded row-group buffer")
 
 
 def _document_and_rows(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | None,
@@ -687,6 +712,109 @@ def write_cri_duckdb(assembled: AssembledIndex | list[ArraySpec], target: str | 
         con.execute(f"CREATE VIEW chunk_refs AS SELECT {cols} FROM chunks c LEFT JOIN files f USING (file_id)")
         con.close()
     return target
+
+
+def append_cri_parquet(index: str | Path, assembled: AssembledIndex, files: pa.Table | None,
+                       time_dim: str, row_group_rows: int = ROW_GROUP_ROWS) -> dict[str, int]:
+    """Append the arrays of new files (`assembled`, later in `time_dim` than
+    every step of the index) to the CRI Parquet file `index` in place.
+
+    The index's pages are copied as bytes, not re-encoded: only the new rows
+    are encoded, and the new file (old row groups of each variable and level,
+    then its new ones; one footer with the grown metadata) replaces the old
+    one atomically, so a reader sees the old index or the new one.
+
+    Returns:
+        Rows appended per variable.
+
+    Raises:
+        NotAppendable: when the new arrays do not line up with the index
+            (nothing has changed then).
+    """
+    from chunkindex.indexes.append import NotAppendable
+
+    index = Path(index)
+    old = open_index(index)
+    old_doc = json.loads(json.dumps(old.document))
+    base = old.base or ""
+    new_doc, variables = cri_document(assembled, files, base, old_doc.get("attrs"))
+    if set(new_doc["arrays"]) != set(old_doc["arrays"]):
+        raise NotAppendable(f"the new files hold arrays {sorted(new_doc['arrays'])}, the index "
+                            f"{sorted(old_doc['arrays'])}")
+    steps = old_doc["dimensions"].get(time_dim, {}).get("size")
+    if steps is None:
+        raise NotAppendable(f"the index has no dimension {time_dim!r}")
+    for name, entry in new_doc["arrays"].items():
+        before = old_doc["arrays"][name]
+        if entry["dims"][:1] != [time_dim]:
+            raise NotAppendable(f"{name} is not stacked along {time_dim} first")
+        for key in ("dims", "dtype", "fill_value", "short_edge_dims", "band_dim"):
+            if entry.get(key) != before.get(key):
+                raise NotAppendable(f"{name}: {key} {entry.get(key)!r} differs from the index's {before.get(key)!r}")
+        if len(entry["levels"]) != len(before["levels"]):
+            raise NotAppendable(f"{name}: {len(entry['levels'])} levels, the index has {len(before['levels'])}")
+        for level, was in zip(entry["levels"], before["levels"]):
+            for key in ("chunk_shape", "codec", "geotransform"):
+                if level.get(key) != was.get(key):
+                    raise NotAppendable(f"{name} level {level['level']}: {key} differs from the index's")
+            if level["shape"][1:] != was["shape"][1:] or level["chunk_shape"][0] != 1:
+                raise NotAppendable(f"{name} level {level['level']}: shape {level['shape']} does not extend "
+                                    f"{was['shape']} along {time_dim}")
+    old_values = old_doc["dimensions"][time_dim].get("values")
+    new_values = new_doc["dimensions"][time_dim].get("values")
+    if old_values is None or new_values is None or (old_values and min(new_values) <= max(old_values)):
+        raise NotAppendable(f"the new files are not all later in {time_dim} than the index's")
+    if base and any(not u.startswith(base) for a in assembled.arrays if a.inline is None and a.urls
+                    for u in (min(a.urls), max(a.urls))):
+        raise NotAppendable(f"new files lie outside the index's base {base}")
+    rows = cri_rows(variables, base, k=old.k)
+    if rows.schema.names != old.columns:
+        raise NotAppendable(f"the new rows have columns {rows.schema.names}, the index {old.columns}")
+    rows.c0_offset = int(steps)
+    # Which (variable, level) each old row group holds, from its statistics.
+    metadata = old._file.metadata
+    position = {name: i for i, name in enumerate(old.columns)}
+    old_groups: dict[tuple[str, int], list[int]] = {}
+    for g in range(metadata.num_row_groups):
+        group = metadata.row_group(g)
+        v = group.column(position["variable"]).statistics
+        lv = group.column(position["level"]).statistics
+        if v is None or lv is None or not (v.has_min_max and lv.has_min_max) or v.min != v.max or lv.min != lv.max:
+            raise NotAppendable(f"row group {g} of {index} mixes variables or levels (or has no statistics)")
+        old_groups.setdefault((v.min, lv.min), []).append(g)
+    tasks = [(part, a, b) for part in rows.parts for a, b in itertools.pairwise(part.cuts(row_group_rows))]
+    runs = [tasks[k:k + GROUPS_PER_BUFFER] for k in range(0, len(tasks), GROUPS_PER_BUFFER)]
+    options = _parquet_options(rows.schema)
+    with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(runs)))) as pool:
+        new_parts = list(pool.map(lambda run: _encode_row_groups(rows, run, options), runs))
+    new_groups: dict[tuple[str, int], list[tuple[int, int]]] = {}
+    for i, run in enumerate(runs):
+        for j, (part, _, _) in enumerate(run):
+            new_groups.setdefault((rows.variables[part.number], part.level), []).append((i + 1, j))
+    keys = sorted(set(old_groups) | set(new_groups))
+    order = [item for key in keys for item in [(0, g) for g in old_groups.get(key, [])] + new_groups.get(key, [])]
+    # The grown document: shapes, the time values and the files table.
+    doc = old_doc
+    for name, entry in doc["arrays"].items():
+        for level, grown in zip(entry["levels"], new_doc["arrays"][name]["levels"]):
+            level["shape"][0] += grown["shape"][0]
+    doc["dimensions"][time_dim]["size"] = steps + len(new_values)
+    doc["dimensions"][time_dim]["values"] = list(old_values) + list(new_values)
+    kv = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
+    old_files = old.files
+    if old_files is not None or "files" in new_doc:
+        merged = dict(old_files or {"columns": new_doc["files"]["columns"], "rows": []})
+        if "files" in new_doc:
+            if new_doc["files"]["columns"] != merged["columns"]:
+                raise NotAppendable("the new files table has other columns than the index's")
+            known = {row[0] for row in merged["rows"]}
+            merged["rows"] = sorted(merged["rows"] + [r for r in new_doc["files"]["rows"] if r[0] not in known],
+                                    key=lambda r: r[0])
+        kv[FILES_KEY.decode()] = json.dumps(merged, separators=(",", ":"))
+    old_parts = parquet_splice.split(index.read_bytes(), str(index))
+    with atomic_path(index) as staging:
+        staging.write_bytes(parquet_splice.assemble([old_parts, *new_parts], order, kv))
+    return {name: sum(p.n_rows for p in rows.parts if rows.variables[p.number] == name) for name in rows.variables}
 
 
 # ---------------------------------------------------------------------------
