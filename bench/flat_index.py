@@ -221,7 +221,7 @@ def main() -> None:
     from chunkindex.indexes.kerchunk import write_kerchunk_parquet
     from chunkindex.pipeline import quick_recipe, store_spec
     from chunkindex.sources.listing import list_sources
-    from chunkindex.workflow import without_huge_pages
+    from _step import without_huge_pages  # scripts/_step.py (put on sys.path by ghrsst_scale)
 
     without_huge_pages()
     archive = make_archive(root, args.files)
