@@ -187,3 +187,21 @@ def test_cri_validation_catches_a_wrong_reference(fixtures_root, tmp_path, gdal)
                           recipe.concat.dim)
     assert not report.ok
     assert any(m.what == "(offset, length)" for m in report.mismatches)
+
+
+@pytest.mark.parametrize("dataset", ["ghrsst-demo", "bran-demo"])
+def test_the_gdal_cri_driver_reads_what_we_write(dataset, fixtures_root, tmp_path, gdal):
+    """Interoperability with the GDAL CRI driver (issue 11), written from the
+    spec alone: it reads our files as the Python reader does."""
+    if gdal.GetDriverByName("CRI") is None:
+        pytest.skip("the GDAL CRI driver plugin is not installed")
+    recipe = load_recipe(REPO / "recipes" / f"{dataset}.yaml")
+    path, _ = write_cri_for(recipe, REPO, tmp_path / f"{dataset}.cri.parquet")
+    ours = open_index(path)
+    root = gdal.OpenEx(f'CRI:"{path}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+    for name, array in ours.arrays.items():
+        theirs = root.OpenMDArray(name)
+        assert [d.GetName() for d in theirs.GetDimensions()] == array.dims
+        np.testing.assert_array_equal(theirs.ReadAsArray(), ours.read(name))
+        chunk = tuple(g - 1 for g in (-(-s // c) for s, c in zip(array.shape, array.level(0)["chunk_shape"])))
+        assert theirs.GetRawBlockInfo(list(chunk)).GetOffset() == ours.refs(name, chunk)["offset"]

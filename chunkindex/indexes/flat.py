@@ -148,6 +148,11 @@ def _dimension_kind(name: str, attrs: dict[str, Any]) -> str | None:
     axis = str(attrs.get("axis", "")).upper()
     standard = str(attrs.get("standard_name", ""))
     base = _OVERVIEW.sub(r"\g<base>", name).lower()
+    units = str(attrs.get("units", "")).lower().replace("_", "").replace(" ", "")
+    if units in ("degreesnorth", "degreenorth", "degreesn", "degreen"):
+        return "HORIZONTAL_Y"  # CF: latitude by its units
+    if units in ("degreeseast", "degreeeast", "degreese", "degreee"):
+        return "HORIZONTAL_X"
     if axis == "T" or standard == "time" or base in ("time", "t"):
         return "TEMPORAL"
     if axis == "X" or standard in ("longitude", "projection_x_coordinate") or base in ("x", "lon", "longitude"):
@@ -230,12 +235,13 @@ def _group_levels(arrays: list[ArraySpec]) -> dict[str, _Variable]:
     return dict(sorted(variables.items()))
 
 
-def _geotransform(array: ArraySpec, coords: dict[str, np.ndarray]) -> list[float] | None:
+def _geotransform(array: ArraySpec, coords: dict[str, np.ndarray],
+                  coord_attrs: dict[str, dict[str, Any]]) -> list[float] | None:
     """Affine geotransform of `array`'s two spatial dimensions, when regular."""
     rotated = array.attrs.get("chunkindex_geotransform")
     if rotated:
         return [float(v) for v in rotated]
-    kinds = {d: _dimension_kind(d, {}) for d in array.dims}
+    kinds = {d: _dimension_kind(d, coord_attrs.get(d, {})) for d in array.dims}
     y_dim = next((d for d in array.dims if kinds[d] == "HORIZONTAL_Y"), None)
     x_dim = next((d for d in array.dims if kinds[d] == "HORIZONTAL_X"), None)
     if y_dim not in coords or x_dim not in coords:
@@ -277,7 +283,7 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
                                      "codec": codec_steps(array.chain, array.name)}
             if array.dtype != full.dtype:
                 raise CriError(f"{array.name}: dtype {array.dtype} differs from {full.name}'s {full.dtype}")
-            gt = _geotransform(array, coords)
+            gt = _geotransform(array, coords, {n: a.attrs for n, a in coordinate_arrays.items()})
             if gt is not None:
                 entry["geotransform"] = gt
             levels.append(entry)
