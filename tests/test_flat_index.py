@@ -65,8 +65,9 @@ def archive(tmp_path_factory) -> dict:
 
 def test_rows_follow_the_spec(archive):
     table = pq.read_table(archive["index"])
-    # No inline chunk here, so no `raw` column (§1).
-    assert table.column_names == ["variable", "level", "c0", "c1", "c2", "c3", "path", "offset", "length"]
+    # No inline chunk here, so no `raw` column (§1); per-file facts beside `path` (§2.5).
+    assert table.column_names == ["variable", "level", "c0", "c1", "c2", "c3", "path", "offset", "length",
+                                  "file_size", "file_etag", "file_last_modified"]
     keys = list(zip(*(table[c].to_pylist() for c in ("variable", "level", "c0", "c1", "c2"))))
     assert keys == sorted(keys) and len(set(keys)) == len(keys)  # §1.3 order, §1.2 one row per chunk
     # Every chunk of the three arrays has a row: 3 days x 3 x 6 tiles (RGB: x 1 band chunk).
@@ -89,9 +90,11 @@ def test_rows_follow_the_spec(archive):
     assert rgb["levels"][0]["codec"] == [{"name": "lzw"}, {"name": "tiff_predictor", "predictor": 2, "samples": 3}]
     assert doc["dimensions"]["time"]["values"] == [18262.0, 18263.0, 18264.0]
     assert doc["dimensions"]["time"]["type"] == "TEMPORAL"
-    files = json.loads(metadata.metadata[b"cri:files"])
-    assert files["columns"][:2] == ["path", "size"] and len(files["rows"]) == 9
-    assert all(row[files["columns"].index("time")] in (18262.0, 18263.0, 18264.0) for row in files["rows"])
+    assert list(metadata.metadata) == [b"cri"]  # nothing per file in the footer
+    files = open_index(archive["index"]).files
+    assert files["columns"] == ["path", "size", "etag", "last_modified"] and len(files["rows"]) == 9
+    sizes = dict(zip(archive["manifest"]["url"].to_pylist(), archive["manifest"]["size"].to_pylist()))
+    assert all(row[1] == sizes[str(archive["root"] / row[0])] for row in files["rows"])
     # No _refs_only duplicates: the metadata carries the true chain.
     assert not any(name.endswith("_refs_only") for name in doc["arrays"])
 

@@ -35,7 +35,6 @@ from chunkindex.model import ArraySpec, AssembledIndex, json_fill_value
 
 CRI_VERSION = "0.1"
 CRI_KEY = b"cri"
-FILES_KEY = b"cri:files"
 SUPPORTED_MAJOR = 0
 # Rows per row group (aligned down to whole steps of the outermost dimension):
 # a GHRSST day (2,556 rows) falls in one group, and 30 M rows make ~230
@@ -338,52 +337,39 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
     crs_doc = _crs_document(crs_value)
     if crs_doc:
         doc["crs"] = crs_doc
-    if files is not None and files.num_rows:
-        doc["files"] = _files_document(files, base, dimensions)
     if root_attrs:
         doc["attrs"] = root_attrs
     return doc, variables
 
 
-def _files_document(files: pa.Table, base: str, dimensions: dict[str, Any]) -> dict[str, Any]:
-    """Spec §2.5 from a listing manifest (url, size, etag, last_modified, time)."""
-    from chunkindex.model import times_to_cf
+FACT_COLUMNS = ("file_size", "file_etag", "file_last_modified")
 
+
+def file_facts(files: pa.Table | None, base: str) -> dict[str, tuple[Any, Any, Any]]:
+    """Per-file facts (size, etag, last-modified) by `path` value (spec §2.5)
+    from a listing manifest (url, size, etag, last_modified)."""
+    if files is None or not files.num_rows:
+        return {}
     urls = files["url"].to_pylist()
-    paths = [u[len(base):] if base and u.startswith(base) else u for u in urls]
-    columns: dict[str, list[Any]] = {"path": paths}
-    if "size" in files.column_names:
-        columns["size"] = files["size"].to_pylist()
-    if "etag" in files.column_names:
-        columns["etag"] = files["etag"].to_pylist()
-    if "last_modified" in files.column_names:
-        columns["last_modified"] = [None if v is None else v.strftime("%Y-%m-%dT%H:%M:%SZ")
-                                    for v in files["last_modified"].to_pylist()]
-    time_dim = next((d for d, e in dimensions.items() if e.get("type") == "TEMPORAL" and "units" in e), None)
-    if "time" in files.column_names and time_dim is not None:
-        times = files["time"].to_numpy(zero_copy_only=False)
-        if not np.isnat(times).all():
-            values = times_to_cf(times, dimensions[time_dim]["units"])
-            columns["time"] = [None if np.isnan(v) else float(v) for v in values]
-    # One row per referenced file, in path order, without duplicates (a file
-    # listed for several variables appears once).
-    order = sorted(range(len(paths)), key=lambda i: paths[i])
-    rows, seen = [], set()
-    for i in order:
-        if paths[i] in seen:
-            continue
-        seen.add(paths[i])
-        rows.append([columns[c][i] for c in columns])
-    return {"columns": list(columns), "rows": rows}
+    sizes = files["size"].to_pylist() if "size" in files.column_names else [None] * len(urls)
+    etags = files["etag"].to_pylist() if "etag" in files.column_names else [None] * len(urls)
+    times = ([None if v is None else v.strftime("%Y-%m-%dT%H:%M:%SZ") for v in files["last_modified"].to_pylist()]
+             if "last_modified" in files.column_names else [None] * len(urls))
+    return {(u[len(base):] if base and u.startswith(base) else u): (size, etag, when)
+            for u, size, etag, when in zip(urls, sizes, etags, times)}
 
 
-def cri_schema(k: int, raw: bool = True) -> pa.Schema:
+def cri_schema(k: int, raw: bool = True, facts: bool = False) -> pa.Schema:
     """Arrow schema of the rows (spec §1) for `k` chunk-coordinate columns
-    (`raw` only when some chunk is inline)."""
-    return pa.schema([("variable", pa.dictionary(pa.int32(), pa.string())), ("level", pa.int32()),
+    (`raw` only when some chunk is inline; the per-file fact columns of §2.5
+    when the files are known)."""
+    text = pa.dictionary(pa.int32(), pa.string())
+    return pa.schema([("variable", text), ("level", pa.int32()),
                       *[(f"c{j}", pa.int32()) for j in range(k)],
-                      ("path", pa.dictionary(pa.int32(), pa.string())), ("offset", pa.int64()),
-                      ("length", pa.int64()), *([("raw", pa.binary())] if raw else [])])
+                      ("path", text), ("offset", pa.int64()),
+                      ("length", pa.int64()), *([("raw", pa.binary())] if raw else []),
+                      *([("file_size", pa.dictionary(pa.int32(), pa.int64())), ("file_etag", text),
+                         ("file_last_modified", text)] if facts else [])])
 
 
 @dataclass
@@ -428,6 +414,7 @@ class CriRows:
     k: int
     variables: list[str]
     parts: list[_Part]
+    facts: list[pa.Array] | None = None  # file_size, file_etag, file_last_modified by path id
     c0_offset: int = 0  # added to c0 (rows of files appended after the first c0_offset steps)
 
     @property
@@ -445,6 +432,8 @@ class CriRows:
         if array.inline is not None:
             coords: list[np.ndarray | None] = [np.zeros(1, np.int32) for _ in array.shape]
             path = pa.DictionaryArray.from_arrays(pa.array([None], pa.int32()), pa.array([], pa.string()))
+            fact_columns = [pa.DictionaryArray.from_arrays(pa.array([None], pa.int32()), values.slice(0, 0))
+                            for values in (self.facts or [])]
             offsets, lengths = np.zeros(1, np.int64), np.array([len(array.inline)], np.int64)
             raw = pa.array([array.inline], pa.binary())
         else:
@@ -459,8 +448,19 @@ class CriRows:
             inline = index < 0  # only chunks listed in raw_numbers have no file
             ids = part.path_ids[np.where(inline, 0, index)] if len(part.path_ids) else np.zeros(n, np.int32)
             low, high = (int(ids[~inline].min()), int(ids[~inline].max())) if (~inline).any() else (0, -1)
-            path = pa.DictionaryArray.from_arrays(pa.array(ids - low, pa.int32(), mask=inline if inline.any() else None),
-                                                  all_paths.slice(low, high - low + 1))
+            local = pa.array(ids - low, pa.int32(), mask=inline if inline.any() else None)
+            path = pa.DictionaryArray.from_arrays(local, all_paths.slice(low, high - low + 1))
+            # Per-file facts: the same indices into slices of the facts (no
+            # hashing); an unknown fact is a null index (Parquet dictionaries hold no nulls).
+            fact_columns = []
+            for values in self.facts or []:
+                if values.null_count:
+                    unknown = ~values.is_valid().to_numpy(zero_copy_only=False)[np.where(inline, 0, ids)]
+                    indices = pa.array(ids - low, pa.int32(), mask=inline | unknown)
+                    values = values.fill_null(0 if pa.types.is_integer(values.type) else "")
+                else:
+                    indices = local
+                fact_columns.append(pa.DictionaryArray.from_arrays(indices, values.slice(low, high - low + 1)))
             offsets, lengths = array.offsets[numbers], array.sizes[numbers]
             raw = pa.nulls(n, pa.binary())
             if inline.any():
@@ -481,6 +481,7 @@ class CriRows:
             *[pa.nulls(n, pa.int32()) if c is None else pa.array(c, pa.int32()) for c in coords],
             path, pa.array(np.asarray(offsets, np.int64)), pa.array(np.asarray(lengths, np.int64)),
             *([raw] if "raw" in self.schema.names else []),
+            *fact_columns,
         ]
         return pa.record_batch(columns, schema=self.schema)
 
@@ -495,12 +496,14 @@ class CriRows:
         (for the GeoPackage and DuckDB writers)."""
         table = pa.Table.from_batches(list(self.row_groups(1 << 22)), self.schema)
         if "raw" not in table.column_names:
-            table = table.append_column("raw", pa.nulls(table.num_rows, pa.binary()))
+            table = table.add_column(table.schema.get_field_index("length") + 1, "raw",
+                                     pa.nulls(table.num_rows, pa.binary()))
         return table
 
 
 def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None,
-             raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None) -> CriRows:
+             raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None,
+             facts: dict[str, tuple[Any, Any, Any]] | None = None) -> CriRows:
     """The rows of every (variable, level) in spec order; nothing per chunk
     is made until a row group is asked for. `raw` maps an array name to the
     chunk numbers (sorted) and bytes of its inline chunks (converters)."""
@@ -532,7 +535,13 @@ def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None,
                 present = np.flatnonzero(~missing) if missing.any() else None
             parts.append(_Part(number, item.level, array, mapped[id(urls)], present, raw_numbers, raw_values))
     inline = any(p.array.inline is not None or p.raw_numbers is not None for p in parts)
-    return CriRows(cri_schema(k, raw=inline), list(path_ids), k, list(variables), parts)
+    fact_arrays = None
+    if facts:
+        known = [facts.get(path, (None, None, None)) for path in path_ids]
+        fact_arrays = [pa.array([f[0] for f in known], pa.int64()), pa.array([f[1] for f in known], pa.string()),
+                       pa.array([f[2] for f in known], pa.string())]
+    return CriRows(cri_schema(k, raw=inline, facts=fact_arrays is not None), list(path_ids), k, list(variables),
+                   parts, fact_arrays)
 
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False, "version": "2.6"}
@@ -574,12 +583,7 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
     target = Path(target)
     options = _parquet_options(rows.schema)
     # Key-value metadata goes in the footer (the Arrow schema is not stored).
-    # The files table has its own key (spec §2.5): a reader after one chunk
-    # parses a few kB of JSON, not a row per file.
-    files_doc = doc.pop("files", None)
     metadata = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
-    if files_doc is not None:
-        metadata[FILES_KEY.decode()] = json.dumps(files_doc, separators=(",", ":"))
     tasks = [(part, a, b) for part in rows.parts for a, b in itertools.pairwise(part.cuts(row_group_rows))]
     # Runs of row groups are encoded by several threads into separate buffers
     # (pyarrow releases the GIL), then laid end to end in spec order under one
@@ -603,7 +607,8 @@ def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
     inner = coordinate_columns[-1:] if len(coordinate_columns) > 1 else []
     return dict(
         PARQUET_OPTIONS,
-        use_dictionary=["variable", "path", *coordinate_columns[1:len(coordinate_columns) - len(inner)]],
+        use_dictionary=["variable", "path", *coordinate_columns[1:len(coordinate_columns) - len(inner)],
+                        *[c for c in FACT_COLUMNS if c in names]],
         column_encoding={"offset": "DELTA_BINARY_PACKED", "length": "DELTA_BINARY_PACKED", "level": "PLAIN",
                          **({"c0": "DELTA_BINARY_PACKED"} if coordinate_columns else {}),
                          **{c: "PLAIN" for c in inner}},
@@ -635,7 +640,7 @@ def _document_and_rows(assembled: AssembledIndex | list[ArraySpec], files: pa.Ta
     if base and not urlparse(base).scheme and not base.startswith("/"):
         base = ""
     doc, variables = cri_document(assembled, files, base, root_attrs, crs)
-    return doc, cri_rows(variables, base, raw=raw)
+    return doc, cri_rows(variables, base, raw=raw, facts=file_facts(files, base))
 
 
 def write_cri_gpkg(assembled: AssembledIndex | list[ArraySpec], target: str | Path,
@@ -650,14 +655,16 @@ def write_cri_gpkg(assembled: AssembledIndex | list[ArraySpec], target: str | Pa
     target = Path(target)
     table = rows.table()
     # OGR takes plain columns: dictionaries decoded (SQLite has no such encoding).
-    table = table.set_column(0, "variable", pc.cast(table["variable"], pa.string()))
-    table = table.set_column(table.schema.get_field_index("path"), "path", pc.cast(table["path"], pa.string()))
+    for position, column in enumerate(table.schema):
+        if pa.types.is_dictionary(column.type):
+            table = table.set_column(position, column.name, pc.cast(table[column.name], column.type.value_type))
     with atomic_path(target) as staging:
         ds = gdal.GetDriverByName("GPKG").CreateVector(str(staging))
         layer = ds.CreateLayer("chunks", geom_type=ogr.wkbNone, options=["FID=fid"])
         for name in table.schema.names:
             kind = {"variable": ogr.OFTString, "path": ogr.OFTString, "raw": ogr.OFTBinary,
-                    "offset": ogr.OFTInteger64, "length": ogr.OFTInteger64}.get(name, ogr.OFTInteger)
+                    "offset": ogr.OFTInteger64, "length": ogr.OFTInteger64, "file_size": ogr.OFTInteger64,
+                    "file_etag": ogr.OFTString, "file_last_modified": ogr.OFTString}.get(name, ogr.OFTInteger)
             layer.CreateField(ogr.FieldDefn(name, kind))
         ds.StartTransaction()
         for batch in table.to_batches(max_chunksize=65536):
@@ -682,20 +689,13 @@ def write_cri_duckdb(assembled: AssembledIndex | list[ArraySpec], target: str | 
     table = rows.table()
     # Row groups carry their own slices of the path dictionary: ids from the values.
     file_id = pc.index_in(pc.cast(table["path"], pa.string()), value_set=pa.array(rows.paths, pa.string()))
-    chunks = table.drop_columns(["path"]).add_column(2 + rows.k, "file_id", file_id)
+    chunks = table.drop_columns(["path", *[c for c in FACT_COLUMNS if c in table.column_names]])
+    chunks = chunks.add_column(2 + rows.k, "file_id", file_id)
     chunks = chunks.set_column(0, "variable", pc.cast(chunks["variable"], pa.string()))
-    files_doc = doc.pop("files", None)
-    info = {}
-    if files_doc:
-        info = {row[0]: dict(zip(files_doc["columns"], row)) for row in files_doc["rows"]}
-    file_rows = pa.table({
-        "file_id": pa.array(range(len(rows.paths)), pa.int32()),
-        "path": pa.array(rows.paths, pa.string()),
-        "size": pa.array([info.get(p, {}).get("size") for p in rows.paths], pa.int64()),
-        "etag": pa.array([info.get(p, {}).get("etag") for p in rows.paths], pa.string()),
-        "last_modified": pa.array([info.get(p, {}).get("last_modified") for p in rows.paths], pa.string()),
-        "time": pa.array([info.get(p, {}).get("time") for p in rows.paths], pa.float64()),
-    })
+    n = len(rows.paths)
+    size, etag, modified = rows.facts or [pa.nulls(n, pa.int64()), pa.nulls(n, pa.string()), pa.nulls(n, pa.string())]
+    file_rows = pa.table({"file_id": pa.array(range(n), pa.int32()), "path": pa.array(rows.paths, pa.string()),
+                          "size": size, "etag": etag, "last_modified": modified})
     array_rows = pa.table({
         "variable": list(doc["arrays"]),
         "dims": [a["dims"] for a in doc["arrays"].values()],
@@ -708,7 +708,7 @@ def write_cri_duckdb(assembled: AssembledIndex | list[ArraySpec], target: str | 
         con.register("file_rows", file_rows)
         con.register("array_rows", array_rows)
         con.execute("CREATE TABLE files AS SELECT file_id, path, size, etag, "
-                    "CAST(last_modified AS TIMESTAMPTZ) AS last_modified, time FROM file_rows")
+                    "CAST(last_modified AS TIMESTAMPTZ) AS last_modified FROM file_rows")
         con.execute("CREATE TABLE arrays AS SELECT variable, dims, dtype, CAST(definition AS JSON) AS definition "
                     "FROM array_rows")
         con.execute("CREATE TABLE chunks AS SELECT * FROM chunk_rows")
@@ -773,7 +773,7 @@ def append_cri_parquet(index: str | Path, assembled: AssembledIndex, files: pa.T
     if base and any(not u.startswith(base) for a in assembled.arrays if a.inline is None and a.urls
                     for u in (min(a.urls), max(a.urls))):
         raise NotAppendable(f"new files lie outside the index's base {base}")
-    rows = cri_rows(variables, base, k=old.k)
+    rows = cri_rows(variables, base, k=old.k, facts=file_facts(files, base) if "file_size" in old.columns else None)
     if rows.schema.names != old.columns:
         raise NotAppendable(f"the new rows have columns {rows.schema.names}, the index {old.columns}")
     rows.c0_offset = int(steps)
@@ -807,16 +807,6 @@ def append_cri_parquet(index: str | Path, assembled: AssembledIndex, files: pa.T
     doc["dimensions"][time_dim]["size"] = steps + len(new_values)
     doc["dimensions"][time_dim]["values"] = list(old_values) + list(new_values)
     kv = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
-    old_files = old.files
-    if old_files is not None or "files" in new_doc:
-        merged = dict(old_files or {"columns": new_doc["files"]["columns"], "rows": []})
-        if "files" in new_doc:
-            if new_doc["files"]["columns"] != merged["columns"]:
-                raise NotAppendable("the new files table has other columns than the index's")
-            known = {row[0] for row in merged["rows"]}
-            merged["rows"] = sorted(merged["rows"] + [r for r in new_doc["files"]["rows"] if r[0] not in known],
-                                    key=lambda r: r[0])
-        kv[FILES_KEY.decode()] = json.dumps(merged, separators=(",", ":"))
     old_parts = parquet_splice.split(index.read_bytes(), str(index))
     with atomic_path(index) as staging:
         staging.write_bytes(parquet_splice.assemble([old_parts, *new_parts], order, kv))
@@ -1036,11 +1026,20 @@ class CriIndex:
 
     @property
     def files(self) -> dict[str, Any] | None:
-        """The files section (spec §2.5), from `cri` or its own `cri:files` key."""
+        """Per-file facts (spec §2.5) as {"columns", "rows"}, one row per
+        path: the `files` object of the document, or the distinct values of
+        the `file_*` columns beside `path`."""
         if "files" in self.document:
             return self.document["files"]
-        raw = (self._file.metadata.metadata or {}).get(FILES_KEY)
-        return json.loads(raw) if raw is not None else None
+        columns = [c for c in FACT_COLUMNS if c in self.columns]
+        if not columns:
+            return None
+        table = self._file.read(columns=["path", *columns], use_threads=False)
+        table = table.set_column(0, "path", pc.cast(table["path"], pa.string()))
+        table = table.filter(pc.is_valid(table["path"]))
+        unique = table.group_by(["path", *columns], use_threads=False).aggregate([]) if table.num_rows else table
+        rows = sorted(zip(*(unique[c].to_pylist() for c in ["path", *columns])))
+        return {"columns": ["path", *[c.removeprefix("file_") for c in columns]], "rows": [list(r) for r in rows]}
 
     def __repr__(self) -> str:
         return f"CriIndex({self.path!r}, arrays={list(self.arrays)})"
