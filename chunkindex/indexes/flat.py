@@ -450,17 +450,16 @@ class CriRows:
             low, high = (int(ids[~inline].min()), int(ids[~inline].max())) if (~inline).any() else (0, -1)
             local = pa.array(ids - low, pa.int32(), mask=inline if inline.any() else None)
             path = pa.DictionaryArray.from_arrays(local, all_paths.slice(low, high - low + 1))
-            # Per-file facts: the same indices into slices of the facts (no
-            # hashing); an unknown fact is a null index (Parquet dictionaries hold no nulls).
+            # Per-file facts: this row group's files' values, deduplicated (the
+            # Parquet writer takes a dictionary of distinct values as it is),
+            # indexed through the path ids: no hashing per row.
             fact_columns = []
+            slots = np.where(inline, 0, ids - low) if self.facts else None
             for values in self.facts or []:
-                if values.null_count:
-                    unknown = ~values.is_valid().to_numpy(zero_copy_only=False)[np.where(inline, 0, ids)]
-                    indices = pa.array(ids - low, pa.int32(), mask=inline | unknown)
-                    values = values.fill_null(0 if pa.types.is_integer(values.type) else "")
-                else:
-                    indices = local
-                fact_columns.append(pa.DictionaryArray.from_arrays(indices, values.slice(low, high - low + 1)))
+                encoded = values.slice(low, high - low + 1).dictionary_encode()
+                codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)[slots]
+                indices = pa.array(codes, pa.int32(), mask=inline | (codes < 0))
+                fact_columns.append(pa.DictionaryArray.from_arrays(indices, encoded.dictionary))
             offsets, lengths = array.offsets[numbers], array.sizes[numbers]
             raw = pa.nulls(n, pa.binary())
             if inline.any():
