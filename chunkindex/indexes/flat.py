@@ -983,6 +983,39 @@ def _as_slices(window: Any, shape: Sequence[int]) -> list[tuple[int, int]]:
     return out
 
 
+_SPACE = re.compile(r"\s*")
+
+
+def _document_head(raw: str) -> dict[str, Any]:
+    """The members of the `cri` JSON object up to and including `arrays`, when
+    `cri_version` and `base` come before it (as chunkindex writes them);
+    otherwise every member. Nothing after `arrays` is parsed then."""
+    decoder = json.JSONDecoder()
+    i = _SPACE.match(raw, 0).end()
+    if raw[i:i + 1] != "{":
+        raise ValueError("not a JSON object")
+    i += 1
+    head: dict[str, Any] = {}
+    while True:
+        i = _SPACE.match(raw, i).end()
+        if raw[i:i + 1] == "}":
+            break
+        key, i = decoder.raw_decode(raw, i)
+        i = _SPACE.match(raw, i).end()
+        if raw[i:i + 1] != ":":
+            raise ValueError(f"':' expected at {i}")
+        value, i = decoder.raw_decode(raw, _SPACE.match(raw, i + 1).end())
+        head[key] = value
+        if key == "arrays" and {"cri_version", "base"} <= head.keys():
+            return head
+        i = _SPACE.match(raw, i).end()
+        if raw[i:i + 1] == ",":
+            i += 1
+    if "arrays" not in head:
+        raise ValueError("no 'arrays'")
+    return head
+
+
 class CriIndex:
     """A CRI Parquet index opened for lookups and reads (spec §6)."""
 
@@ -993,11 +1026,13 @@ class CriIndex:
         raw = (self._file.metadata.metadata or {}).get(CRI_KEY)
         if raw is None:
             raise CriError(f"{self.path} is not a CRI index (no 'cri' key in its Parquet metadata)")
+        self._raw = raw.decode()
+        self._document: dict[str, Any] | None = None
         try:
-            self.document: dict[str, Any] = json.loads(raw)
-        except json.JSONDecodeError as exc:
+            head = _document_head(self._raw)
+        except (json.JSONDecodeError, ValueError) as exc:
             raise CriError(f"{self.path}: the 'cri' metadata is not JSON: {exc}") from None
-        version = str(self.document.get("cri_version", ""))
+        version = str(head.get("cri_version", ""))
         if not re.fullmatch(r"\d+\.\d+", version) or int(version.split(".")[0]) != SUPPORTED_MAJOR:
             raise CriError(f"{self.path}: CRI version {version!r} is not supported (this reader reads "
                            f"{SUPPORTED_MAJOR}.x)")
@@ -1006,14 +1041,25 @@ class CriIndex:
         self._column_index = {name: i for i, name in enumerate(self.columns)}
         self._key_columns = ["variable", "level", *[f"c{j}" for j in range(self.k)]]
         self.arrays: dict[str, CriArray] = {}
-        for name, entry in self.document["arrays"].items():
+        for name, entry in head["arrays"].items():
             levels = {int(level["level"]): level for level in entry["levels"]}
             self.arrays[name] = CriArray(name, list(entry["dims"]), np.dtype(entry["dtype"]),
                                          _fill(entry.get("fill_value"), np.dtype(entry["dtype"])),
                                          entry.get("attrs", {}), levels, list(entry.get("short_edge_dims", [])),
                                          entry.get("band_dim"))
-        self.dimensions: dict[str, Any] = self.document.get("dimensions", {})
-        self.base: str | None = self.document.get("base")
+        self.base: str | None = head.get("base")
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The whole `cri` document (parsed on first use: a lookup needs only
+        its head, and a long time axis makes the rest the bulk)."""
+        if self._document is None:
+            self._document = json.loads(self._raw)
+        return self._document
+
+    @property
+    def dimensions(self) -> dict[str, Any]:
+        return self.document.get("dimensions", {})
 
     @property
     def num_rows(self) -> int:
