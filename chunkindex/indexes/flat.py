@@ -448,17 +448,25 @@ class CriRows:
             inline = index < 0  # only chunks listed in raw_numbers have no file
             ids = part.path_ids[np.where(inline, 0, index)] if len(part.path_ids) else np.zeros(n, np.int32)
             low, high = (int(ids[~inline].min()), int(ids[~inline].max())) if (~inline).any() else (0, -1)
-            local = pa.array(ids - low, pa.int32(), mask=inline if inline.any() else None)
+            any_inline = bool(inline.any())
+            rel = (ids - low).astype(np.int32, copy=False)
+            if any_inline:
+                rel[inline] = 0
+            local = pa.array(rel, pa.int32(), mask=inline if any_inline else None)
             path = pa.DictionaryArray.from_arrays(local, all_paths.slice(low, high - low + 1))
             # Per-file facts: this row group's files' values, deduplicated (the
             # Parquet writer takes a dictionary of distinct values as it is),
             # indexed through the path ids: no hashing per row.
             fact_columns = []
-            slots = np.where(inline, 0, ids - low) if self.facts else None
             for values in self.facts or []:
-                encoded = values.slice(low, high - low + 1).dictionary_encode()
-                codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)[slots]
-                indices = pa.array(codes, pa.int32(), mask=inline | (codes < 0))
+                window = values.slice(low, high - low + 1)
+                encoded = window.dictionary_encode()
+                if len(encoded.dictionary) == len(window) and not window.null_count:
+                    indices = local  # distinct per file (etags): the path's own indices
+                else:
+                    codes = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)[rel]
+                    unknown = inline | (codes < 0) if (any_inline or window.null_count) else None
+                    indices = pa.array(codes, pa.int32(), mask=unknown)
                 fact_columns.append(pa.DictionaryArray.from_arrays(indices, encoded.dictionary))
             offsets, lengths = array.offsets[numbers], array.sizes[numbers]
             raw = pa.nulls(n, pa.binary())
