@@ -559,7 +559,7 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
                       relative_paths: bool = True, crs: str | None = None,
                       row_group_rows: int = ROW_GROUP_ROWS,
                       raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None,
-                      threads: int | None = None) -> Path:
+                      threads: int | None = None, file_facts: bool = True) -> Path:
     """Write a CRI Parquet index (spec docs/spec/cri-parquet.md) atomically.
 
     Args:
@@ -578,6 +578,8 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
         raw: inline chunks per array name: (sorted chunk numbers, bytes),
             for converters of indexes that hold some chunks inline.
         threads: encoding threads (default: one per core).
+        file_facts: write each file's size, etag and modification time
+            beside `path` (spec §2.5); False leaves them out (a faster write).
 
     Returns:
         The path written.
@@ -586,7 +588,7 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
         CriError: arrays the spec cannot express (an unknown codec, overview
             levels with other dimensions).
     """
-    doc, rows = _document_and_rows(assembled, files, root_attrs, crs, relative_paths, raw)
+    doc, rows = _document_and_rows(assembled, files if file_facts else None, root_attrs, crs, relative_paths, raw)
     target = Path(target)
     options = _parquet_options(rows.schema)
     # Key-value metadata goes in the footer (the Arrow schema is not stored).
