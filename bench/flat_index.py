@@ -214,6 +214,7 @@ def main() -> None:
     root = Path(args.workdir)
     root.mkdir(parents=True, exist_ok=True)
 
+    from _step import without_huge_pages  # scripts/_step.py (put on sys.path by ghrsst_scale)
     from ghrsst_scale import make_archive
 
     from chunkindex.formats import extractor_for
@@ -221,7 +222,6 @@ def main() -> None:
     from chunkindex.indexes.kerchunk import write_kerchunk_parquet
     from chunkindex.pipeline import quick_recipe, store_spec
     from chunkindex.sources.listing import list_sources
-    from _step import without_huge_pages  # scripts/_step.py (put on sys.path by ghrsst_scale)
 
     without_huge_pages()
     archive = make_archive(root, args.files)

@@ -1,4 +1,8 @@
-"""`chunkindex` command line: doctor, info, refs, convert."""
+"""`chunkindex` command line: index, validate, info, refs, doctor.
+
+Imports are deferred to the command that needs them: `chunkindex index` on a
+folder of COGs is a sub-second process, and its start-up counts.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +60,6 @@ def _info(index: str) -> int:
 
 def _is_kerchunk(source: str) -> bool:
     import json
-    from pathlib import Path
 
     path = Path(source)
     if path.is_file():
@@ -283,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     p_index.add_argument("--out", help="folder for the index files (default: the current folder)")
     p_index.add_argument("--recipe", help="run this recipe on SOURCE instead of inferring one")
     p_index.add_argument("--kinds", nargs="+", metavar="KIND", help="output kinds (recipe output.kinds), "
-                         "e.g. kerchunk-parquet kerchunk-json flat-parquet footprints")
+                         "e.g. kerchunk-parquet kerchunk-json cri-parquet footprints")
     p_index.add_argument("--variable", action="append", help="an array to index (repeatable)")
     p_index.add_argument("--id", help="the recipe id, naming the index files (default: from SOURCE)")
     p_index.add_argument("--validate", action="store_true", help="validate with GDAL against the sources")
@@ -308,7 +311,30 @@ def _parser() -> argparse.ArgumentParser:
     p_convert.add_argument("target", help="*.cri.parquet, or a Kerchunk Parquet folder / *.json")
     p_convert.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
                            help="obstore option for a remote Zarr store (endpoint, region, skip_signature, ...)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `chunkindex` command line.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+
+    Returns:
+        The exit status: 0 done, 1 validation failed, 2 bad input (one clear line on stderr).
+
+    Example:
+        >>> main(["info", "results/ghrsst-demo/index/ghrsst-demo.parq"])  # doctest: +SKIP
+        0
+    """
+    args = _parser().parse_args(argv)
+    # Quiet unless asked: what a run noticed is in its summary and printed below.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from chunkindex.infer import InferenceError
+    from chunkindex.recipe import RecipeError
+    from chunkindex.sources.listing import ListingError
+
     try:
         if args.command == "index":
             return _index(args)

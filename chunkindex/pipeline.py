@@ -34,7 +34,9 @@ ProgressFactory = Callable[[str], Callable[[int, int], None]]
 OUTPUT_FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "kerchunk-parquet": (("kerchunk_parquet", ".parq"),),
     "kerchunk-json": (("kerchunk_json", ".json"),),
-    "flat-parquet": (("flat_parquet", ".refs.parquet"),),
+    "cri-parquet": (("cri_parquet", ".cri.parquet"),),
+    "cri-gpkg": (("cri_gpkg", ".cri.gpkg"),),
+    "cri-duckdb": (("cri_duckdb", ".cri.duckdb"),),
     "footprints": (("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg")),
 }
 
@@ -51,7 +53,7 @@ def output_paths(folder: str | Path, name: str, kinds: tuple[str, ...]) -> dict[
         kinds: the recipe's `output.kinds`.
 
     Returns:
-        Output name (`kerchunk_parquet`, `flat_parquet`, ...) -> path, plus `summary`.
+        Output name (`kerchunk_parquet`, `cri_parquet`, ...) -> path, plus `summary`.
 
     Example:
         >>> output_paths("out", "sst", ("kerchunk-parquet",))
@@ -198,9 +200,31 @@ def timed(timings: dict[str, float], name: str) -> Iterator[None]:
     timings[name] = time.perf_counter() - start
 
 
-def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: dict[str, str]) -> dict[str, Any]:
-    """Assemble the arrays and write every output in `outputs` (by kind);
-    returns the summary (references, arrays, readers, timings, notes)."""
+def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: dict[str, str],
+                threads: int = 1, progress: ProgressFactory | None = None) -> WriteSummary:
+    """Assemble the arrays and write every index in `outputs`.
+
+    Args:
+        recipe: the recipe.
+        manifest: the listing (`chunkindex.sources.listing.list_sources`).
+        headers: every file's header rows (the format's `read_batch`), concatenated.
+        outputs: output name -> path (`output_paths`); `summary` is written last.
+        threads: threads for encoding reference files.
+        progress: makes a (done, total) callback per long step (logged when None).
+
+    Returns:
+        The WriteSummary (also written to `outputs["summary"]` when given).
+
+    Example:
+        >>> from chunkindex.pipeline import quick_recipe, store_spec
+        >>> from chunkindex.sources.listing import list_sources
+        >>> from chunkindex.formats import extractor_for
+        >>> recipe = quick_recipe("sst", "resources/fixtures/ghrsst-demo", glob="**/*.tif")  # doctest: +SKIP
+        >>> spec = store_spec(recipe, ".")  # doctest: +SKIP
+        >>> manifest = list_sources(recipe, spec)  # doctest: +SKIP
+        >>> headers = extractor_for("cog").read_batch(recipe, spec, manifest)  # doctest: +SKIP
+        >>> write_index(recipe, manifest, headers, output_paths("out", "sst", ("kerchunk-parquet",)))  # doctest: +SKIP
+    """
     from chunkindex.indexes import flat, kerchunk
     from chunkindex.indexes.footprints import write_footprints
 
@@ -230,11 +254,12 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
                                             root_attrs, progress("kerchunk parquet refs"), threads=threads)
     if "kerchunk_json" in outputs:
         with timed(timings, "kerchunk_json"):
-            kerchunk.write_kerchunk_json(arrays, outputs["kerchunk_json"], root_attrs)
+            kerchunk.write_kerchunk_json(zarr_arrays, outputs["kerchunk_json"], root_attrs)
     # The flat index (CRI): the same arrays, overviews as levels, the true chains.
     if "cri_parquet" in outputs:
         with timed(timings, "cri_parquet"):
-            flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs)
+            flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
+                                   threads=threads if threads > 1 else None)
     if "cri_gpkg" in outputs:
         with timed(timings, "cri_gpkg"):
             flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs)
@@ -264,11 +289,31 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
 
 
 def validate_recipe_index(recipe: Recipe, index_path: str | Path | None,
-                          cri_path: str | Path | None = None) -> Any:
-    """Validate the Kerchunk index at `index_path` and/or the CRI index at
-    `cri_path` with the recipe's sample, seed and GDAL settings (one report;
-    CRI arrays are named `cri:<array>`); a failed validation raises
-    ValidationFailed with the mismatches."""
+                          cri_path: str | Path | None = None) -> ValidationReport:
+    """Validate an index against its sources with the recipe's sample, seed and GDAL settings.
+
+    The Kerchunk index (Parquet or JSON) is validated through GDAL's Zarr
+    driver, the CRI index through the `chunkindex.flat` reader (its arrays
+    are named `cri:<array>` in the one report); other kinds are derived from
+    the same arrays.
+
+    Args:
+        recipe: the recipe the index was written from.
+        index_path: its Kerchunk Parquet folder or Kerchunk JSON file, or None.
+        cri_path: its CRI Parquet file, or None.
+
+    Returns:
+        The ValidationReport (every check passed).
+
+    Raises:
+        ValidationFailed: a mismatch; its `report` names every array and chunk.
+
+    Example:
+        >>> from chunkindex import load_recipe
+        >>> report = validate_recipe_index(load_recipe("recipes/ghrsst-demo.yaml"),
+        ...                                "results/ghrsst-demo/index/ghrsst-demo.parq")  # doctest: +SKIP
+        >>> print(report.summary())  # doctest: +SKIP
+    """
     from chunkindex.indexes.flat_validate import validate_cri
     from chunkindex.sources.stores import gdal_module
     from chunkindex.validate import ValidationFailed, ValidationReport, validate_index
@@ -339,18 +384,25 @@ def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, valida
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     spec = store_spec(recipe, base_dir)
-    manifest = list_sources(recipe, spec)
-    headers = extractor_for(recipe.format).read_batch(recipe, spec, manifest)
-    outputs = {"kerchunk_parquet": str(workdir / f"{recipe.id}.parq"),
-               "summary": str(workdir / f"{recipe.id}.summary.json")}
-    if "kerchunk-json" in recipe.output.kinds:
-        outputs["kerchunk_json"] = str(workdir / f"{recipe.id}.json")
-    if "cri-parquet" in recipe.output.kinds:
-        outputs["cri_parquet"] = str(workdir / f"{recipe.id}.cri.parquet")
-    result: dict[str, Any] = {"summary": write_index(recipe, manifest, headers, outputs), "outputs": outputs,
-                              "manifest": manifest}
+    with timed(timings, "list"):
+        manifest = list_sources(recipe, spec)
+    with timed(timings, "headers"):
+        headers = extractor_for(recipe.format).read_batch(recipe, spec, manifest, progress("headers"))
+    outputs = output_paths(workdir, recipe.id, recipe.output.kinds)
+    validated_through: str | None = None
+    if validate and not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
+        validated_through = str(workdir / ".validation" / f"{recipe.id}.parq")
+        outputs["kerchunk_parquet"] = validated_through
+    with timed(timings, "write"):
+        summary = write_index(recipe, manifest, headers, outputs, threads=threads, progress=progress)
+    result = IndexResult(recipe, outputs, summary, manifest.num_rows, timings=timings)
     if validate:
-        result["validation"] = validate_recipe_index(recipe, outputs["kerchunk_parquet"], outputs.get("cri_parquet"))
+        with timed(timings, "validate"):
+            result.validation = validate_recipe_index(recipe, result.index, outputs.get("cri_parquet"))
+        if validated_through is not None:
+            result.validation.notes.append(
+                f"the recipe writes no Kerchunk index ({', '.join(recipe.output.kinds)}); validation checked the "
+                f"same arrays through a Kerchunk Parquet index written for it ({validated_through})")
     return result
 
 

@@ -48,19 +48,14 @@ BATCH_FORMAT = "{:05d}"
 
 
 def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
-    """Named outputs of the write rule, by the recipe's output kinds."""
-    names = {
-        "kerchunk-parquet": ("kerchunk_parquet", f"{results}/index/{dataset}.parq"),
-        "kerchunk-json": ("kerchunk_json", f"{results}/index/{dataset}.json"),
-        "cri-parquet": ("cri_parquet", f"{results}/index/{dataset}.cri.parquet"),
-        "cri-gpkg": ("cri_gpkg", f"{results}/index/{dataset}.cri.gpkg"),
-        "cri-duckdb": ("cri_duckdb", f"{results}/index/{dataset}.cri.duckdb"),
-        "footprints": ("footprints_parquet", f"{results}/index/{dataset}.footprints.parquet"),
-    }
-    outputs = dict(names[kind] for kind in recipe.output.kinds)
-    if "footprints" in recipe.output.kinds:
-        outputs["footprints_gpkg"] = f"{results}/index/{dataset}.footprints.gpkg"
-    outputs["summary"] = f"{results}/index/{dataset}.summary.json"
+    """Named outputs of the write rule, by the recipe's output kinds (plus summary and state).
+
+    A recipe that asks for no Kerchunk index still gets a Kerchunk Parquet
+    one, under `validation/`: GDAL's Zarr driver validates the arrays through
+    it (validation's report says so)."""
+    outputs = output_paths(f"{results}/index", dataset, recipe.output.kinds)
+    if not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
+        outputs["kerchunk_parquet"] = f"{results}/validation/{dataset}.parq"
     outputs["state"] = f"{results}/index/{dataset}.state.parquet"
     return outputs
 
@@ -154,7 +149,8 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
                              f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
     manifest = read_parquet(manifest_path)
     state = outputs.get("state")
-    if state and "kerchunk_parquet" in outputs and set(outputs) <= {"kerchunk_parquet", "cri_parquet", "summary", "state"}:
+    if state and "kerchunk_parquet" in outputs and set(outputs) <= {"kerchunk_parquet", "cri_parquet", "summary",
+                                                                    "state"}:
         try:
             held = appended_files(state, outputs["kerchunk_parquet"], recipe, manifest, HEADER_FORMAT_VERSION)
             return append_step(recipe, manifest, held, header_paths, outputs)
@@ -211,7 +207,7 @@ def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: lis
     return summary
 
 
-def validate_step(recipe_path: str, index_path: str | None, report_out: str, cri_path: str | None = None) -> Any:
+def validate_step(recipe_path: str, index_path: str, report_out: str, cri_path: str | None = None) -> ValidationReport:
     from chunkindex.validate import ValidationFailed
 
     def record(report: ValidationReport) -> None:
@@ -221,7 +217,10 @@ def validate_step(recipe_path: str, index_path: str | None, report_out: str, cri
 
     recipe = load_recipe(recipe_path)
     try:
-        report = validate_recipe_index(load_recipe(recipe_path), index_path or None, cri_path or None)
+        report = validate_recipe_index(recipe, index_path, cri_path or None)
+        if not {"kerchunk-parquet", "kerchunk-json"} & set(recipe.output.kinds):
+            report.notes.append(f"the recipe writes no Kerchunk index ({', '.join(recipe.output.kinds)}); validation "
+                                f"checked the same arrays through a Kerchunk Parquet index written for it ({index_path})")
     except ValidationFailed as failed:
         record(failed.report)  # the log names every mismatch
         raise

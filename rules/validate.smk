@@ -3,7 +3,7 @@
 
 rule validate:
     input:
-        index=INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json", [])),
+        index=VALIDATED_INDEX,
         cri=INDEX.get("cri_parquet", []),
         manifest=f"{RESULTS}/manifest.parquet",
         recipe=RECIPE_FILE,

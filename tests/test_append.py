@@ -44,7 +44,7 @@ def _run(recipe: Path, work: Path) -> dict:
                "state": str(work / "state.parquet")}
     if "cri-parquet" in yaml.safe_load(recipe.read_text())["output"]["kinds"]:
         outputs["cri_parquet"] = str(work / "index.cri.parquet")
-    summary = write_step(str(recipe), str(work / "manifest.parquet"), headers, outputs)
+    summary = write_step(str(recipe), str(work / "manifest.parquet"), headers, outputs, threads=2)
     assert manifest.num_rows
     return summary
 
@@ -113,7 +113,7 @@ def test_a_new_day_is_appended_to_the_cri_index_too(tmp_path, fixtures_root):
     old_pages = split(cri.read_bytes()).data
     _add_last_day(source, fixtures_root)
     appended = _run(recipe, tmp_path / "work")
-    assert appended["appended_files"] == 2 and "append_cri" in appended["timings"]
+    assert appended.appended_files == 2 and "append_cri" in appended.timings
     assert split(cri.read_bytes()).data.startswith(old_pages)
     _run(_recipe(tmp_path / "fresh", source, kinds=["kerchunk-parquet", "cri-parquet"]), tmp_path / "fresh-work")
     ours, fresh = open_index(cri), open_index(tmp_path / "fresh-work/index.cri.parquet")

@@ -15,8 +15,8 @@ on the code alone:
   absolute path, so the digests do not depend on where the repository is.
 * `OGR_CURRENT_DATE` is fixed: GDAL's GeoPackage driver otherwise stamps
   the time of writing into `gpkg_contents.last_change`.
-* The listing's etags and modification times (the CRI index's `files`
-  table records them) are left empty.
+* The listing's etags and modification times (the CRI index records them
+  beside each row's `path`) are left empty.
 
 The summary (timings) and the workflow's state file (source modification
 times) are not index files and are not hashed.
@@ -84,7 +84,7 @@ def write_demo_index(dataset: str, fixtures_root: Path, out: Path) -> Path:
                                  public_url=f"{PUBLIC_BASE}/{fixture_set}")
     recipe = dataclasses.replace(recipe, source=source)
     spec = store_spec(recipe, "/")
-    manifest = list_sources(recipe, spec, concurrency=recipe.headers.concurrency)
+    manifest = list_sources(recipe, spec)
     # The CRI index records each file's etag and modification time, which
     # depend on the checkout: pinned like the URLs.
     manifest = manifest.set_column(manifest.schema.get_field_index("etag"), "etag",

@@ -401,6 +401,14 @@ def _shard_index(data: bytes, n_inner: int, index_codecs: list[dict[str, Any]], 
     return entries
 
 
+def _chunk_key(index: tuple[int, ...], style: tuple[str, str]) -> str:
+    """A chunk's object key: Zarr v2 style (`1.2.3`, `0` for a scalar) or v3 default (`c/1/2/3`)."""
+    encoding, separator = style
+    if encoding == "v2":
+        return separator.join(map(str, index)) or "0"
+    return "c" + "".join(separator + str(i) for i in index)
+
+
 def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> tuple[AssembledIndex, RawChunks]:
     """Every array of a Zarr v2 or v3 store as reference arrays: each chunk
     object is a chunk at offset 0 with its object size; v3 sharded arrays
@@ -444,7 +452,7 @@ def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> 
             dtype, shape, chunks = meta["dtype"], tuple(meta["shape"]), tuple(meta["chunks"])
             separator = meta.get("dimension_separator", ".")
             fill = meta.get("fill_value")
-            encode_key = (lambda index, s=separator: s.join(map(str, index)) or "0")
+            key_style = ("v2", separator)
             shard = None
         else:
             if meta.get("node_type") != "array":
@@ -459,8 +467,7 @@ def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> 
             encoding = meta.get("chunk_key_encoding", {"name": "default"})
             separator = encoding.get("configuration", {}).get("separator", "/" if encoding["name"] == "default" else ".")
             v2_keys = encoding["name"] == "v2"
-            encode_key = (lambda index, s=separator, v2=v2_keys: (s.join(map(str, index)) or "0") if v2
-                          else "c" + "".join(s + str(i) for i in index))
+            key_style = ("v2" if v2_keys else "default", separator)
             codecs = meta["codecs"]
             fill = meta.get("fill_value")
             shard = None
@@ -480,7 +487,7 @@ def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> 
         urls: list[str] = []
         if shard is None:
             for index in np.ndindex(*grid):
-                object_key = prefix + encode_key(index)
+                object_key = prefix + _chunk_key(index, key_style)
                 if object_key in objects:
                     number = int(np.ravel_multi_index(index, grid)) if grid else 0
                     url_index[number] = len(urls)
@@ -494,7 +501,7 @@ def zarr_store_arrays(url: str, store_options: dict[str, Any] | None = None) -> 
             shard_grid = [math.ceil(s / o) for s, o in zip(shape, outer)]
             local = np.array(list(np.ndindex(*per_shard)), np.int64).reshape(n_inner, len(shape))
             for shard_index in np.ndindex(*shard_grid):
-                object_key = prefix + encode_key(shard_index)
+                object_key = prefix + _chunk_key(shard_index, key_style)
                 if object_key not in objects:
                     continue
                 size = objects[object_key]

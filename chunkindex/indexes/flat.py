@@ -193,7 +193,7 @@ def _common_base(urls: Iterable[str]) -> str:
     urls = list(urls)
     if not urls:
         return ""
-    prefix = os.path.commonprefix(urls)
+    prefix = os.path.commonprefix(urls)  # noqa: RUF071 - URLs (s3://...), cut at the last '/' below
     return prefix[:prefix.rfind("/") + 1]
 
 
@@ -289,7 +289,7 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
         band_dim = "band" if "band" in full.dims else None
         # A referenced 1-D array named as its dimension holds that dimension's values.
         role = "coordinate" if len(full.dims) == 1 and full.dims[0] == full.name else "data"
-        short = info.get("short_edge_dims")
+        short = list(getattr(full, "short_edge_dims", ()) or info.get("short_edge_dims") or []) or None
         if short is None and info.get("source_format") == "cog":
             # TIFF writers may store the last strip or edge tiles short (§3.3).
             short = [d for d in full.dims if _dimension_kind(d, {}) in ("HORIZONTAL_Y", "HORIZONTAL_X")]
