@@ -179,12 +179,12 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
 
     arrays: dict[str, dict] = {}
     dimensions: dict[str, dict] = {}
-    rows: dict[str, list] = {k: [] for k in ("variable", "level", "path", "offset", "length")}
+    rows: dict[str, list] = {k: [] for k in ("variable", "level", "path", "offset", "length", "skip")}
     maxdims = 0
     with h5py.File(path, "r") as f:
         dsets = [(name, obj) for name, obj in f.items() if isinstance(obj, h5py.Dataset)]
         for name, d in dsets:
-            if d.ndim == 0 or d.dtype.kind not in "iuf":
+            if d.ndim == 0 or d.dtype.kind not in "iuf" or d.attrs.get("CLASS") == b"DIMENSION_SCALE":
                 continue
             dimnames = []
             for k, dim in enumerate(d.dims):
@@ -192,7 +192,6 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
                     dimnames.append(os.path.basename(dim[0].name))
                 else:
                     dimnames.append(f"{name}_dim{k}")
-            is_scale = d.attrs.get("CLASS") == b"DIMENSION_SCALE"
             for k, dn in enumerate(dimnames):
                 if dn not in dimensions:
                     entry = {"size": int(d.shape[k])}
@@ -213,8 +212,6 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
                         elif dn.startswith(("lon", "x")) or entry.get("axis") == "X":
                             entry["type"] = "HORIZONTAL_X"
                     dimensions[dn] = entry
-            if is_scale:
-                continue
             chunks = d.chunks or d.shape
             plist = d.id.get_create_plist()
             filters = [plist.get_filter(i) for i in range(plist.get_nfilters())]
@@ -236,9 +233,7 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
                     continue
                 if isinstance(v, bytes):
                     attrs[k] = v.decode()
-                elif isinstance(v, np.ndarray) and v.size == 1:
-                    attrs[k] = v.item()
-                elif isinstance(v, np.generic):
+                elif isinstance(v, np.ndarray) and v.size == 1 or isinstance(v, np.generic):
                     attrs[k] = v.item()
                 elif isinstance(v, str):
                     attrs[k] = v
@@ -255,15 +250,20 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
                 off = d.id.get_offset()
                 if off is None:
                     continue
-                key_rows = [((0,) * d.ndim, off, d.id.get_storage_size())]
+                key_rows = [((0,) * d.ndim, off, d.id.get_storage_size(), 0)]
             else:
                 key_rows = []
-                for info in d.id.chunk_iter() if hasattr(d.id, "chunk_iter") else []:
-                    if info.filter_mask:
-                        raise ValueError("test helper: chunk with a filter mask")
+
+                def add(info, chunks=chunks, key_rows=key_rows, nf=len(filters)):
+                    # HDF5's filter mask counts pipeline (encode) steps; `skip`
+                    # counts decode steps, the reverse order.
+                    skip = sum(1 << (nf - 1 - i) for i in range(nf) if info.filter_mask >> i & 1)
                     idx = tuple(o // c for o, c in zip(info.chunk_offset, chunks, strict=True))
-                    key_rows.append((idx, info.byte_offset, info.size))
-            for idx, off, size in key_rows:
+                    key_rows.append((idx, info.byte_offset, info.size, skip))
+
+                d.id.chunk_iter(add)
+            for idx, off, size, skip in key_rows:
+                rows["skip"].append(skip or None)
                 rows["variable"].append(name)
                 rows["level"].append(0)
                 rows["path"].append(path.name)
@@ -287,6 +287,83 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
     cols["offset"] = pa.array([rows["offset"][i] for i in order], pa.int64())
     cols["length"] = pa.array([rows["length"][i] for i in order], pa.int64())
     cols["raw"] = pa.nulls(n, pa.binary())
+    if any(rows["skip"]):
+        cols["skip"] = pa.array([rows["skip"][i] for i in order], pa.int32())
     table = pa.table(cols).replace_schema_metadata({"cri": json.dumps(meta)})
     pq.write_table(table, out, row_group_size=4096, write_statistics=True)
+    return out
+
+
+def cri_from_tiff_series(tifs: list[Path], times: list[float], out: Path, *, variable: str,
+                         time_units: str = "days since 1970-01-01", row_group_size: int = 65536) -> Path:
+    """Write `out` indexing a time series of TIFFs of one layout (single band)
+    as `variable[time, y, x]`, every level; columns built with numpy."""
+    import tifffile
+    from osgeo import gdal
+
+    ds = gdal.Open(str(tifs[0]))
+    gt = list(ds.GetGeoTransform())
+    srs = ds.GetSpatialRef()
+    b = ds.GetRasterBand(1)
+    nodata, scale, offset = b.GetNoDataValue(), b.GetScale(), b.GetOffset()
+    ds = None
+    base = Path(os.path.commonpath([t.parent for t in tifs]))
+    cols: dict[str, list[np.ndarray]] = {k: [] for k in ("level", "c0", "c1", "c2", "path", "offset", "length")}
+    levels = []
+    for ti, tif in enumerate(tifs):
+        with tifffile.TiffFile(tif) as tf:
+            pages = [p for p in tf.pages if not (int(p.subfiletype) & 4)]
+            for lvl, page in enumerate(pages):
+                h, w = int(page.imagelength), int(page.imagewidth)
+                th, tw = int(page.tilelength), int(page.tilewidth)
+                nx = -(-w // tw)
+                offs = np.asarray(page.dataoffsets, np.int64)
+                cnts = np.asarray(page.databytecounts, np.int64)
+                keep = cnts > 0
+                idx = np.nonzero(keep)[0]
+                cols["level"].append(np.full(idx.size, lvl, np.int32))
+                cols["c0"].append(np.full(idx.size, ti, np.int32))
+                cols["c1"].append((idx // nx).astype(np.int32))
+                cols["c2"].append((idx % nx).astype(np.int32))
+                cols["path"].append(np.full(idx.size, ti, np.int32))
+                cols["offset"].append(offs[keep])
+                cols["length"].append(cnts[keep])
+                if ti == 0:
+                    fx, fy = pages[0].imagewidth / w, pages[0].imagelength / h
+                    dtype = np.dtype(page.dtype).newbyteorder(tf.byteorder)
+                    levels.append({"level": lvl, "shape": [len(tifs), h, w], "chunk_shape": [1, th, tw],
+                                   "codec": _tiff_codec(page, page.dtype),
+                                   "geotransform": [gt[0], gt[1] * fx, 0.0, gt[3], 0.0, gt[5] * fy]})
+    c = {k: np.concatenate(v) for k, v in cols.items()}
+    order = np.lexsort((c["c2"], c["c1"], c["c0"], c["level"]))
+    names = [t.relative_to(base).as_posix() for t in tifs]
+    path_col = pa.DictionaryArray.from_arrays(pa.array(c["path"][order]), pa.array(names)).cast(pa.string())
+    n = order.size
+    table = pa.table({
+        "variable": pa.array([variable] * 1, pa.string()).take(pa.array(np.zeros(n, np.int64))),
+        "level": pa.array(c["level"][order]), "c0": pa.array(c["c0"][order]),
+        "c1": pa.array(c["c1"][order]), "c2": pa.array(c["c2"][order]), "path": path_col,
+        "offset": pa.array(c["offset"][order]), "length": pa.array(c["length"][order]),
+        "raw": pa.nulls(n, pa.binary())})
+    attrs = {}
+    if nodata is not None:
+        attrs["_FillValue"] = int(nodata) if dtype.kind in "iu" else nodata
+    if scale not in (None, 1.0):
+        attrs["scale_factor"] = scale
+    if offset not in (None, 0.0):
+        attrs["add_offset"] = offset
+    meta = {
+        "cri_version": "0.1", "base": base.resolve().as_posix() + "/",
+        "arrays": {variable: {"dims": ["time", "y", "x"], "dtype": _dtype_str(dtype),
+                              "fill_value": attrs.get("_FillValue", 0), "attrs": attrs, "levels": levels}},
+        "dimensions": {
+            "time": {"size": len(tifs), "type": "TEMPORAL", "units": time_units, "calendar": "standard",
+                     "values": [float(t) for t in times]},
+            "y": {"size": levels[0]["shape"][1], "type": "HORIZONTAL_Y", "from_geotransform": True},
+            "x": {"size": levels[0]["shape"][2], "type": "HORIZONTAL_X", "from_geotransform": True}},
+    }
+    if srs is not None:
+        meta["crs"] = {"wkt": srs.ExportToWkt(["FORMAT=WKT2_2019"])}
+    table = table.replace_schema_metadata({"cri": json.dumps(meta)})
+    pq.write_table(table, out, row_group_size=row_group_size, write_statistics=True)
     return out

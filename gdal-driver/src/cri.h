@@ -109,6 +109,7 @@ struct ChunkRef
     int pathIdx = -1;  // index into ChunkTable paths; -1 = inline
     int64_t offset = 0;
     int64_t length = 0;
+    uint32_t skip = 0;  // bit k: decode step k not applied (`skip` column)
     std::shared_ptr<std::string> raw{};  // inline bytes
 };
 
@@ -193,7 +194,7 @@ class ChunkTable
  * chunk in error messages. */
 bool DecodeChunk(const Array &array, const Level &level, const GByte *in,
                  size_t inSize, std::vector<GByte> &out,
-                 const std::string &what);
+                 const std::string &what, uint32_t skipMask = 0);
 
 /** Name of the first codec step of `level` that this build cannot decode,
  * or empty. */

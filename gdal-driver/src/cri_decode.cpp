@@ -432,7 +432,7 @@ std::string UnsupportedCodec(const Level &level)
 
 bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                  size_t inSize, std::vector<GByte> &out,
-                 const std::string &what)
+                 const std::string &what, uint32_t skipMask)
 {
     size_t full = static_cast<size_t>(a.itemSize);
     for (auto c : l.chunk)
@@ -454,6 +454,15 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
     for (size_t iStep = 0; iStep < l.codec.size(); ++iStep)
     {
         const CodecStep &s = l.codec[iStep];
+        if (iStep < 32 && (skipMask >> iStep) & 1)
+            continue;
+        // Bytes this step may produce: the chunk, plus the checksums that
+        // later fletcher32 steps strip.
+        size_t cap = full;
+        for (size_t k = iStep + 1; k < l.codec.size(); ++k)
+            if (l.codec[k].name == "fletcher32" &&
+                !(k < 32 && (skipMask >> k) & 1))
+                cap += 4;
         if (const char *id = DecompressorId(s.name))
         {
             const CPLCompressor *dec = CPLGetDecompressor(id);
@@ -478,7 +487,7 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                 uint32_t blockSize = 0;
                 for (int k = 8; k < 12; ++k)
                     blockSize = (blockSize << 8) | cur[k];
-                if (total > full || blockSize == 0)
+                if (total > cap || blockSize == 0)
                     goto corrupt;
                 tmp.resize(static_cast<size_t>(total));
                 size_t p = 12, o = 0;
@@ -512,9 +521,9 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                 cur.swap(tmp);
                 continue;
             }
-            tmp.resize(full);
+            tmp.resize(cap);
             void *pOut = tmp.data();
-            size_t outSize = full;
+            size_t outSize = cap;
             bool ok;
             {
                 CPLErrorStateBackuper oBackuper(CPLQuietErrorHandler);
@@ -530,7 +539,7 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                                      &allocSize, nullptr, dec->user_data) &&
                         pAlloc)
                     {
-                        const size_t keep = std::min(allocSize, full);
+                        const size_t keep = std::min(allocSize, cap);
                         std::memcpy(tmp.data(), pAlloc, keep);
                         outSize = keep;
                         ok = true;
@@ -553,7 +562,7 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
             bool ok;
             {
                 CPLErrorStateBackuper oBackuper(CPLQuietErrorHandler);
-                ok = DecodeLZW(cur.data(), cur.size(), tmp, full);
+                ok = DecodeLZW(cur.data(), cur.size(), tmp, cap);
             }
             if (!ok)
             {
@@ -567,7 +576,7 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
         }
         else if (s.name == "packbits")
         {
-            if (!DecodePackBits(cur.data(), cur.size(), tmp, full))
+            if (!DecodePackBits(cur.data(), cur.size(), tmp, cap))
             {
                 CPLError(CE_Failure, CPLE_AppDefined,
                          "CRI: %s: PackBits decoding failed (corrupt chunk)",

@@ -886,6 +886,8 @@ bool CRIArray::GetRawBlockInfo(const uint64_t *panBlockCoordinates,
     }
     const ChunkRef &r = rows.front().second;
     info.nSize = static_cast<uint64_t>(r.length);
+    if (r.skip)
+        aosInfo.SetNameValue("SKIP", CPLSPrintf("%u", r.skip));
     if (r.raw)
     {
         info.pabyInlineData = static_cast<GByte *>(VSI_MALLOC_VERBOSE(
@@ -1034,7 +1036,8 @@ bool CRIArray::GetChunks(
             Todo &t = todo[i];
             auto out = std::make_shared<std::vector<GByte>>();
             if (!DecodeChunk(m_a, m_l, t.bytes.data(), t.bytes.size(), *out,
-                             m_res->index->indexPath + ": " + t.what) ||
+                             m_res->index->indexPath + ": " + t.what,
+                             t.ref.skip) ||
                 !NormalizeChunk(t.c, *out, m_res->index->indexPath + ": " + t.what))
             {
                 failed = true;

@@ -134,6 +134,7 @@ ChunkTable::ChunkTable(const Index &index, GDALDataset *poVectorDS,
             EQUAL(name, "variable") || EQUAL(name, "level") ||
             EQUAL(name, "path") || EQUAL(name, "offset") ||
             EQUAL(name, "length") || EQUAL(name, "raw") ||
+            EQUAL(name, "skip") ||
             (name[0] == 'c' && name[1] >= '0' && name[1] <= '9');
         if (!used)
             ignored.AddString(name);
@@ -336,7 +337,7 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
     int iC[MAX_DIMS];
     for (int j = 0; j < MAX_DIMS; ++j)
         iC[j] = -1;
-    int iPath = -1, iOffset = -1, iLength = -1, iRaw = -1;
+    int iPath = -1, iOffset = -1, iLength = -1, iRaw = -1, iSkip = -1;
     if (ok)
     {
         for (int64_t k = 0; k < schema.n_children; ++k)
@@ -350,6 +351,8 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
                 iLength = static_cast<int>(k);
             else if (EQUAL(name, "raw"))
                 iRaw = static_cast<int>(k);
+            else if (EQUAL(name, "skip"))
+                iSkip = static_cast<int>(k);
             else if (name[0] == 'c' && name[1] >= '0' && name[1] <= '9')
             {
                 const int j = atoi(name + 1);
@@ -405,7 +408,7 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
         for (int j = 0; j < lo.n; ++j)
             cs[j] = col(iC[j]);
         const Column cPath = col(iPath), cOff = col(iOffset),
-                     cLen = col(iLength), cRaw = col(iRaw);
+                     cLen = col(iLength), cRaw = col(iRaw), cSkip = col(iSkip);
         std::map<int64_t, int> dictToPath;
         for (int64_t r = 0; r < batch.length && ok; ++r)
         {
@@ -434,6 +437,9 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
                 ok = false;
                 break;
             }
+            int64_t skip = 0;
+            if (cSkip.valid() && !cSkip.IsNull(r) && cSkip.Int(r, skip))
+                ref.skip = static_cast<uint32_t>(skip);
             if (cPath.valid() && !cPath.IsNull(r))
             {
                 const char *p = nullptr;
