@@ -107,7 +107,8 @@ def assert_same(a: np.ndarray, b: np.ndarray, tolerance: float = 0) -> float:
     if a.dtype.kind in "fc":
         assert np.array_equal(np.isnan(a), np.isnan(b))
         a, b = np.nan_to_num(a), np.nan_to_num(b)
-    diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+    wide = np.complex128 if a.dtype.kind == "c" else np.float64
+    diff = float(np.max(np.abs(a.astype(wide) - b.astype(wide)))) if a.size else 0.0
     assert diff <= tolerance, f"max difference {diff} > {tolerance}"
     return diff
 
