@@ -551,7 +551,7 @@ def test_lerc_refused_naming_codec(gdal, tmp_path):
 
 
 def test_over_http(gdal, synthetic, tmp_path):
-    from chunkindex.servers import HttpServer
+    from chunkindex.testing.servers import HttpServer
 
     tif, _ = synthetic["zstd-pred2-int16"]
     with HttpServer(tif.parent) as server:
@@ -565,7 +565,7 @@ def test_over_http(gdal, synthetic, tmp_path):
 def test_over_s3(gdal, synthetic, tmp_path):
     import boto3
 
-    from chunkindex.servers import MotoS3Server
+    from chunkindex.testing.servers import MotoS3Server
 
     tif, _ = synthetic["band-uint16-pred2"]
     with MotoS3Server() as s3:
