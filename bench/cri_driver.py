@@ -63,7 +63,7 @@ def build_archive(root: Path, count: int, scale: float) -> tuple[list[Path], lis
             block = (3000 * np.sin(xx / 400.0) * np.cos(yy / 300.0) + rng.integers(0, 50, (rows, w)))
             band.WriteArray(block.astype(np.int16), 0, y0)
         gdal.Translate(str(template), mem, format="COG",
-                       creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=1", "BLOCKSIZE=512",
+                       creationOptions=["COMPRESS=DEFLATE", "PREDICTOR=NO", "BLOCKSIZE=512",
                                         "OVERVIEW_RESAMPLING=NEAREST"])
     start = dt.date(2002, 6, 1)
     tifs, times = [], []
@@ -95,7 +95,8 @@ def build_indexes(root: Path, tifs: list[Path], times: list[float]) -> dict[str,
     if not cri.exists():
         from osgeo import gdal
 
-        b = gdal.Open(str(tifs[0])).GetRasterBand(1)
+        first = gdal.Open(str(tifs[0]))
+        b = first.GetRasterBand(1)
         bx, by = b.GetBlockSize()
         per_day = -(-b.XSize // bx) * -(-b.YSize // by)
         cri_from_tiff_series(tifs, times, cri, variable="analysed_sst", row_group_size=max(1024, per_day))

@@ -147,7 +147,8 @@ struct CoordsHash
 class ChunkTable
 {
   public:
-    ChunkTable(const Index &index, GDALDataset *poVectorDS, OGRLayer *poLayer);
+    ChunkTable(std::shared_ptr<const Index> index, GDALDataset *poVectorDS,
+               OGRLayer *poLayer);
     ~ChunkTable();
 
     /** Rows of the chunks of `array` at `level` within the box
@@ -172,6 +173,7 @@ class ChunkTable
         std::unordered_map<Coords, ChunkRef, CoordsHash> rows{};
     };
 
+    std::shared_ptr<const Index> m_indexHolder;
     const Index &m_index;
     std::unique_ptr<GDALDataset> m_poDS;
     OGRLayer *m_poLayer;

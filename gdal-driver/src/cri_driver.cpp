@@ -197,23 +197,10 @@ bool ResolveTime(const cri::Index &index, const cri::Dimension &dim,
     return false;
 }
 
-/** A raster dataset with no bands listing the variables as subdatasets. */
-class CRISubdatasetsDataset final : public GDALDataset
+/** Open the index table and parse its `cri` document. */
+bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
+               std::shared_ptr<cri::ChunkTable> &table)
 {
-};
-
-GDALDataset *CRIOpen(GDALOpenInfo *poOpenInfo)
-{
-    if (!CRIIdentify(poOpenInfo) || poOpenInfo->eAccess == GA_Update)
-        return nullptr;
-    Connection conn;
-    if (!ParseConnection(poOpenInfo->pszFilename, conn))
-    {
-        CPLError(CE_Failure, CPLE_AppDefined,
-                 "CRI: cannot parse '%s' (expected CRI:\"<index>\"[:variable[:time]])",
-                 poOpenInfo->pszFilename);
-        return nullptr;
-    }
     const char *const apszDrivers[] = {"Parquet", "GPKG", nullptr};
     std::unique_ptr<GDALDataset> poVec;
     {
@@ -223,6 +210,7 @@ GDALDataset *CRIOpen(GDALOpenInfo *poOpenInfo)
             quiet = std::make_unique<CPLErrorStateBackuper>(CPLQuietErrorHandler);
         poVec.reset(GDALDataset::Open(conn.path.c_str(),
                                       GDAL_OF_VECTOR | GDAL_OF_READONLY |
+                                          GDAL_OF_INTERNAL |
                                           (conn.prefixed ? GDAL_OF_VERBOSE_ERROR : 0),
                                       apszDrivers, nullptr, nullptr));
     }
@@ -233,7 +221,7 @@ GDALDataset *CRIOpen(GDALOpenInfo *poOpenInfo)
                      "CRI: cannot open index %s as Parquet or GeoPackage "
                      "(is GDAL's Parquet driver available?)",
                      conn.path.c_str());
-        return nullptr;
+        return false;
     }
     OGRLayer *poLayer = poVec->GetLayerByName("chunks");
     if (!poLayer)
@@ -254,12 +242,36 @@ GDALDataset *CRIOpen(GDALOpenInfo *poOpenInfo)
                      "CRI: %s is not a CRI index: no 'cri' key in its "
                      "metadata",
                      conn.path.c_str());
+        return false;
+    }
+    index = std::make_shared<cri::Index>();
+    if (!cri::ParseIndexJSON(pszJSON, conn.path, *index))
+        return false;
+    table = std::make_shared<cri::ChunkTable>(index, poVec.release(), poLayer);
+    return true;
+}
+
+/** A raster dataset with no bands listing the variables as subdatasets. */
+class CRISubdatasetsDataset final : public GDALDataset
+{
+};
+
+GDALDataset *CRIOpen(GDALOpenInfo *poOpenInfo)
+{
+    if (!CRIIdentify(poOpenInfo) || poOpenInfo->eAccess == GA_Update)
+        return nullptr;
+    Connection conn;
+    if (!ParseConnection(poOpenInfo->pszFilename, conn))
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: cannot parse '%s' (expected CRI:\"<index>\"[:variable[:time]])",
+                 poOpenInfo->pszFilename);
         return nullptr;
     }
-    auto index = std::make_shared<cri::Index>();
-    if (!cri::ParseIndexJSON(pszJSON, conn.path, *index))
+    std::shared_ptr<cri::Index> index;
+    std::shared_ptr<cri::ChunkTable> table;
+    if (!OpenIndex(conn, index, table))
         return nullptr;
-    auto table = std::make_shared<cri::ChunkTable>(*index, poVec.release(), poLayer);
 
     if (poOpenInfo->nOpenFlags & GDAL_OF_MULTIDIM_RASTER)
         return cri::OpenMultiDim(index, table, poOpenInfo->pszFilename);

@@ -120,9 +120,10 @@ struct Column
 
 }  // namespace
 
-ChunkTable::ChunkTable(const Index &index, GDALDataset *poVectorDS,
-                       OGRLayer *poLayer)
-    : m_index(index), m_poDS(poVectorDS), m_poLayer(poLayer)
+ChunkTable::ChunkTable(std::shared_ptr<const Index> index,
+                       GDALDataset *poVectorDS, OGRLayer *poLayer)
+    : m_indexHolder(std::move(index)), m_index(*m_indexHolder),
+      m_poDS(poVectorDS), m_poLayer(poLayer)
 {
     // Columns the reader does not use are not decoded.
     const OGRFeatureDefn *defn = m_poLayer->GetLayerDefn();
