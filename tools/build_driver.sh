@@ -69,8 +69,10 @@ cmake -S gdal-driver -B "$BUILD" "${OPTS[@]}" > "$BUILD/configure.log" 2>&1 \
 cmake --build "$BUILD" -j "${GDAL_BUILD_JOBS:-$(nproc)}" > "$BUILD/build.log" 2>&1 \
   || { tail -40 "$BUILD/build.log" >&2; die "build failed (log: $BUILD/build.log)"; }
 mkdir -p "$OUT"
-cmake --install "$BUILD" > "$BUILD/install.log" 2>&1 \
-  || { tail -20 "$BUILD/install.log" >&2; die "install failed (log: $BUILD/install.log)"; }
+# Replace the plugin atomically (a new inode): every running GDAL process has
+# the old one mapped, and overwriting it in place would crash them.
+cp "$BUILD/gdal_CRI.so" "$OUT/.gdal_CRI.so.$$"
+mv -f "$OUT/.gdal_CRI.so.$$" "$OUT/gdal_CRI.so"
 rm -f "$OUT"/.gdal_CRI-*
 touch "$STAMP"
 log "installed $OUT/gdal_CRI.so"

@@ -100,6 +100,12 @@ struct Index
 bool ParseIndexJSON(const std::string &osJSON, const std::string &osIndexPath,
                     Index &index);
 
+/** The value of `key` in a Parquet file's footer key-value metadata, read
+ * with a small Thrift compact-protocol reader (no Arrow). Returns false when
+ * the file is not Parquet or has no such key. */
+bool ReadParquetKeyValue(const std::string &path, const std::string &key,
+                         std::string &value);
+
 /** Map a spec path (§4) to a GDAL VSI path. */
 std::string ResolvePath(const Index &index, const std::string &path);
 
@@ -147,8 +153,11 @@ struct CoordsHash
 class ChunkTable
 {
   public:
+    /** Over an opened table. */
     ChunkTable(std::shared_ptr<const Index> index, GDALDataset *poVectorDS,
                OGRLayer *poLayer);
+    /** Over a Parquet file opened through OGR on the first lookup. */
+    ChunkTable(std::shared_ptr<const Index> index, const std::string &path);
     ~ChunkTable();
 
     /** Rows of the chunks of `array` at `level` within the box
@@ -186,6 +195,10 @@ class ChunkTable
     bool m_variableIsCoded = false;
     std::map<std::string, std::string> m_variableCodes{};
 
+    std::string m_lazyPath{};
+
+    bool EnsureOpen();
+    void Setup();
     bool Query(const Array &array, int level, const Coords &lo,
                const Coords &hi, Cache &cache);
     int InternPath(const char *p, size_t n);

@@ -201,6 +201,18 @@ bool ResolveTime(const cri::Index &index, const cri::Dimension &dim,
 bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
                std::shared_ptr<cri::ChunkTable> &table)
 {
+    // Parquet: the `cri` document straight from the footer; the table is
+    // opened through OGR on the first chunk lookup, so opening is cheap.
+    std::string osJSON;
+    if (cri::ReadParquetKeyValue(conn.path, "cri", osJSON))
+    {
+        index = std::make_shared<cri::Index>();
+        if (!cri::ParseIndexJSON(osJSON, conn.path, *index))
+            return false;
+        table = std::make_shared<cri::ChunkTable>(index, conn.path);
+        return true;
+    }
+
     const char *const apszDrivers[] = {"Parquet", "GPKG", nullptr};
     std::unique_ptr<GDALDataset> poVec;
     {

@@ -371,3 +371,233 @@ std::string ResolvePath(const Index &index, const std::string &path)
 }
 
 }  // namespace cri
+
+namespace cri
+{
+
+namespace
+{
+
+/** Just enough of Thrift's compact protocol to walk a Parquet FileMetaData. */
+class ThriftReader
+{
+  public:
+    ThriftReader(const GByte *p, size_t n) : m_p(p), m_end(p + n)
+    {
+    }
+    bool ok() const
+    {
+        return m_ok;
+    }
+
+    uint64_t Varint()
+    {
+        uint64_t v = 0;
+        int shift = 0;
+        while (m_p < m_end && shift < 64)
+        {
+            const GByte b = *m_p++;
+            v |= static_cast<uint64_t>(b & 0x7f) << shift;
+            if (!(b & 0x80))
+                return v;
+            shift += 7;
+        }
+        m_ok = false;
+        return 0;
+    }
+    int64_t Zigzag()
+    {
+        const uint64_t v = Varint();
+        return static_cast<int64_t>(v >> 1) ^ -static_cast<int64_t>(v & 1);
+    }
+    bool Binary(const GByte *&p, size_t &n)
+    {
+        n = static_cast<size_t>(Varint());
+        if (!m_ok || n > static_cast<size_t>(m_end - m_p))
+            return m_ok = false;
+        p = m_p;
+        m_p += n;
+        return true;
+    }
+    /** Field header: false at STOP. */
+    bool Field(int &id, int &type, int &lastId)
+    {
+        if (m_p >= m_end)
+            return m_ok = false;
+        const GByte b = *m_p++;
+        if (b == 0)
+            return false;
+        type = b & 0x0f;
+        const int delta = b >> 4;
+        id = delta ? lastId + delta : static_cast<int>(Zigzag());
+        lastId = id;
+        return m_ok;
+    }
+    void ListHeader(int &elemType, size_t &size)
+    {
+        if (m_p >= m_end)
+        {
+            m_ok = false;
+            return;
+        }
+        const GByte b = *m_p++;
+        elemType = b & 0x0f;
+        size = b >> 4;
+        if (size == 15)
+            size = static_cast<size_t>(Varint());
+    }
+    void Skip(int type, int depth = 0)
+    {
+        if (depth > 64)
+        {
+            m_ok = false;
+            return;
+        }
+        switch (type)
+        {
+            case 1:  // true
+            case 2:  // false
+                break;
+            case 3:  // byte
+                m_p < m_end ? void(++m_p) : void(m_ok = false);
+                break;
+            case 4:  // i16
+            case 5:  // i32
+            case 6:  // i64
+                Varint();
+                break;
+            case 7:  // double
+                if (m_end - m_p < 8)
+                    m_ok = false;
+                else
+                    m_p += 8;
+                break;
+            case 8:  // binary
+            {
+                const GByte *p;
+                size_t n;
+                Binary(p, n);
+                break;
+            }
+            case 9:   // list
+            case 10:  // set
+            {
+                int et;
+                size_t n;
+                ListHeader(et, n);
+                for (size_t i = 0; i < n && m_ok; ++i)
+                    Skip(et, depth + 1);
+                break;
+            }
+            case 11:  // map
+            {
+                const size_t n = static_cast<size_t>(Varint());
+                if (n == 0)
+                    break;
+                if (m_p >= m_end)
+                {
+                    m_ok = false;
+                    break;
+                }
+                const GByte kv = *m_p++;
+                for (size_t i = 0; i < n && m_ok; ++i)
+                {
+                    Skip(kv >> 4, depth + 1);
+                    Skip(kv & 0x0f, depth + 1);
+                }
+                break;
+            }
+            case 12:  // struct
+            {
+                int id, t, last = 0;
+                while (m_ok && Field(id, t, last))
+                    Skip(t, depth + 1);
+                break;
+            }
+            default:
+                m_ok = false;
+        }
+    }
+
+  private:
+    const GByte *m_p;
+    const GByte *m_end;
+    bool m_ok = true;
+};
+
+}  // namespace
+
+bool ReadParquetKeyValue(const std::string &path, const std::string &key,
+                         std::string &value)
+{
+    VSILFILE *fp = VSIFOpenL(path.c_str(), "rb");
+    if (!fp)
+        return false;
+    GByte tail[8];
+    bool ok = VSIFSeekL(fp, 0, SEEK_END) == 0;
+    const vsi_l_offset size = VSIFTellL(fp);
+    ok = ok && size >= 12 && VSIFSeekL(fp, size - 8, SEEK_SET) == 0 &&
+         VSIFReadL(tail, 1, 8, fp) == 8 && memcmp(tail + 4, "PAR1", 4) == 0;
+    uint32_t footerLen = 0;
+    if (ok)
+    {
+        memcpy(&footerLen, tail, 4);
+        CPL_LSBPTR32(&footerLen);
+        ok = footerLen > 0 && footerLen <= size - 12;
+    }
+    std::vector<GByte> footer;
+    if (ok)
+    {
+        footer.resize(footerLen);
+        ok = VSIFSeekL(fp, size - 8 - footerLen, SEEK_SET) == 0 &&
+             VSIFReadL(footer.data(), 1, footerLen, fp) == footerLen;
+    }
+    VSIFCloseL(fp);
+    if (!ok)
+        return false;
+    ThriftReader r(footer.data(), footer.size());
+    int id, type, last = 0;
+    while (r.ok() && r.Field(id, type, last))
+    {
+        if (id != 5 || type != 9)  // FileMetaData.key_value_metadata
+        {
+            r.Skip(type);
+            continue;
+        }
+        int et;
+        size_t n;
+        r.ListHeader(et, n);
+        for (size_t i = 0; i < n && r.ok(); ++i)
+        {
+            std::string k, v;
+            bool hasV = false;
+            int fid, ft, flast = 0;
+            while (r.ok() && r.Field(fid, ft, flast))
+            {
+                const GByte *p;
+                size_t len;
+                if ((fid == 1 || fid == 2) && ft == 8 && r.Binary(p, len))
+                {
+                    if (fid == 1)
+                        k.assign(reinterpret_cast<const char *>(p), len);
+                    else
+                    {
+                        v.assign(reinterpret_cast<const char *>(p), len);
+                        hasV = true;
+                    }
+                }
+                else
+                    r.Skip(ft);
+            }
+            if (r.ok() && k == key && hasV)
+            {
+                value = std::move(v);
+                return true;
+            }
+        }
+        return false;
+    }
+    return false;
+}
+
+}  // namespace cri

@@ -121,9 +121,46 @@ struct Column
 }  // namespace
 
 ChunkTable::ChunkTable(std::shared_ptr<const Index> index,
+                       const std::string &path)
+    : m_indexHolder(std::move(index)), m_index(*m_indexHolder),
+      m_poDS(nullptr), m_poLayer(nullptr), m_lazyPath(path)
+{
+}
+
+bool ChunkTable::EnsureOpen()
+{
+    if (m_poLayer)
+        return true;
+    const char *const apszDrivers[] = {"Parquet", nullptr};
+    m_poDS.reset(GDALDataset::Open(
+        m_lazyPath.c_str(),
+        GDAL_OF_VECTOR | GDAL_OF_READONLY | GDAL_OF_INTERNAL |
+            GDAL_OF_VERBOSE_ERROR,
+        apszDrivers, nullptr, nullptr));
+    if (m_poDS)
+        m_poLayer = m_poDS->GetLayer(0);
+    if (!m_poLayer)
+    {
+        CPLError(CE_Failure, CPLE_OpenFailed,
+                 "CRI: cannot open the chunks table of %s through GDAL's "
+                 "Parquet driver",
+                 m_lazyPath.c_str());
+        m_poDS.reset();
+        return false;
+    }
+    Setup();
+    return true;
+}
+
+ChunkTable::ChunkTable(std::shared_ptr<const Index> index,
                        GDALDataset *poVectorDS, OGRLayer *poLayer)
     : m_indexHolder(std::move(index)), m_index(*m_indexHolder),
       m_poDS(poVectorDS), m_poLayer(poLayer)
+{
+    Setup();
+}
+
+void ChunkTable::Setup()
 {
     // Columns the reader does not use are not decoded.
     const OGRFeatureDefn *defn = m_poLayer->GetLayerDefn();
@@ -208,6 +245,8 @@ bool ChunkTable::Lookup(const Array &array, int level, const Coords &cmin,
 {
     out.clear();
     std::lock_guard<std::mutex> lock(m_mutex);
+    if (!EnsureOpen())
+        return false;
     Cache &cache = m_cache[{array.name, level}];
     const int n = cmin.n;
     auto contains = [n](const Box &b, const Coords &lo, const Coords &hi)
