@@ -241,7 +241,9 @@ bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
     const char *pszJSON = nullptr;
     if (poLayer)
     {
-        pszJSON = poLayer->GetMetadataItem("cri", "_PARQUET_METADATA_");
+        // GetMetadata(), not GetMetadataItem(): the latter truncates values
+        // longer than CPLSPrintf's 8000-byte buffer (GDAL 3.13).
+        pszJSON = CSLFetchNameValue(poLayer->GetMetadata("_PARQUET_METADATA_"), "cri");
         if (!pszJSON)
             pszJSON = poLayer->GetMetadataItem("cri");
     }

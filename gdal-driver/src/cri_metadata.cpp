@@ -312,7 +312,12 @@ bool ParseIndexJSON(const std::string &osJSON, const std::string &osIndexPath,
         const auto projjson = crs.GetObj("projjson");
         const int epsg = crs.GetInteger("epsg", 0);
         if (!wkt.empty())
-            ok = srs.importFromWkt(wkt.c_str()) == OGRERR_NONE;
+        {
+            // Kept as written; PROJ parses it when an array's SRS is asked
+            // for (parsing costs more than the rest of the open).
+            index.crsWkt = wkt;
+            return true;
+        }
         if (!ok && projjson.IsValid() &&
             projjson.GetType() == CPLJSONObject::Type::Object)
             ok = srs.SetFromUserInput(

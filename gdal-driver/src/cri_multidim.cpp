@@ -340,7 +340,9 @@ class CRIArray final : public GDALMDArray
     bool m_hasNodata = false;
     double m_scale = 1, m_offset = 0;
     bool m_hasScale = false, m_hasOffset = false;
-    std::shared_ptr<OGRSpatialReference> m_srs{};
+    mutable std::shared_ptr<OGRSpatialReference> m_srs{};
+    mutable bool m_srsDone = false;
+    mutable std::mutex m_srsMutex{};
     std::vector<std::shared_ptr<GDALAttribute>> m_attrs;
     std::vector<std::vector<GByte>> m_fillChunk{};
     mutable CPLStringList m_structural{};
@@ -410,40 +412,6 @@ class CRIArray final : public GDALMDArray
         {
             m_offset = of.ToDouble();
             m_hasOffset = true;
-        }
-        if (!res->index->crsWkt.empty())
-        {
-            int iX = 0, iY = 0;
-            for (size_t i = 0; i < m_dims.size(); ++i)
-            {
-                if (m_dims[i]->GetType() == GDAL_DIM_TYPE_HORIZONTAL_X)
-                    iX = static_cast<int>(i) + 1;
-                else if (m_dims[i]->GetType() == GDAL_DIM_TYPE_HORIZONTAL_Y)
-                    iY = static_cast<int>(i) + 1;
-            }
-            if ((iX == 0 || iY == 0) && m_dims.size() >= 2)
-            {
-                // Spatial dims are the two innermost (band innermost for
-                // pixel-interleaved arrays).
-                int last = static_cast<int>(m_dims.size());
-                if (a.bandDim >= 0 &&
-                    m_exposed.back() == a.bandDim && last >= 3)
-                    last -= 1;
-                iX = last;
-                iY = last - 1;
-            }
-            if (iX > 0 && iY > 0)
-            {
-                m_srs = std::make_shared<OGRSpatialReference>();
-                m_srs->importFromWkt(res->index->crsWkt.c_str());
-                m_srs->SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-                const auto &m = m_srs->GetDataAxisToSRSAxisMapping();
-                if (m == std::vector<int>{2, 1} ||
-                    m == std::vector<int>{2, 1, 3})
-                    m_srs->SetDataAxisToSRSAxisMapping({iY, iX});
-                else
-                    m_srs->SetDataAxisToSRSAxisMapping({iX, iY});
-            }
         }
         m_attrs = AttributesFromJSON(GetFullName(), at,
                                      {"_FillValue", "scale_factor",
@@ -529,6 +497,56 @@ class CRIArray final : public GDALMDArray
         return s + ")";
     }
 
+    /** The SRS, built on first use (PROJ's WKT parsing is the costliest
+     * part of opening otherwise). */
+    std::shared_ptr<OGRSpatialReference> BuildSRS() const
+    {
+        const auto &res = m_res;
+        const Array &a = m_a;
+        std::shared_ptr<OGRSpatialReference> srs;
+        if (!res->index->crsWkt.empty())
+        {
+            int iX = 0, iY = 0;
+            for (size_t i = 0; i < m_dims.size(); ++i)
+            {
+                if (m_dims[i]->GetType() == GDAL_DIM_TYPE_HORIZONTAL_X)
+                    iX = static_cast<int>(i) + 1;
+                else if (m_dims[i]->GetType() == GDAL_DIM_TYPE_HORIZONTAL_Y)
+                    iY = static_cast<int>(i) + 1;
+            }
+            if ((iX == 0 || iY == 0) && m_dims.size() >= 2)
+            {
+                // Spatial dims are the two innermost (band innermost for
+                // pixel-interleaved arrays).
+                int last = static_cast<int>(m_dims.size());
+                if (a.bandDim >= 0 &&
+                    m_exposed.back() == a.bandDim && last >= 3)
+                    last -= 1;
+                iX = last;
+                iY = last - 1;
+            }
+            if (iX > 0 && iY > 0)
+            {
+                srs = std::make_shared<OGRSpatialReference>();
+                if (srs->importFromWkt(res->index->crsWkt.c_str()) != OGRERR_NONE)
+                {
+                    CPLError(CE_Warning, CPLE_AppDefined,
+                             "CRI: %s: crs.wkt cannot be parsed; %s has no SRS",
+                             res->index->indexPath.c_str(), a.name.c_str());
+                    return nullptr;
+                }
+                srs->SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+                const auto &m = srs->GetDataAxisToSRSAxisMapping();
+                if (m == std::vector<int>{2, 1} ||
+                    m == std::vector<int>{2, 1, 3})
+                    srs->SetDataAxisToSRSAxisMapping({iY, iX});
+                else
+                    srs->SetDataAxisToSRSAxisMapping({iX, iY});
+            }
+        }
+        return srs;
+    }
+
   public:
     static std::shared_ptr<CRIArray>
     Create(const std::shared_ptr<SharedResource> &res,
@@ -572,6 +590,12 @@ class CRIArray final : public GDALMDArray
     }
     std::shared_ptr<OGRSpatialReference> GetSpatialRef() const override
     {
+        std::lock_guard<std::mutex> lock(m_srsMutex);
+        if (!m_srsDone)
+        {
+            m_srs = BuildSRS();
+            m_srsDone = true;
+        }
         return m_srs;
     }
     const void *GetRawNoDataValue() const override
