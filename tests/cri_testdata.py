@@ -253,8 +253,9 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
                 key_rows = [((0,) * d.ndim, off, d.id.get_storage_size(), 0)]
             else:
                 key_rows = []
+                nfilters = len(filters)
 
-                def add(info, chunks=chunks, key_rows=key_rows, nf=len(filters)):
+                def add(info, chunks=chunks, key_rows=key_rows, nf=nfilters):
                     # HDF5's filter mask counts pipeline (encode) steps; `skip`
                     # counts decode steps, the reverse order.
                     skip = sum(1 << (nf - 1 - i) for i in range(nf) if info.filter_mask >> i & 1)

@@ -197,12 +197,37 @@ bool ResolveTime(const cri::Index &index, const cri::Dimension &dim,
     return false;
 }
 
+std::mutex g_indexCacheMutex;
+std::list<std::pair<std::string, std::shared_ptr<cri::Index>>> g_indexCache;
+
 /** Open the index table and parse its `cri` document. */
 bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
                std::shared_ptr<cri::ChunkTable> &table)
 {
     // Parquet: the `cri` document straight from the footer; the table is
     // opened through OGR on the first chunk lookup, so opening is cheap.
+    // Parsed documents are kept (by path, size and modification time): a
+    // re-open of an unchanged index skips the footer and the JSON. Only
+    // plain data is cached, nothing that needs GDAL at exit.
+    VSIStatBufL st;
+    std::string key;
+    if (VSIStatL(conn.path.c_str(), &st) == 0)
+        key = conn.path + CPLSPrintf("|" CPL_FRMT_GUIB "|" CPL_FRMT_GIB,
+                                     static_cast<GUIntBig>(st.st_size),
+                                     static_cast<GIntBig>(st.st_mtime));
+    {
+        std::lock_guard<std::mutex> lock(g_indexCacheMutex);
+        for (auto it = g_indexCache.begin(); !key.empty() && it != g_indexCache.end(); ++it)
+        {
+            if (it->first == key)
+            {
+                index = it->second;
+                g_indexCache.splice(g_indexCache.begin(), g_indexCache, it);
+                table = std::make_shared<cri::ChunkTable>(index, conn.path);
+                return true;
+            }
+        }
+    }
     std::string osJSON;
     if (cri::ReadParquetKeyValue(conn.path, "cri", osJSON))
     {
@@ -210,6 +235,13 @@ bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
         if (!cri::ParseIndexJSON(osJSON, conn.path, *index))
             return false;
         table = std::make_shared<cri::ChunkTable>(index, conn.path);
+        if (!key.empty())
+        {
+            std::lock_guard<std::mutex> lock(g_indexCacheMutex);
+            g_indexCache.emplace_front(key, index);
+            if (g_indexCache.size() > 8)
+                g_indexCache.pop_back();
+        }
         return true;
     }
 
