@@ -275,9 +275,43 @@ bool ChunkTable::Lookup(const Array &array, int level, const Coords &cmin,
             cache.boxes.clear();
             cache.rows.clear();
         }
-        if (!Query(array, level, cmin, cmax, cache))
+        // A single chunk (GetRawBlockInfo, a one-pixel read) is looked up
+        // with its neighbours: whole steps of the outer dimension around it,
+        // up to ~64k rows, so random lookups cost one query per few hundred
+        // steps rather than one each (each query has a fixed cost: the
+        // Parquet driver selects row groups from every group's statistics).
+        Coords qlo = cmin, qhi = cmax;
+        bool single = n >= 2;
+        for (int j = 0; j < n && single; ++j)
+            single = cmin.c[j] == cmax.c[j];
+        const Level *lv = nullptr;
+        for (const auto &l : array.levels)
+            if (l.level == level)
+                lv = &l;
+        if (single && lv && static_cast<int>(lv->shape.size()) == n)
+        {
+            uint64_t inner = 1;
+            for (int j = 1; j < n; ++j)
+                inner *= (lv->shape[j] + lv->chunk[j] - 1) / lv->chunk[j];
+            const int64_t outer = static_cast<int64_t>(
+                (lv->shape[0] + lv->chunk[0] - 1) / lv->chunk[0]);
+            const int64_t steps = std::max<int64_t>(
+                1, static_cast<int64_t>(65536 / std::max<uint64_t>(inner, 1)));
+            if (inner <= 65536)
+            {
+                qlo.c[0] = cmin.c[0] / steps * steps;
+                qhi.c[0] = std::min(outer - 1, qlo.c[0] + steps - 1);
+                for (int j = 1; j < n; ++j)
+                {
+                    qlo.c[j] = 0;
+                    qhi.c[j] = static_cast<int64_t>(
+                        (lv->shape[j] + lv->chunk[j] - 1) / lv->chunk[j]) - 1;
+                }
+            }
+        }
+        if (!Query(array, level, qlo, qhi, cache))
             return false;
-        cache.boxes.push_back({cmin, cmax});
+        cache.boxes.push_back({qlo, qhi});
     }
     // Enumerate the box when it is small compared with the cached rows;
     // otherwise scan the rows.
