@@ -95,6 +95,7 @@ def build_indexes(root: Path, tifs: list[Path], times: list[float]) -> dict[str,
     if not cri.exists():
         from osgeo import gdal
 
+        # One row group per day, as the spec recommends (§1.3).
         first = gdal.Open(str(tifs[0]))
         b = first.GetRasterBand(1)
         bx, by = b.GetBlockSize()
