@@ -35,7 +35,15 @@ constexpr int SUPPORTED_MAJOR = 0;
 struct CodecStep
 {
     std::string name{};
-    CPLJSONObject params{};
+    // Parameters, read once from the JSON when the index is opened: decoding
+    // runs in several threads, and json-c objects are not safe to read from
+    // more than one (their reference counts are not atomic).
+    int predictor = 1;
+    int samples = 1;
+    int elementSize = 0;  // 0: the dtype's item size
+    std::string framing{};
+    std::string colorspace{};
+    std::string tablesB64{};
 };
 
 /** One resolution level of an array (spec §2.2). */
@@ -45,6 +53,7 @@ struct Level
     std::vector<uint64_t> shape{};
     std::vector<uint64_t> chunk{};
     std::vector<CodecStep> codec{};
+    std::string codecJSON{};  // the chain as written, for GetRawBlockInfo
     bool hasGeoTransform = false;
     double gt[6] = {0, 1, 0, 0, 0, 1};
 };
@@ -95,6 +104,11 @@ struct Index
 
     const Array *FindArray(const std::string &name) const;
 };
+
+/** Held while reading the JSON objects of an Index after parsing (json-c
+ * objects are not safe to read from two threads at once, and a parsed Index
+ * is shared by every dataset opened on the same file). */
+std::recursive_mutex &JSONMutex();
 
 /** Parse and check a `cri` JSON document. Errors are emitted with CPLError. */
 bool ParseIndexJSON(const std::string &osJSON, const std::string &osIndexPath,

@@ -289,7 +289,7 @@ bool DecodeImage(const Array &a, const Level &l, const CodecStep &step,
         // spliced into one interchange stream. An Adobe APP14 marker says
         // how to interpret 3 components (transform 1 = YCbCr, 0 = RGB), as
         // libtiff tells libjpeg from the TIFF Photometric tag.
-        const std::string tablesB64 = step.params.GetString("tables");
+        const std::string &tablesB64 = step.tablesB64;
         std::vector<GByte> tables;
         if (!tablesB64.empty())
         {
@@ -306,7 +306,7 @@ bool DecodeImage(const Array &a, const Level &l, const CodecStep &step,
             return false;
         }
         data.insert(data.end(), {0xFF, 0xD8});
-        const std::string cs = step.params.GetString("colorspace");
+        const std::string &cs = step.colorspace;
         if (cs == "YCbCr" || cs == "RGB")
         {
             const GByte transform = cs == "YCbCr" ? 1 : 0;
@@ -399,7 +399,7 @@ std::string UnsupportedCodec(const Level &level)
                 return s.name + " (this GDAL has no " + id + " decompressor)";
             if (s.name == "lz4")
             {
-                const std::string f = s.params.GetString("framing", "numcodecs");
+                const std::string &f = s.framing;
                 if (f != "numcodecs" && f != "hdf5")
                     return "lz4 with framing '" + f + "'";
             }
@@ -410,7 +410,7 @@ std::string UnsupportedCodec(const Level &level)
             continue;
         if (s.name == "tiff_predictor")
         {
-            const int p = s.params.GetInteger("predictor", 0);
+            const int p = s.predictor;
             if (p != 1 && p != 2 && p != 3)
                 return CPLSPrintf("tiff_predictor %d", p);
             continue;
@@ -474,7 +474,7 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                 return false;
             }
             if (s.name == "lz4" &&
-                s.params.GetString("framing", "numcodecs") == "hdf5")
+                s.framing == "hdf5")
             {
                 // HDF5 LZ4 filter: 8-byte BE total size, 4-byte BE block
                 // size, then per block a 4-byte BE compressed size and data
@@ -587,7 +587,7 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
         }
         else if (s.name == "shuffle")
         {
-            const int es = s.params.GetInteger("element_size", a.itemSize);
+            const int es = s.elementSize > 0 ? s.elementSize : a.itemSize;
             if (es <= 0)
                 goto corrupt;
             if (es > 1)
@@ -620,8 +620,8 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
         }
         else if (s.name == "tiff_predictor")
         {
-            const int pred = s.params.GetInteger("predictor", 1);
-            const int samples = std::max(1, s.params.GetInteger("samples", 1));
+            const int pred = s.predictor;
+            const int samples = s.samples;
             const size_t rowElems = RowElements(a, l, samples);
             if (pred == 1)
                 continue;

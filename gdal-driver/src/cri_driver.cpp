@@ -147,6 +147,7 @@ bool ParseCFUnits(const std::string &units, double &secPerUnit, double &epoch)
 bool ResolveTime(const cri::Index &index, const cri::Dimension &dim,
                  const std::string &value, uint64_t &out)
 {
+    std::lock_guard<std::recursive_mutex> jsonLock(cri::JSONMutex());
     if (!value.empty() &&
         value.find_first_not_of("0123456789") == std::string::npos)
     {

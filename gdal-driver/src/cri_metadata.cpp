@@ -9,6 +9,12 @@
 namespace cri
 {
 
+std::recursive_mutex &JSONMutex()
+{
+    static std::recursive_mutex m;
+    return m;
+}
+
 const Array *Index::FindArray(const std::string &name) const
 {
     for (const auto &a : arrays)
@@ -278,9 +284,18 @@ bool ParseIndexJSON(const std::string &osJSON, const std::string &osIndexPath,
             {
                 CodecStep s;
                 s.name = codec[k].GetString("name");
-                s.params = codec[k];
+                s.predictor = codec[k].GetInteger("predictor", s.name == "tiff_predictor" ? 0 : 1);
+                s.samples = std::max(1, codec[k].GetInteger("samples", 1));
+                s.elementSize = codec[k].GetInteger("element_size", 0);
+                s.framing = codec[k].GetString("framing", "numcodecs");
+                s.colorspace = codec[k].GetString("colorspace");
+                s.tablesB64 = codec[k].GetString("tables");
                 l.codec.push_back(s);
             }
+            if (codec.IsValid())
+                l.codecJSON = codec.Format(CPLJSONObject::PrettyFormat::Plain);
+            else
+                l.codecJSON = "[]";
             const auto gt = ljs.GetArray("geotransform");
             if (gt.IsValid() && gt.Size() == 6)
             {

@@ -676,6 +676,7 @@ class CRIGroup final : public GDALGroup
 
     void Init()
     {
+        std::lock_guard<std::recursive_mutex> jsonLock(JSONMutex());
         const Index &idx = *m_res->index;
         for (const auto &kv : idx.dims)
         {
@@ -802,6 +803,7 @@ class CRIGroup final : public GDALGroup
     MakeArray(const Array &a, size_t iLevel,
               const std::vector<int64_t> &pinned) const
     {
+        std::lock_guard<std::recursive_mutex> jsonLock(JSONMutex());
         auto self = std::dynamic_pointer_cast<GDALGroup>(m_pSelf.lock());
         return CRIArray::Create(m_res, self, a, iLevel, pinned,
                                 DimsFor(a, iLevel, pinned));
@@ -888,11 +890,7 @@ bool CRIArray::GetRawBlockInfo(const uint64_t *panBlockCoordinates,
     if (!m_res->table->Lookup(m_a, m_l.level, c, c, rows))
         return false;
     CPLStringList aosInfo;
-    CPLJSONArray chain;
-    for (const auto &s : m_l.codec)
-        chain.Add(s.params);
-    aosInfo.SetNameValue("CODEC",
-                         chain.Format(CPLJSONObject::PrettyFormat::Plain).c_str());
+    aosInfo.SetNameValue("CODEC", m_l.codecJSON.c_str());
     aosInfo.SetNameValue("DTYPE", m_a.dtype.c_str());
     aosInfo.SetNameValue("ENDIANNESS",
                          m_a.dtype[0] == '>' ? "BIG" : "LITTLE");
