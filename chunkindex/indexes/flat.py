@@ -114,6 +114,11 @@ def codec_steps(chain: CodecChain, where: str = "") -> list[dict[str, Any]]:
             steps.append(_jpeg_step(config, chain.notes))
         elif cid == "shuffle":
             steps.append({"name": "shuffle", "element_size": int(config.get("elementsize", 4))})
+        elif cid == "imagecodecs_packints":
+            if config.get("bitorder") not in (None, ""):
+                raise CriError(f"{where}: packed samples in bit order {config['bitorder']!r} have no CRI decode step")
+            steps.append({"name": "bitunpack", "bits": int(config["bitspersample"]),
+                          "row": int(config.get("runlen") or 0)})
         elif cid in ("imagecodecs_delta", "imagecodecs_floatpred"):
             if config.get("dist", 1) != 1:
                 raise CriError(f"{where}: {cid} with dist {config['dist']} has no TIFF predictor equivalent")
@@ -285,6 +290,9 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
             gt = _geotransform(array, coords, {n: a.attrs for n, a in coordinate_arrays.items()})
             if gt is not None:
                 entry["geotransform"] = gt
+            level_info = array.attrs.get("chunkindex", {})
+            if "ifd" in level_info:  # provenance: the TIFF IFD of this level
+                entry["source"] = {"ifd": int(level_info["ifd"])}
             levels.append(entry)
         band_dim = "band" if "band" in full.dims else None
         # A referenced 1-D array named as its dimension holds that dimension's values.
@@ -297,7 +305,7 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
             "dims": list(full.dims), "dtype": np.dtype(full.dtype).str, "fill_value": json_fill_value(full.fill_value),
             "attrs": attrs, "levels": levels,
             "short_edge_dims": list(short or []), "band_dim": band_dim, "role": role,
-            "source": {k: info[k] for k in ("source_format", "source_variable") if k in info},
+            "source": {k: info[k] for k in ("source_format", "source_variable", "mask") if k in info},
         }
         for position, dim in enumerate(full.dims):
             if dim in dimensions:
@@ -928,6 +936,10 @@ def decode_chunk(data: bytes, steps: list[dict[str, Any]], dtype: np.dtype, row_
             buf = _unshuffle(bytes(buf), int(step["element_size"]))
         elif name == "fletcher32":
             buf = _fletcher32(bytes(buf))
+        elif name == "bitunpack":
+            bits, row = int(step["bits"]), int(step.get("row") or 0)
+            # TIFF: MSB-first bit stream, each row of `row` samples padded to a whole byte.
+            buf = imagecodecs.packints_decode(bytes(buf), np.uint8, bits, runlen=row).tobytes()
         elif name == "tiff_predictor":
             if isinstance(buf, np.ndarray):  # after an image step: back to bytes in dtype order
                 buf = buf.astype(dtype).tobytes()
