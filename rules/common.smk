@@ -46,6 +46,11 @@ else:
             f"(defined: {', '.join(sorted(FIXTURE_SETS))})"
         )
 
+# The recipe is a workflow source (versioned with it): with a default storage
+# provider (profiles/kubernetes) it stays a local file, shipped to the jobs in
+# Snakemake's source archive, instead of an object expected in the bucket.
+RECIPE_INPUT = local(RECIPE_FILE) if RECIPE_FILE else None
+
 INDEX = index_outputs(RESULTS, DATASET, RECIPE) if RECIPE else {}
 # What GDAL validates: the Kerchunk index (one is written under validation/
 # when the recipe asks for no Kerchunk kind).

@@ -5,7 +5,7 @@ rule validate:
     input:
         index=VALIDATED_INDEX,
         manifest=f"{RESULTS}/manifest.parquet",
-        recipe=RECIPE_FILE,
+        recipe=RECIPE_INPUT,
     output:
         report=f"{RESULTS}/validation.json",
     params:

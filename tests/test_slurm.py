@@ -1,0 +1,134 @@
+"""The GHRSST-scale recipe on a real single-node Slurm cluster (Debian's
+slurmctld, slurmd and munge, started by tools/slurm_local.sh) through
+profiles/slurm: the index is byte-identical to a local run, every job carries
+its rule's threads, mem_mb and runtime as Slurm limits, and a job over its
+memory limit is killed by Slurm with the previous index left intact.
+
+The fixture set is the full GHRSST catalogue (8,660 daily headers, 59 M
+references). Slurm is installed with apt when missing (root); when it cannot
+be installed or started the tests skip and say why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_snakemake
+
+pytestmark = pytest.mark.slow
+
+SLURM_LOCAL = REPO / "tools" / "slurm_local.sh"
+DATASET = "ghrsst-scale"
+# The rules' declared resources (rules/*.smk): what Slurm must be asked for.
+RULE_LIMITS = {  # rule: (threads, mem_mb, runtime in minutes)
+    "list_sources": (1, 2000, 30),
+    "headers": (1, 2000, 60),
+    "write": (2, 4000, 60),
+    "validate": (1, 4000, 60),
+    "report": (1, 2000, 20),
+}
+
+
+@pytest.fixture(scope="module")
+def slurm(tmp_path_factory) -> dict[str, str]:
+    """A running local Slurm cluster; the environment that reaches it."""
+    install = subprocess.run([SLURM_LOCAL, "install"], check=False, capture_output=True, text=True, timeout=900)
+    if install.returncode != 0:
+        pytest.skip(f"Slurm is not available: {install.stderr.strip().splitlines()[-1]}")
+    state = tmp_path_factory.mktemp("slurm")
+    start = subprocess.run([SLURM_LOCAL, "start", str(state)], check=False, capture_output=True, text=True, timeout=120)
+    if start.returncode != 0:
+        pytest.skip(f"Slurm did not start on this machine: {start.stderr.strip()}")
+    yield {"SLURM_CONF": str(state / "slurm.conf"), "SLURM_LOCAL_DIR": str(state),
+           "SLURM_MODE": (state / "mode").read_text().strip()}
+    subprocess.run([SLURM_LOCAL, "stop", str(state)], check=False, capture_output=True, timeout=60)
+
+
+def _slurm_args(slurm: dict[str, str]) -> list[str]:
+    # No slurmdbd here: job states come from slurmctld (squeue, MinJobAge 1 h),
+    # there are no accounts, and status checks start after one second.
+    logs = Path(slurm["SLURM_LOCAL_DIR"]) / "job-logs"
+    return ["--profile", "profiles/slurm", "--slurm-status-command", "squeue", "--slurm-no-account",
+            "--slurm-init-seconds-before-status-checks", "1", "--slurm-logdir", str(logs),
+            "--slurm-keep-successful-logs", "--latency-wait", "5"]
+
+
+def _index_digests(results: Path) -> dict[str, str]:
+    """sha256 of every file of the index and its state record."""
+    index = results / DATASET / "index"
+    files = sorted(p for p in (index / f"{DATASET}.parq").rglob("*") if p.is_file())
+    files.append(index / f"{DATASET}.state.parquet")
+    return {str(p.relative_to(index)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def _jobs(slurm: dict[str, str]) -> list[dict[str, str]]:
+    """Every job slurmctld knows: id, state, rule (from the job comment), and
+    the limits it enforces (memory, time limit, CPUs)."""
+    out = subprocess.run(["squeue", "--states=all", "--noheader", "--format=%i|%T|%k|%m|%l|%C"],
+                         capture_output=True, text=True, check=True, env={**os.environ, **slurm}).stdout
+    keys = ("id", "state", "comment", "memory", "time_limit", "cpus")
+    return [dict(zip(keys, line.split("|"))) for line in out.splitlines() if line.strip()]
+
+
+def _rule(comment: str) -> str:
+    # The executor names the rule in the job comment: rule_<name>[_wildcards_...].
+    return comment.removeprefix("rule_").split("_wildcards_")[0]
+
+
+@pytest.fixture(scope="module")
+def runs(slurm, tmp_path_factory) -> dict[str, Path]:
+    """The recipe run locally, then through Slurm, into separate results folders."""
+    run_snakemake(f"resources/fixtures/{DATASET}/MANIFEST.sha256", "--config", f"dataset={DATASET}")
+    local = tmp_path_factory.mktemp("local")
+    run_snakemake("--config", f"dataset={DATASET}", f"results_dir={local}")
+    on_slurm = tmp_path_factory.mktemp("on-slurm")
+    result = run_snakemake(*_slurm_args(slurm), "--config", f"dataset={DATASET}", f"results_dir={on_slurm}",
+                           env=slurm)
+    return {"local": local, "slurm": on_slurm, "log": result.stderr}
+
+
+def test_the_index_built_on_slurm_is_byte_identical_to_a_local_run(runs):
+    local, on_slurm = _index_digests(runs["local"]), _index_digests(runs["slurm"])
+    assert len(local) > 10
+    assert on_slurm == local
+    assert (runs["slurm"] / DATASET / "validation.json").is_file()
+    assert (runs["slurm"] / DATASET / "report" / "report.md").is_file()
+
+
+def test_every_job_ran_on_slurm_with_its_rules_limits(runs, slurm):
+    jobs = [j for j in _jobs(slurm) if j["state"] == "COMPLETED"]
+    by_rule: dict[str, list[dict[str, str]]] = {}
+    for job in jobs:
+        by_rule.setdefault(_rule(job["comment"]), []).append(job)
+    assert set(RULE_LIMITS) <= set(by_rule), by_rule
+    assert len(by_rule["headers"]) == 2  # batch_size 4,330: two batches, two jobs
+    for rule, (threads, mem_mb, runtime) in RULE_LIMITS.items():
+        for job in by_rule[rule]:
+            assert job["cpus"] == str(threads), job
+            assert job["memory"] == f"{mem_mb}M", job
+            hours, minutes = divmod(runtime, 60)
+            assert job["time_limit"] == (f"{hours}:{minutes:02d}:00" if hours else f"{minutes}:00"), job
+    # slurmctld's job-completion records agree (the file an admin would read).
+    records = (Path(slurm["SLURM_LOCAL_DIR"]) / "log" / "jobcomp.txt").read_text()
+    write_job = by_rule["write"][0]["id"]
+    record = next(line for line in records.splitlines() if line.startswith(f"JobId={write_job} "))
+    assert "JobState=COMPLETED" in record and "TimeLimit=60" in record
+    assert "Tres=cpu=2,mem=4000M" in record
+
+
+def test_a_job_over_its_memory_limit_is_killed_by_slurm_and_the_index_is_kept(runs, slurm):
+    before = _index_digests(runs["slurm"])
+    # 700 MB holds Snakemake in the job but not the write step's 59 M references.
+    result = run_snakemake(*_slurm_args(slurm), "--config", f"dataset={DATASET}", f"results_dir={runs['slurm']}",
+                           "--until", "write", "--forcerun", "write", "--set-resources", "write:mem_mb=700",
+                           env=slurm, check=False)
+    assert result.returncode != 0
+    assert "SLURM status is: 'OUT_OF_MEMORY'" in result.stderr, result.stderr[-3000:]
+    killed = [j for j in _jobs(slurm) if _rule(j["comment"]) == "write" and j["state"] == "OUT_OF_MEMORY"]
+    assert killed and killed[-1]["memory"] == "700M"
+    # Snakemake restored the update() outputs from its backup: the index is as before.
+    assert _index_digests(runs["slurm"]) == before
