@@ -60,6 +60,58 @@ def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
     return outputs
 
 
+def snakemake_backup_path(output: str | Path, persistence_dir: str | Path) -> Path:
+    """Where Snakemake (9.x, `persistence.backup_output`) keeps the copy of an
+    update() output while the job that updates it runs."""
+    output = Path(output)
+    if output.is_absolute():
+        output = output.relative_to(output.anchor)
+    return Path(persistence_dir) / "backups" / output
+
+
+def clear_interrupted_write(update_outputs: list[str], outputs: list[str],
+                            persistence_dir: str | Path) -> list[str]:
+    """Remove what a killed write step left behind; returns what was removed.
+
+    Run at workflow start (`onstart`, the output lock held, so no write job of
+    this index is running). Snakemake copies each update() output to
+    `.snakemake/backups/<path>` before the job and deletes the copy when the
+    job ends; after a kill -9 the copy stays and every later run fails with
+    `FileExistsError` when it backs the output up again. The copies are
+    dropped rather than restored: one caught half-written would be worse
+    than the index itself, which the write step checks against its state
+    record (a half-done append no longer matches it and the index is
+    rewritten in full). The write step's own temporary files and folders
+    (`.<name>.partial-<pid>`, `.<name>.old-<pid>`, `*.append-<pid>`,
+    `<name>.tmp`) are removed with them.
+    """
+    import shutil
+
+    removed: list[str] = []
+
+    def remove(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(str(path))
+
+    for output in update_outputs:
+        backup = snakemake_backup_path(output, persistence_dir)
+        if backup.exists() or backup.is_symlink():
+            remove(backup)
+    for output in map(Path, outputs):
+        if not output.parent.is_dir():
+            continue
+        for pattern in (f".{output.name}.partial-*", f".{output.name}.old-*", f"{output.name}.tmp"):
+            for leftover in output.parent.glob(pattern):
+                remove(leftover)
+        if output.is_dir():
+            for leftover in output.rglob("*.append-*"):
+                remove(leftover)
+    return removed
+
+
 def batch_ids(manifest: str | Path) -> list[str]:
     """Batch ids of a listing, from the batch count stored in its metadata."""
     meta = pq.read_schema(manifest).metadata or {}

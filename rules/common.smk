@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from chunkindex.formats import HEADER_FORMAT_VERSION
 from chunkindex.recipe import RecipeError, load_recipe, validate_config
-from chunkindex.workflow import batch_ids, index_outputs
+from chunkindex.workflow import batch_ids, clear_interrupted_write, index_outputs
 
 try:
     validate_config(config)
@@ -67,6 +67,17 @@ WRITE_OUTPUTS = {
     name: update(path) if name in APPENDABLE else path
     for name, path in WRITE_OUTPUTS.items()
 }
+
+
+onstart:
+    # A write job killed (kill -9, node failure) leaves Snakemake's backup of
+    # its update() outputs behind, which fails every later run: clear it.
+    for path in clear_interrupted_write(
+        [INDEX[name] for name in APPENDABLE if name in INDEX],
+        list(INDEX.values()),
+        workflow.persistence.path,
+    ):
+        print(f"chunkindex: removed {path} (left by an interrupted write)", file=sys.stderr)
 
 
 wildcard_constraints:

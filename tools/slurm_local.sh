@@ -73,12 +73,19 @@ cgroup_v1_usable() {
     [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]
 }
 
-pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+pid_alive() { [ -s "$1" ] && kill -0 "$(cat "$1" 2>/dev/null)" 2>/dev/null; }
+
+# Live processes named $1 (zombies of the daemons' forks left aside).
+running() { ps -eo pid=,stat=,comm= | awk -v name="$1" '$3 == name && $2 !~ /^Z/ {print $1}'; }
 
 stop() {
     local name pidfile
     for name in slurmd slurmctld munged; do
         pidfile="$DIR/$name.pid"
+        # munged may serve another cluster started later: leave it to the last one.
+        if [ "$name" = munged ] && [ -n "$(running slurmd)" ]; then
+            continue
+        fi
         if pid_alive "$pidfile"; then
             kill "$(cat "$pidfile")" 2>/dev/null || true
             for _ in $(seq 50); do pid_alive "$pidfile" || break; sleep 0.1; done
@@ -168,6 +175,12 @@ start() {
         return 0
     fi
     stop
+    # Job steps find the configuration through /run/slurm/conf, which the
+    # running slurmd owns: one local cluster per machine.
+    local other
+    other="$(running slurmctld) $(running slurmd)"
+    other=$(echo $other)
+    [ -z "$other" ] || die "another Slurm daemon (pid $other) runs on this machine; one local cluster at a time"
     local mode=linux
     cgroup_v1_usable && mode=cgroup
     write_config "$mode"
