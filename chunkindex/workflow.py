@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chunkindex.atomic import write_text
+from chunkindex.atomic import leftovers, write_text
 from chunkindex.formats import HEADER_FORMAT_VERSION, extractor_for
 from chunkindex.pipeline import (
     WriteSummary,
@@ -82,11 +83,8 @@ def clear_interrupted_write(update_outputs: list[str], outputs: list[str],
     than the index itself, which the write step checks against its state
     record (a half-done append no longer matches it and the index is
     rewritten in full). The write step's own temporary files and folders
-    (`.<name>.partial-<pid>`, `.<name>.old-<pid>`, `*.append-<pid>`,
-    `<name>.tmp`) are removed with them.
+    (`chunkindex.atomic.leftovers`) are removed with them.
     """
-    import shutil
-
     removed: list[str] = []
 
     def remove(path: Path) -> None:
@@ -100,15 +98,9 @@ def clear_interrupted_write(update_outputs: list[str], outputs: list[str],
         backup = snakemake_backup_path(output, persistence_dir)
         if backup.exists() or backup.is_symlink():
             remove(backup)
-    for output in map(Path, outputs):
-        if not output.parent.is_dir():
-            continue
-        for pattern in (f".{output.name}.partial-*", f".{output.name}.old-*", f"{output.name}.tmp"):
-            for leftover in output.parent.glob(pattern):
-                remove(leftover)
-        if output.is_dir():
-            for leftover in output.rglob("*.append-*"):
-                remove(leftover)
+    for output in outputs:
+        for leftover in leftovers(output):
+            remove(leftover)
     return removed
 
 

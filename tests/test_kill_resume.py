@@ -119,3 +119,20 @@ def test_killed_while_updating_the_index_the_rerun_does_not_trip_on_snakemakes_b
     assert "left by an interrupted write" in rerun.stderr
     assert not backup.exists()
     assert _digests(results) == reference
+
+
+def test_leftovers_names_only_the_temporary_paths_of_a_target(tmp_path):
+    from chunkindex.atomic import leftovers, staging_path
+
+    index = tmp_path / "x.parq"
+    (index / "sst").mkdir(parents=True)
+    (index / "sst" / "refs.0.parq").write_bytes(b"kept")
+    (index / ".zmetadata").write_text("{}")
+    staged = [staging_path(index), staging_path(index, "old"), staging_path(index / "sst" / "refs.1.parq", "append"),
+              staging_path(index / ".zmetadata", "append")]
+    for path in staged:
+        path.write_bytes(b"")
+    other = staging_path(tmp_path / "x.parquet")  # another output's: not this one's
+    other.write_bytes(b"")
+    assert leftovers(index) == sorted(staged)
+    assert leftovers(tmp_path / "missing.parq") == []

@@ -10,7 +10,7 @@ import re
 import pytest
 from conftest import run_snakemake
 
-from chunkindex.servers import MotoS3Server
+from chunkindex.testing.servers import MotoS3Server
 
 pytestmark = pytest.mark.network_local
 
