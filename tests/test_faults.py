@@ -80,9 +80,9 @@ def test_a_source_that_stays_throttled_fails_after_a_bounded_number_of_tries(arc
 
 
 def test_an_object_deleted_after_the_listing_is_named(archive):
-    with HttpServer(archive) as http:
-        with pytest.raises(TiffHeaderError, match=rf"{DAY}: cannot read the TIFF header: .*(not found|404)"):
-            _list_and_read(http, before_reading=lambda: (archive / DAY).unlink())
+    with HttpServer(archive) as http, \
+            pytest.raises(TiffHeaderError, match=rf"{DAY}: cannot read the TIFF header: .*(not found|404)"):
+        _list_and_read(http, before_reading=lambda: (archive / DAY).unlink())
 
 
 def test_an_object_gone_while_reading_is_named(archive):
@@ -100,9 +100,9 @@ def test_an_object_replaced_after_the_listing_is_refused_not_misread(archive):
         (archive / (DAY + ".new")).write_bytes(data)
         os.replace(archive / (DAY + ".new"), archive / DAY)
 
-    with HttpServer(archive) as http:
-        with pytest.raises(TiffHeaderError, match=rf"{DAY}: the object changed since it was listed"):
-            _list_and_read(http, before_reading=replace)
+    with HttpServer(archive) as http, \
+            pytest.raises(TiffHeaderError, match=rf"{DAY}: the object changed since it was listed"):
+        _list_and_read(http, before_reading=replace)
 
 
 # --- local faults in the workflow ------------------------------------------------------------
@@ -136,7 +136,7 @@ def test_a_corrupted_header_cache_is_named_and_the_index_kept(written):
         batch.write_bytes(good[: len(good) // 2])  # a torn cache file (same mtime order: newer than the index)
         result = _snakemake(written, "--forcerun", "write")
         assert result.returncode != 0
-        assert f"{batch}" in result.stderr or "batch-00000.arrow" in result.stderr, result.stderr[-3000:]
+        assert f"{batch}: unreadable header table" in result.stderr, result.stderr[-3000:]
         assert _tree(index) == before
     finally:
         batch.write_bytes(good)
@@ -154,3 +154,23 @@ def test_a_full_disk_during_write_is_an_error_and_the_index_kept(written):
     assert "File too large" in result.stderr or "EFBIG" in result.stderr, result.stderr[-3000:]
     assert _tree(index) == before
     assert not list(index.parent.glob(".*partial-*"))
+
+
+def test_a_recipe_edited_while_the_workflow_runs_is_refused(tmp_path, fixtures_root):
+    from chunkindex.workflow import headers_step, list_step, write_step
+
+    recipe = tmp_path / "ghrsst-demo-deflate.yaml"
+    shutil.copy(REPO / "recipes/ghrsst-demo-deflate.yaml", recipe)
+    manifest = list_step(str(recipe), str(REPO), str(tmp_path / "manifest.parquet"), str(tmp_path / "batches"))
+    headers = []
+    for batch in sorted((tmp_path / "batches").glob("batch-*.parquet")):
+        headers.append(str(tmp_path / f"{batch.stem}.arrow"))
+        headers_step(str(recipe), str(REPO), str(batch), headers[-1])
+    assert manifest.num_rows == 8
+    # The user edits the recipe after the headers were read, before the write.
+    recipe.write_text(recipe.read_text().replace("record_size: 10", "record_size: 20"))
+    outputs = {"kerchunk_parquet": str(tmp_path / "index.parq"), "state": str(tmp_path / "state.parquet")}
+    with pytest.raises(ValueError, match=rf"batch-00000.arrow was made from another version of {recipe}, "
+                                         "edited while the workflow ran: run the workflow again"):
+        write_step(str(recipe), str(tmp_path / "manifest.parquet"), headers, outputs)
+    assert not (tmp_path / "index.parq").exists()

@@ -24,8 +24,9 @@ def free_port() -> int:
 
 
 # Faults a GET can be answered with (HttpServer.faults): throttling as S3
-# sends it, a connection reset in the middle of the body, an object deleted.
-FAULTS = ("503", "slowdown", "reset", "gone")
+# sends it, a connection reset in the middle of the body, an object deleted,
+# access refused.
+FAULTS = ("503", "slowdown", "reset", "gone", "forbidden")
 _SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
              b"<Message>Please reduce your request rate.</Message></Error>")
 
@@ -109,6 +110,8 @@ class RangeHandler(BaseHTTPRequestHandler):
             return self._empty(503, _SLOWDOWN, {"Content-Type": "application/xml"})
         if fault == "gone":
             return self._empty(404)
+        if fault == "forbidden":
+            return self._empty(403)
         path = self._file()
         if path is None:
             return
