@@ -45,3 +45,24 @@ def test_an_object_the_server_refuses_is_named(tmp_path, fixtures_root):
         with pytest.raises(TiffHeaderError, match=rf"{DAY}: cannot read the TIFF header: .*(403|Forbidden)"):
             _list_and_read(http)
         assert http.gets[DAY] == 1  # refused access is not retried
+
+
+def test_a_netcdf_object_replaced_after_the_listing_is_refused(tmp_path, fixtures_root):
+    from chunkindex.formats.hdf.headers import read_batch
+    from chunkindex.pipeline import store_spec
+    from chunkindex.sources.listing import list_sources
+
+    for name in MONTHS:
+        shutil.copy(fixtures_root / "bran" / name, tmp_path / name)
+    with HttpServer(tmp_path) as http:
+        recipe = quick_recipe("bran", http.url + "/", fmt="netcdf4", pattern="ocean_temp_{time:%Y}_{time:%m}.nc",
+                              variables=("temp",), concat_dim="Time", concat_from="variable",
+                              source={"template": {"start": "2023-01-01", "end": "2023-02-01", "step": "month"}})
+        spec = store_spec(recipe, tmp_path)
+        manifest = list_sources(recipe, spec)
+        assert len(read_batch(recipe, spec, manifest)) == 2
+        data = bytearray((tmp_path / MONTHS[1]).read_bytes())  # same size, other bytes
+        data[-1] ^= 0xFF
+        (tmp_path / MONTHS[1]).write_bytes(data)
+        with pytest.raises(HdfLayoutError, match=rf"{MONTHS[1]}: the object changed since it was listed"):
+            read_batch(recipe, spec, manifest)
