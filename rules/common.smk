@@ -70,14 +70,16 @@ WRITE_OUTPUTS = {
 
 
 onstart:
-    # A write job killed (kill -9, node failure) leaves Snakemake's backup of
-    # its update() outputs behind, which fails every later run: clear it.
-    for path in clear_interrupted_write(
-        [INDEX[name] for name in APPENDABLE if name in INDEX],
-        list(INDEX.values()),
-        workflow.persistence.path,
-    ):
-        print(f"chunkindex: removed {path} (left by an interrupted write)", file=sys.stderr)
+    # A job killed (kill -9, node failure) while it updates update() outputs
+    # (the index, the listing's batches/) leaves Snakemake's backup of them
+    # behind, which fails every later run: clear it.
+    if RECIPE is not None:
+        for path in clear_interrupted_write(
+            [INDEX[name] for name in APPENDABLE if name in INDEX] + [f"{RESULTS}/batches"],
+            list(INDEX.values()) + [f"{RESULTS}/manifest.parquet"],
+            workflow.persistence.path,
+        ):
+            print(f"chunkindex: removed {path} (left by an interrupted job)", file=sys.stderr)
 
 
 wildcard_constraints:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -27,7 +26,6 @@ from chunkindex.workflow import snakemake_backup_path
 
 pytestmark = pytest.mark.slow
 DATASET = "ghrsst-demo-deflate"
-LOGS = REPO / "logs" / DATASET
 # Deterministic outputs of the write step (the summary holds timings, the
 # GeoPackage a creation time).
 COMPARED = (f"{DATASET}.parq", f"{DATASET}.json", f"{DATASET}.refs.parquet", f"{DATASET}.footprints.parquet",
@@ -66,8 +64,8 @@ def _run_and_kill(results: Path, kill_point: Callable[[], bool], *extra: str, ti
     process.stderr.close()
 
 
-def _log_started(name: str) -> Callable[[], bool]:
-    return lambda: (LOGS / name).is_file()
+def _log_started(results: Path, name: str) -> Callable[[], bool]:
+    return (results / "logs" / DATASET / name).is_file
 
 
 def _unlock(results: Path) -> None:
@@ -85,19 +83,18 @@ def uninterrupted(tmp_path_factory, fixtures_root) -> tuple[Path, dict[str, str]
 def test_killed_in_every_step_then_rerun_gives_the_same_index(tmp_path, uninterrupted):
     results = tmp_path / "results"
     index = results / DATASET / "index"
-    shutil.rmtree(LOGS, ignore_errors=True)
     # list: killed while listing; the rerun lists again and goes on to the headers.
-    _run_and_kill(results, _log_started("list.log"))
+    _run_and_kill(results, _log_started(results, "list.log"))
     assert not (results / DATASET / "manifest.parquet").exists()
     _unlock(results)
     # headers: killed while the first batch is read.
-    _run_and_kill(results, _log_started("headers-00000.log"))
+    _run_and_kill(results, _log_started(results, "headers-00000.log"))
     _unlock(results)
     # write: killed while the index is being written (its staging folder exists).
     _run_and_kill(results, lambda: any(index.glob(f".{DATASET}.parq.partial-*")))
     _unlock(results)
     # validate: killed while GDAL reads the index.
-    _run_and_kill(results, _log_started("validate.log"))
+    _run_and_kill(results, _log_started(results, "validate.log"))
     _unlock(results)
     run_snakemake(*_config(results))
     assert _digests(results) == uninterrupted[1]
@@ -108,16 +105,23 @@ def test_killed_while_updating_the_index_the_rerun_does_not_trip_on_snakemakes_b
     results, reference = uninterrupted
     parquet_index = results / DATASET / "index" / f"{DATASET}.parq"
     backup = snakemake_backup_path(parquet_index, REPO / ".snakemake")
-    (LOGS / "write.log").unlink(missing_ok=True)
+    (results / "logs" / DATASET / "write.log").unlink(missing_ok=True)
     # The write job rewrites the index in place (update() outputs): Snakemake
     # has backed them up by the time the step logs.
-    _run_and_kill(results, _log_started("write.log"), "--forcerun", "write")
+    _run_and_kill(results, _log_started(results, "write.log"), "--forcerun", "write")
     assert backup.is_dir(), "Snakemake's backup of the index should be left behind by the kill"
     _unlock(results)
     rerun = run_snakemake(*_config(results))
     assert "FileExistsError" not in rerun.stderr
-    assert "left by an interrupted write" in rerun.stderr
+    assert "left by an interrupted job" in rerun.stderr
     assert not backup.exists()
+    assert _digests(results) == reference
+    # The listing's batches/ folder is an update() output too.
+    (results / "logs" / DATASET / "list.log").unlink(missing_ok=True)
+    _run_and_kill(results, _log_started(results, "list.log"), "--forcerun", "list_sources")
+    assert snakemake_backup_path(results / DATASET / "batches", REPO / ".snakemake").is_dir()
+    _unlock(results)
+    run_snakemake(*_config(results))
     assert _digests(results) == reference
 
 

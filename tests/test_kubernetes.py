@@ -45,7 +45,7 @@ def test_kubernetes_dry_run_maps_every_output_to_s3_and_keeps_the_recipe_local(b
     assert {"list_sources", "write", "validate", "report"} <= set(jobs)
     # Outputs, logs and benchmarks go to the bucket under the prefix ...
     assert "output: s3://work/chunkindex/results/ghrsst/manifest.parquet (send to storage)" in out
-    assert "log: s3://work/chunkindex/logs/ghrsst/list.log (send to storage)" in out
+    assert "log: s3://work/chunkindex/results/logs/ghrsst/list.log (send to storage)" in out
     assert "s3://work/chunkindex/results/ghrsst/index/ghrsst.parq (retrieve from storage)" in out
     # ... the recipe is a workflow source shipped with the jobs, not an object.
     assert "s3://work/chunkindex/recipes" not in out
