@@ -122,7 +122,7 @@ def runs(slurm, recipes, tmp_path_factory) -> dict[str, Path]:
     result = run_recipe(load_recipe(recipes / f"{DATASET}.yaml"), REPO, local, validate=False)
     on_slurm = tmp_path_factory.mktemp("on-slurm")
     run_snakemake(*_slurm_args(slurm), *_config(recipes, on_slurm), env=slurm)
-    return {"local": Path(result["outputs"]["kerchunk_parquet"]), "slurm": on_slurm, "recipes": recipes}
+    return {"local": Path(result.outputs["kerchunk_parquet"]), "slurm": on_slurm, "recipes": recipes}
 
 
 def test_the_index_built_on_slurm_is_byte_identical_to_a_local_run(runs):
