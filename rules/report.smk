@@ -11,7 +11,7 @@ rule report:
         write_benchmark=f"{BENCHMARKS}/write.tsv",
         validate_benchmark=f"{BENCHMARKS}/validate.tsv",
         summary=INDEX.get("summary"),
-        recipe=RECIPE_FILE,
+        recipe=RECIPE_INPUT,
     output:
         markdown=report(f"{RESULTS}/report/report.md", category="Report"),
         steps_plot=report(f"{RESULTS}/report/steps.png", category="Plots"),
