@@ -110,6 +110,11 @@ def codec_steps(chain: CodecChain, where: str = "") -> list[dict[str, Any]]:
             steps.append({"name": "lz4", "framing": "hdf5"})
         elif cid == "imagecodecs_lerc":
             steps.append({"name": "lerc"})
+        elif cid == "imagecodecs_packints":
+            bits = int(config.get("bitspersample", 0))
+            if bits not in (1, 2, 4) or config.get("bitorder") not in (None, "msb"):
+                raise CriError(f"{where}: packed samples of {bits} bits ({config}) have no CRI decode step")
+            steps.append({"name": "unpack_bits", "bits": bits})
         elif cid in ("imagecodecs_jpeg", "imagecodecs_jpeg8"):
             steps.append(_jpeg_step(config, chain.notes))
         elif cid == "shuffle":
@@ -868,6 +873,42 @@ def _undo_predictor(data: bytes, step: dict[str, Any], dtype: np.dtype, row_leng
     raise CriError(f"TIFF predictor {step['predictor']} is not defined by CRI {CRI_VERSION}")
 
 
+def _unpack_bits(data: bytes, bits: int, row_length: int) -> bytes:
+    """Rows of `row_length` samples packed MSB first in `bits` bits, each row
+    padded to a byte, as one byte per sample (spec §3.1 `unpack_bits`)."""
+    if bits not in (1, 2, 4):
+        raise CriError(f"unpack_bits with {bits} bits is not defined by CRI {CRI_VERSION}")
+    row_bytes = -(-row_length * bits // 8)
+    raw = np.frombuffer(data, np.uint8)
+    rows = raw[: raw.size - raw.size % row_bytes].reshape(-1, row_bytes)
+    planes = np.unpackbits(rows, axis=1)[:, : row_length * bits].reshape(rows.shape[0], row_length, bits)
+    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.uint8)
+    return (planes * weights).sum(axis=2, dtype=np.uint8).tobytes()
+
+
+def _lerc(data: Any, dtype: np.dtype) -> bytes:
+    """A LERC blob as chunk bytes in `dtype`'s byte order (spec §3.1 `lerc`).
+
+    LERC decodes to native values; TIFF writers store a big-endian file's
+    samples byte-swapped inside the blob (libtiff swaps them back after
+    decoding), so the decoded bytes are the stored order as they are. Invalid
+    pixels of the blob's mask read as NaN for floats, as GDAL reads them.
+    """
+    import imagecodecs
+
+    values, masks = imagecodecs.lerc_decode(data, masks=True)
+    values = np.asarray(values)
+    out = np.frombuffer(values.tobytes(), dtype).reshape(values.shape).copy()
+    if masks is not None and dtype.kind == "f":
+        valid = np.asarray(masks, bool)
+        if valid.ndim < out.ndim:  # one mask for every sample of a pixel
+            valid = valid.reshape(valid.shape + (1,) * (out.ndim - valid.ndim))
+        elif valid.shape != out.shape and valid.ndim == out.ndim:  # (samples, h, w) masks
+            valid = np.moveaxis(valid, 0, -1)
+        out[~np.broadcast_to(valid, out.shape)] = np.nan
+    return out.tobytes()
+
+
 def decode_chunk(data: bytes, steps: list[dict[str, Any]], dtype: np.dtype, row_length: int) -> bytes:
     """Stored bytes -> chunk bytes in `dtype`'s byte order (spec §3.1).
 
@@ -919,7 +960,9 @@ def decode_chunk(data: bytes, steps: list[dict[str, Any]], dtype: np.dtype, row_
         elif name == "png":
             buf = imagecodecs.png_decode(buf)
         elif name == "lerc":
-            buf = imagecodecs.lerc_decode(buf)
+            buf = _lerc(bytes(buf), dtype)
+        elif name == "unpack_bits":
+            buf = _unpack_bits(bytes(buf), int(step["bits"]), row_length)
         elif name == "jpegxl":
             buf = imagecodecs.jpegxl_decode(buf)
         elif name == "jpeg2000":

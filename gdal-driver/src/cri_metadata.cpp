@@ -290,6 +290,7 @@ bool ParseIndexJSON(const std::string &osJSON, const std::string &osIndexPath,
                 s.framing = codec[k].GetString("framing", "numcodecs");
                 s.colorspace = codec[k].GetString("colorspace");
                 s.tablesB64 = codec[k].GetString("tables");
+                s.bits = codec[k].GetInteger("bits", 0);
                 l.codec.push_back(s);
             }
             if (codec.IsValid())
