@@ -586,6 +586,12 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
             if (l.codec[k].name == "fletcher32" &&
                 !(k < 32 && (skipMask >> k) & 1))
                 cap += 4;
+        // A LERC or image blob after a decompressor may be larger than the
+        // chunk it decodes to (small or incompressible tiles): not capped.
+        bool blobNext = false;
+        for (size_t k = iStep + 1; k < l.codec.size(); ++k)
+            blobNext = blobNext || l.codec[k].name == "lerc" ||
+                       IsImageStep(l.codec[k].name);
         if (const char *id = DecompressorId(s.name))
         {
             const CPLCompressor *dec = CPLGetDecompressor(id);
@@ -662,7 +668,9 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                                      &allocSize, nullptr, dec->user_data) &&
                         pAlloc)
                     {
-                        const size_t keep = std::min(allocSize, cap);
+                        const size_t keep =
+                            blobNext ? allocSize : std::min(allocSize, cap);
+                        tmp.resize(std::max(tmp.size(), keep));
                         std::memcpy(tmp.data(), pAlloc, keep);
                         outSize = keep;
                         ok = true;
