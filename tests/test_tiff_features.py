@@ -21,7 +21,8 @@ KERCHUNK_READERS = ("GDAL via ZARR:", "zarr-python")
 # listed reads pixel-equal through zarr-python, and through GDAL's ZARR:
 # driver wherever GDAL decodes the codec (else "references only").
 SYNTHETIC_REFUSED = {
-    "cint16.tif": r"refused: .*complex integer samples \(16-bit integer pairs, GDAL's CInt16\) have no NumPy/Zarr",
+    "cint16.tif": r"refused: .*left out of the Kerchunk index: complex integer samples \(16-bit integer pairs, "
+                  r"GDAL's CInt16\) have no NumPy/Zarr data type; the CRI index \(output kind cri-parquet\) holds",
     "cint32.tif": r"refused: .*complex integer samples \(32-bit integer pairs, GDAL's CInt32\)",
     "short-strip-deflate-pred2.tif": r"refused: .*left out of the Kerchunk index .*: its last chunk along y is stored "
                                      r"short .* the CRI index \(output kind cri-parquet\) holds it",
@@ -38,21 +39,12 @@ SYNTHETIC_REFUSED = {
 
 
 CRI_READERS = ("GDAL via CRI", "Python CRI reader")
-# CRI-route refusals, by file (both CRI readers). Every other synthetic and
-# real-world file reads pixel-equal through both.
-CRI_REFUSED = {
-    "cint16.tif": r"refused: .*complex integer samples \(16-bit integer pairs, GDAL's CInt16\) have no NumPy/Zarr",
-    "cint32.tif": r"refused: .*complex integer samples \(32-bit integer pairs, GDAL's CInt32\) have no NumPy/Zarr",
-}
 
 
-def _assert_cri(name: str, readers: dict[str, str]) -> None:
+def _assert_cri(readers: dict[str, str]) -> None:
+    """Every file (synthetic and real-world) reads pixel-equal through both CRI readers."""
     for reader in CRI_READERS:
-        got = readers[reader]
-        if name in CRI_REFUSED:
-            assert re.search(CRI_REFUSED[name], got), f"{reader}: {got}"
-        else:
-            assert got == PIXEL_EQUAL, f"{reader}: {got}"
+        assert readers[reader] == PIXEL_EQUAL, f"{reader}: {readers[reader]}"
 
 
 def _features_root(fixtures_root):
@@ -72,7 +64,7 @@ def test_feature_file(name, fixtures_root, gdal):
             assert got.startswith(PIXEL_EQUAL), f"{reader}: {got}"
         else:
             assert got.startswith((PIXEL_EQUAL, "references only")), f"{reader}: {got}"
-    _assert_cri(name, result.readers)
+    _assert_cri(result.readers)
 
 
 def _real_cogs() -> list[str]:
@@ -88,7 +80,7 @@ def test_real_world_file_through_cri(relative, gdal):
     """Each real-world TIFF reads pixel-equal to GDAL through the CRI driver
     and the Python CRI reader (the run is shared with the coverage table)."""
     result = outcome(str(SHARED_FIXTURES / "real-cogs" / relative), relative)
-    _assert_cri(relative, result.readers)
+    _assert_cri(result.readers)
 
 
 @pytest.mark.slow
