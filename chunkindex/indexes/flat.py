@@ -299,8 +299,9 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
             # TIFF writers may store the last strip or edge tiles short (§3.3).
             short = [d for d in full.dims if _dimension_kind(d, {}) in ("HORIZONTAL_Y", "HORIZONTAL_X")]
         doc_arrays[variable.name] = {
-            "dims": list(full.dims), "fill_value": json_fill_value(full.fill_value),
+            "dims": list(full.dims),
             "dtype": full.dtype if COMPLEX_INT.match(full.dtype) else np.dtype(full.dtype).str,
+            "fill_value": json_fill_value(full.fill_value),
             "attrs": attrs, "levels": levels,
             "short_edge_dims": list(short or []), "band_dim": band_dim, "role": role,
             "source": {k: info[k] for k in ("source_format", "source_variable", "mask") if k in info},
