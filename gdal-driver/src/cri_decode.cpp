@@ -140,7 +140,9 @@ bool DecodeLerc(const Array &a, const std::vector<GByte> &in, size_t cap,
         const size_t pixels = static_cast<size_t>(cols) * rows;
         for (int b = 0; b < bands; ++b)
         {
-            const GByte *m = valid.data() + (nMasks > 1 ? b * pixels : 0);
+            // One mask for all bands, or one per band (nMasks == bands).
+            const GByte *m = valid.data() +
+                             (nMasks > 1 ? std::min(b, nMasks - 1) * pixels : 0);
             for (size_t p = 0; p < pixels; ++p)
                 if (!m[p])
                     for (int d = 0; d < depth; ++d)
