@@ -545,6 +545,10 @@ std::string UnsupportedCodec(const Level &level)
             bool have = false;
             for (const char *d : ImageDrivers(s.name))
                 have = have || GDALGetDriverByName(d) != nullptr;
+            if (!have && s.name == "lerc")
+                return "lerc (this CRI driver was built without liblerc, "
+                       "and this GDAL has no MRF driver: install liblerc-dev "
+                       "and rebuild it with tools/build_driver.sh)";
             if (!have)
                 return s.name + " (needs GDAL's " + ImageDrivers(s.name)[0] +
                        " driver, absent from this GDAL)";
