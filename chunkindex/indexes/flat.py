@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from chunkindex.atomic import atomic_path
 from chunkindex.codecs import CodecChain
 from chunkindex.indexes import parquet_splice
-from chunkindex.model import ArraySpec, AssembledIndex, json_fill_value
+from chunkindex.model import COMPLEX_INT, ArraySpec, AssembledIndex, json_fill_value, storage_dtype
 
 CRI_VERSION = "0.1"
 CRI_KEY = b"cri"
@@ -110,15 +110,15 @@ def codec_steps(chain: CodecChain, where: str = "") -> list[dict[str, Any]]:
             steps.append({"name": "lz4", "framing": "hdf5"})
         elif cid == "imagecodecs_lerc":
             steps.append({"name": "lerc"})
+        elif cid == "imagecodecs_packints":
+            bits = int(config.get("bitspersample", 0))
+            if bits not in (1, 2, 4) or config.get("bitorder") not in (None, "msb"):
+                raise CriError(f"{where}: packed samples of {bits} bits ({config}) have no CRI decode step")
+            steps.append({"name": "unpack_bits", "bits": bits})
         elif cid in ("imagecodecs_jpeg", "imagecodecs_jpeg8"):
             steps.append(_jpeg_step(config, chain.notes))
         elif cid == "shuffle":
             steps.append({"name": "shuffle", "element_size": int(config.get("elementsize", 4))})
-        elif cid == "imagecodecs_packints":
-            if config.get("bitorder") not in (None, ""):
-                raise CriError(f"{where}: packed samples in bit order {config['bitorder']!r} have no CRI decode step")
-            steps.append({"name": "bitunpack", "bits": int(config["bitspersample"]),
-                          "row": int(config.get("runlen") or 0)})
         elif cid in ("imagecodecs_delta", "imagecodecs_floatpred"):
             if config.get("dist", 1) != 1:
                 raise CriError(f"{where}: {cid} with dist {config['dist']} has no TIFF predictor equivalent")
@@ -302,11 +302,16 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
             # TIFF writers may store the last strip or edge tiles short (§3.3).
             short = [d for d in full.dims if _dimension_kind(d, {}) in ("HORIZONTAL_Y", "HORIZONTAL_X")]
         doc_arrays[variable.name] = {
-            "dims": list(full.dims), "dtype": np.dtype(full.dtype).str, "fill_value": json_fill_value(full.fill_value),
+            "dims": list(full.dims),
+            "dtype": full.dtype if COMPLEX_INT.match(full.dtype) else np.dtype(full.dtype).str,
+            "fill_value": json_fill_value(full.fill_value),
             "attrs": attrs, "levels": levels,
             "short_edge_dims": list(short or []), "band_dim": band_dim, "role": role,
             "source": {k: info[k] for k in ("source_format", "source_variable", "mask") if k in info},
         }
+        ifds = [item.array.attrs.get("chunkindex", {}).get("ifd") for item in variable.levels]
+        if all(isinstance(ifd, int) for ifd in ifds):  # TIFF: the IFD of each level, for validation
+            doc_arrays[variable.name]["source"]["ifds"] = ifds
         for position, dim in enumerate(full.dims):
             if dim in dimensions:
                 if dimensions[dim]["size"] != full.shape[position]:
@@ -876,6 +881,42 @@ def _undo_predictor(data: bytes, step: dict[str, Any], dtype: np.dtype, row_leng
     raise CriError(f"TIFF predictor {step['predictor']} is not defined by CRI {CRI_VERSION}")
 
 
+def _unpack_bits(data: bytes, bits: int, row_length: int) -> bytes:
+    """Rows of `row_length` samples packed MSB first in `bits` bits, each row
+    padded to a byte, as one byte per sample (spec §3.1 `unpack_bits`)."""
+    if bits not in (1, 2, 4):
+        raise CriError(f"unpack_bits with {bits} bits is not defined by CRI {CRI_VERSION}")
+    row_bytes = -(-row_length * bits // 8)
+    raw = np.frombuffer(data, np.uint8)
+    rows = raw[: raw.size - raw.size % row_bytes].reshape(-1, row_bytes)
+    planes = np.unpackbits(rows, axis=1)[:, : row_length * bits].reshape(rows.shape[0], row_length, bits)
+    weights = (1 << np.arange(bits - 1, -1, -1)).astype(np.uint8)
+    return (planes * weights).sum(axis=2, dtype=np.uint8).tobytes()
+
+
+def _lerc(data: Any, dtype: np.dtype) -> bytes:
+    """A LERC blob as chunk bytes in `dtype`'s byte order (spec §3.1 `lerc`).
+
+    LERC decodes to native values; TIFF writers store a big-endian file's
+    samples byte-swapped inside the blob (libtiff swaps them back after
+    decoding), so the decoded bytes are the stored order as they are. Invalid
+    pixels of the blob's mask read as NaN for floats, as GDAL reads them.
+    """
+    import imagecodecs
+
+    values, masks = imagecodecs.lerc_decode(data, masks=True)
+    values = np.asarray(values)
+    out = np.frombuffer(values.tobytes(), dtype).reshape(values.shape).copy()
+    if masks is not None and dtype.kind == "f":
+        valid = np.asarray(masks, bool)
+        if valid.ndim < out.ndim:  # one mask for every sample of a pixel
+            valid = valid.reshape(valid.shape + (1,) * (out.ndim - valid.ndim))
+        elif valid.shape != out.shape and valid.ndim == out.ndim:  # (samples, h, w) masks
+            valid = np.moveaxis(valid, 0, -1)
+        out[~np.broadcast_to(valid, out.shape)] = np.nan
+    return out.tobytes()
+
+
 def decode_chunk(data: bytes, steps: list[dict[str, Any]], dtype: np.dtype, row_length: int) -> bytes:
     """Stored bytes -> chunk bytes in `dtype`'s byte order (spec §3.1).
 
@@ -927,7 +968,9 @@ def decode_chunk(data: bytes, steps: list[dict[str, Any]], dtype: np.dtype, row_
         elif name == "png":
             buf = imagecodecs.png_decode(buf)
         elif name == "lerc":
-            buf = imagecodecs.lerc_decode(buf)
+            buf = _lerc(bytes(buf), dtype)
+        elif name == "unpack_bits":
+            buf = _unpack_bits(bytes(buf), int(step["bits"]), row_length)
         elif name == "jpegxl":
             buf = imagecodecs.jpegxl_decode(buf)
         elif name == "jpeg2000":
@@ -936,10 +979,6 @@ def decode_chunk(data: bytes, steps: list[dict[str, Any]], dtype: np.dtype, row_
             buf = _unshuffle(bytes(buf), int(step["element_size"]))
         elif name == "fletcher32":
             buf = _fletcher32(bytes(buf))
-        elif name == "bitunpack":
-            bits, row = int(step["bits"]), int(step.get("row") or 0)
-            # TIFF: MSB-first bit stream, each row of `row` samples padded to a whole byte.
-            buf = imagecodecs.packints_decode(bytes(buf), np.uint8, bits, runlen=row).tobytes()
         elif name == "tiff_predictor":
             if isinstance(buf, np.ndarray):  # after an image step: back to bytes in dtype order
                 buf = buf.astype(dtype).tobytes()
@@ -1065,8 +1104,9 @@ class CriIndex:
         self.arrays: dict[str, CriArray] = {}
         for name, entry in head["arrays"].items():
             levels = {int(level["level"]): level for level in entry["levels"]}
-            self.arrays[name] = CriArray(name, list(entry["dims"]), np.dtype(entry["dtype"]),
-                                         _fill(entry.get("fill_value"), np.dtype(entry["dtype"])),
+            dtype = storage_dtype(entry["dtype"])
+            self.arrays[name] = CriArray(name, list(entry["dims"]), dtype,
+                                         _fill(entry.get("fill_value"), dtype),
                                          entry.get("attrs", {}), levels, list(entry.get("short_edge_dims", [])),
                                          entry.get("band_dim"))
         self.base: str | None = head.get("base")
@@ -1229,7 +1269,17 @@ class CriIndex:
         Byte ranges are fetched through obstore (local, S3, HTTP), ranges of
         one file closer than `max_gap` bytes merged into one request, files
         fetched concurrently; chunks decoded per the metadata's chain.
+        Complex integer samples (CInt16, CInt32) read as complex floats of
+        twice their size, as GDAL's Python bindings read them.
         """
+        out = self._read(variable, window, level, max_gap, concurrency)
+        if out.dtype.names:  # (real, imag) integer pairs
+            values = np.empty(out.shape, np.complex64 if out.dtype.itemsize == 4 else np.complex128)
+            values.real, values.imag = out["real"], out["imag"]
+            return values
+        return out
+
+    def _read(self, variable: str, window: Any, level: int, max_gap: int, concurrency: int) -> np.ndarray:
         array = self.array(variable)
         meta = array.level(level)
         shape, chunk_shape = meta["shape"], meta["chunk_shape"]

@@ -110,8 +110,10 @@ def _dtype_from(bits_per_sample: tuple[int, ...], sample_format: tuple[Any, ...]
         return "", f"samples of mixed types (bits {sorted(bits)}) cannot form one array"
     nbits, fmt = bits.pop(), formats.pop()
     if fmt == 5:
-        return "", (f"complex integer samples ({nbits // 2}-bit integer pairs, GDAL's CInt{nbits // 2}) have no "
-                    "NumPy/Zarr data type; convert them to complex floats (gdal_translate -ot CFloat32)")
+        if nbits not in (32, 64):
+            return "", f"unsupported complex integer samples ({nbits}-bit)"
+        # No NumPy/Zarr type: the CRI index holds them (spec §2.1), Kerchunk refuses them.
+        return f"{'<' if little_endian else '>'}ci{nbits // 16}", None
     if fmt == 1 and nbits in (1, 2, 4):
         return "|u1", None
     valid = (8, 16, 32, 64) if fmt != 6 else (64, 128)
