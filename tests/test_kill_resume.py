@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 DATASET = "ghrsst-demo-deflate"
 # Deterministic outputs of the write step (the summary holds timings, the
 # GeoPackage a creation time).
-COMPARED = (f"{DATASET}.parq", f"{DATASET}.json", f"{DATASET}.refs.parquet", f"{DATASET}.footprints.parquet",
+COMPARED = (f"{DATASET}.parq", f"{DATASET}.json", f"{DATASET}.cri.parquet", f"{DATASET}.footprints.parquet",
             f"{DATASET}.state.parquet")
 
 
