@@ -101,10 +101,15 @@ def area_excess(footprints: Footprints, grid: Grid, chunk_shape: tuple[int, int]
     cx, cy = _laea(lon[..., :4], lat[..., :4], centre[ids][..., None, :].repeat(4, axis=-2))
     quads = shapely.polygons(np.stack([cx, cy], axis=-1).reshape(-1, 4, 2))
     scanned = isinstance(grid, GeolocatedGrid | TiePointGrid) and grid.scan_lines
-    if scanned:  # overlapping scans: the union (a test-time loop over chunks)
-        order = np.argsort(ids.ravel(), kind="stable")
-        groups = np.split(quads[order], np.cumsum(np.bincount(ids.ravel(), minlength=n))[:-1])
-        true_area = np.array([shapely.area(shapely.union_all(g)) for g in groups])
+    if scanned:  # overlapping scans: the union of each scan's (non-overlapping) quads, per chunk
+        rows = np.arange(ids.shape[0])[:, None] // grid.scan_lines
+        key = (ids * (ids.shape[0] // grid.scan_lines + 1) + rows).ravel()
+        order = np.argsort(key, kind="stable")
+        _, starts = np.unique(key[order], return_index=True)
+        pieces = [shapely.coverage_union_all(g) for g in np.split(quads[order], starts[1:])]
+        owner = ids.ravel()[order][starts]
+        true_area = np.array([shapely.area(shapely.union_all(pieces_i)) for pieces_i in
+                              np.split(np.array(pieces, dtype=object), np.flatnonzero(np.diff(owner)) + 1)])
     else:  # quadrilaterals tile the chunk: their areas add up
         true_area = np.bincount(ids.ravel(), weights=shapely.area(quads), minlength=n)
     return fp_area / true_area - 1.0

@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -210,7 +211,8 @@ def _mapped(grid: AffineGrid | GCPGrid, cy: int, cx: int, k: int, line_points: i
     xyz = lonlat_to_xyz(lon, lat)
     valid = np.ones(xyz.shape[:3], bool)
     corners = xyz[:, :, 0]
-    wkb, bounds = _enclose(xyz, valid, corners, k, max_segment_deg)
+    ring = xyz[:, :, :-1].reshape(len(row), -1, 3)  # edges run corner to corner, counter-clockwise or not
+    wkb, bounds = _enclose(xyz, valid, corners, k, max_segment_deg, ring=ring)
     return Footprints(row, col, wkb, bounds, native, grid.crs, "mapped")
 
 
@@ -264,7 +266,11 @@ def _geolocated(grid: GeolocatedGrid, cy: int, cx: int, k: int, line_points: int
     end_block, end_row = block[n_idx, last_seg], hi[n_idx, last_seg]
     quad = np.stack([corners[block[:, 0], lo[:, 0], c0], corners[block[:, 0], lo[:, 0], c1],
                      corners[end_block, end_row, c1], corners[end_block, end_row, c0]], axis=1)
-    wkb, bounds = _enclose(xyz, valid, quad, k, max_segment_deg)
+    ring = None
+    if segments == 1:  # no scan boundary inside any chunk: its boundary ring is simple
+        top, bottom, left, right = (p[:, 0] for p in lines)
+        ring = np.concatenate([top[:, :-1], right[:, :-1], bottom[:, ::-1][:, :-1], left[:, ::-1][:, :-1]], axis=1)
+    wkb, bounds = _enclose(xyz, valid, quad, k, max_segment_deg, ring=ring)
     native = np.full((n, 4), np.nan)
     kind = "swath" if grid.scan_lines else "curvilinear"
     return Footprints(row, col, wkb, bounds, native, WGS84, kind)
@@ -285,21 +291,32 @@ def _pad_false(a: np.ndarray, width: int) -> np.ndarray:
 # --- the enclosure ---------------------------------------------------------------------------
 
 def _enclose(lines: np.ndarray, valid: np.ndarray, quad: np.ndarray, k: int,
-             max_segment_deg: float) -> tuple[pa.Array, np.ndarray]:
+             max_segment_deg: float, ring: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
     """Enclosing polygons of `lines` (n, L, M, 3 unit vectors; `valid` marks
-    samples that end a uniform step) with the edge normals of `quad` (n, 4, 3)."""
+    samples that end a uniform step): the sampled boundary `ring` (n, V, 3)
+    itself when given (chunks whose pixels do not fold over each other),
+    otherwise a k-DOP with the edge normals of `quad` (n, 4, 3)."""
     n = lines.shape[0]
-    parts_lon, parts_lat, parts_pole = [], [], []
+    groups: dict[int, list[tuple[np.ndarray, ...]]] = {}
     for s in range(0, n, BATCH):
-        lon, lat, pole = _enclose_batch(lines[s:s + BATCH], valid[s:s + BATCH], quad[s:s + BATCH], k,
-                                        math.radians(max_segment_deg))
-        parts_lon.append(lon)
-        parts_lat.append(lat)
-        parts_pole.append(pole)
-    width = max(p.shape[1] for p in parts_lon)
-    lon = np.concatenate([_pad_ring(p, width) for p in parts_lon])
-    lat = np.concatenate([_pad_ring(p, width) for p in parts_lat])
-    return _rings_to_wkb(lon, lat, np.concatenate(parts_pole))
+        sl = slice(s, s + BATCH)
+        for idx, lon, lat, pole in _enclose_batch(lines[sl], valid[sl], quad[sl], k, math.radians(max_segment_deg),
+                                                  None if ring is None else ring[sl]):
+            groups.setdefault(lon.shape[1], []).append((idx + s, lon, lat, pole))
+    # Rings of one vertex count at a time (chunks near a pole need more).
+    order, wkbs, bounds = [], [], []
+    for parts in groups.values():
+        idx, lon, lat, pole = (np.concatenate(p) for p in zip(*parts))
+        wkb, b = _rings_to_wkb(lon, lat, pole)
+        order.append(idx)
+        wkbs.append(wkb)
+        bounds.append(b)
+    if len(wkbs) == 1 and (order[0] == np.arange(n)).all():
+        return wkbs[0], bounds[0]
+    position = np.argsort(np.concatenate(order), kind="stable")
+    kind = pa.large_binary() if any(w.type == pa.large_binary() for w in wkbs) else pa.binary()
+    merged = pa.concat_arrays([w.cast(kind) for w in wkbs])
+    return merged.take(pa.array(position)), np.concatenate(bounds)[position]
 
 
 def _pad_ring(a: np.ndarray, width: int) -> np.ndarray:
@@ -330,20 +347,85 @@ def _from_plane(gx: np.ndarray, gy: np.ndarray, c: np.ndarray, e: np.ndarray, nr
     return c[:, None] + gx[..., None] * e[:, None] + gy[..., None] * nrt[:, None]
 
 
-def _enclose_batch(lines: np.ndarray, valid: np.ndarray, quad: np.ndarray, k: int,
-                   max_segment: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    n = lines.shape[0]
-    c, e, nrt = _frame(lines)
-    gx, gy, w = _to_plane(lines, c, e, nrt)  # (n, L, M)
-    large = w.reshape(n, -1).min(axis=1) < LARGE_COS
-    # Sag of a chord between samples: the second difference across the line
-    # (its part along the line is uneven spacing, not curvature) / 8, doubled.
+def _sampling_sag(gx: np.ndarray, gy: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Per chunk, twice the largest chord sag between consecutive samples of
+    its lines: the second difference across the line / 8 (the part along the
+    line is uneven pixel spacing, not curvature)."""
+    n = gx.shape[0]
     ax, ay = gx[..., :-2] - 2 * gx[..., 1:-1] + gx[..., 2:], gy[..., :-2] - 2 * gy[..., 1:-1] + gy[..., 2:]
     tx, ty = gx[..., 2:] - gx[..., :-2], gy[..., 2:] - gy[..., :-2]
     d2 = np.abs(ax * ty - ay * tx) / np.maximum(np.hypot(tx, ty), 1e-300)
     d2 = np.where(valid[..., 1:-1] & valid[..., 2:], d2, 0.0)
-    margin = d2.reshape(n, -1).max(axis=1, initial=0.0) / 4 + EPS_RAD
+    return d2.reshape(n, -1).max(axis=1, initial=0.0) / 4
 
+
+def _enclose_batch(lines: np.ndarray, valid: np.ndarray, quad: np.ndarray, k: int, max_segment: float,
+                   ring_xyz: np.ndarray | None) -> list[tuple[np.ndarray, ...]]:
+    """(chunk positions, ring lon, ring lat, pole) per group of equal ring size."""
+    n = lines.shape[0]
+    c, e, nrt = _frame(lines)
+    gx, gy, w = _to_plane(lines, c, e, nrt)  # (n, L, M)
+    large = w.reshape(n, -1).min(axis=1) < LARGE_COS
+    margin = _sampling_sag(gx, gy, valid) + EPS_RAD
+    if ring_xyz is not None:
+        qx, qy, _ = _to_plane(ring_xyz, c, e, nrt)
+        make = _offset_ring(qx, qy, max_segment, large)
+    else:
+        make = _kdop(gx, gy, quad, c, e, nrt, k, max_segment, large)
+    rx, ry, _ = make(margin, 1)
+    dev = _lonlat_sag(rx, ry, c, e, nrt)
+    # Straight lon/lat edges near a pole stray far from the great circles:
+    # densify those chunks' rings (by powers of two) until the stray is
+    # below 1/1000 of the square root of the chunk's area, then widen by twice what remains.
+    size = np.sqrt(np.abs(_signed_area(rx, ry)))  # a long thin strip is judged by its width too
+    refine = 2 ** np.clip(np.ceil(np.log2(np.sqrt(np.maximum(dev / (1e-3 * size + EPS_RAD), 1.0)))), 0, 6)
+    refine[large] = 1
+    out = []
+    for r in np.unique(refine):
+        sel = np.flatnonzero(refine == r)
+        sub = _Frame(c[sel], e[sel], nrt[sel])
+        rx, ry, _ = make(margin[sel], int(r), sel)
+        extra = 2 * _lonlat_sag(rx, ry, *sub)
+        rx, ry, inside = make(margin[sel] + extra, int(r), sel)
+        lon, lat = xyz_to_lonlat(_from_plane(rx, ry, *sub))
+        pole = np.zeros(sel.size, np.int8)
+        for sign in (1, -1):
+            wz = sign * sub.c[:, 2]
+            front = wz > 0
+            zx = np.where(front, sign * sub.e[:, 2] / np.where(front, wz, 1), 0)
+            zy = np.where(front, sign * sub.nrt[:, 2] / np.where(front, wz, 1), 0)
+            pole[front & inside(zx, zy)] = sign
+        lon_c, _ = xyz_to_lonlat(sub.c)
+        lon = lon_c[:, None] + _wrap(lon - lon_c[:, None])
+        big = large[sel]
+        if big.any():
+            lon[big], lat[big] = _box_ring(lines[sel[big]], pole[big], lon.shape[1])
+            pole[big] = 0
+        out.append((sel, lon, lat, pole))
+    return out
+
+
+class _Frame(NamedTuple):
+    c: np.ndarray
+    e: np.ndarray
+    nrt: np.ndarray
+
+
+def _lonlat_sag(rx: np.ndarray, ry: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray) -> np.ndarray:
+    """Per chunk, the largest distance (radians) between a ring segment's
+    great-circle midpoint and the midpoint of the straight lon/lat segment."""
+    lon, lat = xyz_to_lonlat(_from_plane(rx, ry, c, e, nrt))
+    mid_x, mid_y = (rx + np.roll(rx, -1, 1)) / 2, (ry + np.roll(ry, -1, 1)) / 2
+    mlon, mlat = xyz_to_lonlat(_from_plane(mid_x, mid_y, c, e, nrt))
+    chord_lon = lon + _wrap(np.roll(lon, -1, 1) - lon) / 2
+    chord_lat = (lat + np.roll(lat, -1, 1)) / 2
+    dev = np.hypot(np.radians(_wrap(mlon - chord_lon)) * np.cos(np.radians(mlat)), np.radians(mlat - chord_lat))
+    return dev.max(axis=1)
+
+
+def _kdop(gx, gy, quad, c, e, nrt, k, max_segment, large):
+    """The k-DOP enclosure: returns make(margin) -> (ring x, ring y, inside(x, y))."""
+    n = gx.shape[0]
     # Directions: k evenly spaced, the closest four replaced by the chunk's edge normals.
     qx, qy, _ = _to_plane(quad, c, e, nrt)
     ex, ey = np.roll(qx, -1, 1) - qx, np.roll(qy, -1, 1) - qy
@@ -359,48 +441,64 @@ def _enclose_batch(lines: np.ndarray, valid: np.ndarray, quad: np.ndarray, k: in
     ux, uy = np.cos(theta), np.sin(theta)
     px, py = gx.reshape(n, 1, -1), gy.reshape(n, 1, -1)
     support = (px * ux[:, :, None] + py * uy[:, :, None]).max(axis=2)  # (n, k)
+    ux1, uy1 = np.roll(ux, -1, 1), np.roll(uy, -1, 1)
+    det = ux * uy1 - uy * ux1
 
-    def ring(extra: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-        h = support + (margin + extra)[:, None]
-        ux1, uy1, h1 = np.roll(ux, -1, 1), np.roll(uy, -1, 1), np.roll(h, -1, 1)
-        det = ux * uy1 - uy * ux1
-        vx = (h * uy1 - h1 * uy) / det
-        vy = (ux * h1 - ux1 * h) / det
+    def make(margin: np.ndarray, refine: int, sel: np.ndarray | slice = slice(None)):
+        sux, suy, sux1, suy1, sdet = ux[sel], uy[sel], ux1[sel], uy1[sel], det[sel]
+        h = support[sel] + margin[:, None]
+        h1 = np.roll(h, -1, 1)
+        vx, vy = (h * suy1 - h1 * suy) / sdet, (sux * h1 - sux1 * h) / sdet
         edge = np.hypot(np.roll(vx, -1, 1) - vx, np.roll(vy, -1, 1) - vy)
-        m = int(np.clip(math.ceil(np.nanmax(np.where(large[:, None], 0, edge), initial=0) / max_segment), 1, 64))
+        m = refine * int(np.clip(math.ceil(np.max(np.where(large[sel][:, None], 0, edge), initial=0)
+                                           / max_segment), 1, 64))
         t = np.arange(m) / m
-        rx = (vx[:, :, None] + (np.roll(vx, -1, 1) - vx)[:, :, None] * t).reshape(n, -1)
-        ry = (vy[:, :, None] + (np.roll(vy, -1, 1) - vy)[:, :, None] * t).reshape(n, -1)
-        return rx, ry, h, det, m
+        rx = (vx[:, :, None] + (np.roll(vx, -1, 1) - vx)[:, :, None] * t).reshape(len(h), -1)
+        ry = (vy[:, :, None] + (np.roll(vy, -1, 1) - vy)[:, :, None] * t).reshape(len(h), -1)
 
-    rx, ry, h, _, _ = ring(np.zeros(n))
-    lon, lat = xyz_to_lonlat(_from_plane(rx, ry, c, e, nrt))
-    # Stored edges are straight in lon/lat, not great circles: measure how far
-    # each segment's midpoint is from the great circle's and widen by twice that.
-    mid_x, mid_y = (rx + np.roll(rx, -1, 1)) / 2, (ry + np.roll(ry, -1, 1)) / 2
-    mlon, mlat = xyz_to_lonlat(_from_plane(mid_x, mid_y, c, e, nrt))
-    chord_lon = lon + _wrap(np.roll(lon, -1, 1) - lon) / 2
-    chord_lat = (lat + np.roll(lat, -1, 1)) / 2
-    dev = np.hypot(np.radians(_wrap(mlon - chord_lon)) * np.cos(np.radians(mlat)), np.radians(mlat - chord_lat))
-    extra = 2 * dev.max(axis=1)
-    rx, ry, h, _, _ = ring(extra)
-    lon, lat = xyz_to_lonlat(_from_plane(rx, ry, c, e, nrt))
+        def inside(zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
+            return ((sux * zx[:, None] + suy * zy[:, None]) <= h).all(axis=1)
+        return rx, ry, inside
+    return make
 
-    # Poles inside the enclosure (tested against its half-planes).
-    pole = np.zeros(n, np.int8)
-    for sign in (1, -1):
-        wz = sign * c[:, 2]
-        front = wz > 0
-        zx = np.where(front, sign * e[:, 2] / np.where(front, wz, 1), 0)
-        zy = np.where(front, sign * nrt[:, 2] / np.where(front, wz, 1), 0)
-        inside = front & ((ux * zx[:, None] + uy * zy[:, None]) <= h).all(axis=1)
-        pole[inside] = sign
-    lon_c, _ = xyz_to_lonlat(c)
-    lon = lon_c[:, None] + _wrap(lon - lon_c[:, None])
-    if large.any():
-        lon[large], lat[large] = _box_ring(lines[large], pole[large], lon.shape[1])
-        pole[large] = 0
-    return lon, lat, pole
+
+def _offset_ring(qx: np.ndarray, qy: np.ndarray, max_segment: float, large: np.ndarray):
+    """The sampled boundary ring pushed outward by `margin` (mitred parallel
+    offset): returns make(margin) -> (ring x, ring y, inside(x, y))."""
+    n, v = qx.shape
+    flip = _signed_area(qx, qy) < 0
+    qx, qy = np.where(flip[:, None], qx[:, ::-1], qx), np.where(flip[:, None], qy[:, ::-1], qy)
+    ex, ey = np.roll(qx, -1, 1) - qx, np.roll(qy, -1, 1) - qy
+    length = np.hypot(ex, ey)
+    # Zero-length edges (samples clipped at a short edge chunk) take the
+    # direction of the last real edge before them.
+    real = length > 0
+    last = np.maximum.accumulate(np.where(real, np.arange(v), -1), axis=1)
+    last = np.where(last < 0, np.argmax(real, axis=1)[:, None], last)
+    rows = np.arange(n)[:, None]
+    nx_, ny_ = ey[rows, last] / length[rows, last], -ex[rows, last] / length[rows, last]  # outward (CCW)
+    px, py = np.roll(nx_, 1, 1), np.roll(ny_, 1, 1)  # the incoming edge's normal
+    denom = np.maximum(1.0 + nx_ * px + ny_ * py, 0.2)
+    bx, by = (nx_ + px) / denom, (ny_ + py) / denom
+    split = max(1, math.ceil(float(np.max(np.where(large[:, None], 0, length), initial=0)) / max_segment))
+
+    def make(margin: np.ndarray, refine: int, sel: np.ndarray | slice = slice(None)):
+        rx, ry = qx[sel] + margin[:, None] * bx[sel], qy[sel] + margin[:, None] * by[sel]
+        parts = split * refine
+        if parts > 1:
+            t = np.arange(parts) / parts
+            rx = (rx[:, :, None] + (np.roll(rx, -1, 1) - rx)[:, :, None] * t).reshape(len(rx), -1)
+            ry = (ry[:, :, None] + (np.roll(ry, -1, 1) - ry)[:, :, None] * t).reshape(len(ry), -1)
+
+        def inside(zx: np.ndarray, zy: np.ndarray) -> np.ndarray:
+            # Even-odd rule, vectorised over chunks and edges.
+            x0, y0, x1, y1 = rx, ry, np.roll(rx, -1, 1), np.roll(ry, -1, 1)
+            zy_, zx_ = zy[:, None], zx[:, None]
+            straddle = (y0 > zy_) != (y1 > zy_)
+            xcross = x0 + (zy_ - y0) * (x1 - x0) / np.where(y1 != y0, y1 - y0, 1)
+            return (straddle & (zx_ < xcross)).sum(axis=1) % 2 == 1
+        return rx, ry, inside
+    return make
 
 
 def _wrap(d: np.ndarray) -> np.ndarray:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import numpy as np
 
-from chunkindex.synthetic.ghrsst import FULL_HEIGHT, FULL_WIDTH, RELATIVE_PATH, SST_NODATA, SST_OFFSET, SST_SCALE, write_cog
+from chunkindex.synthetic.ghrsst import (
+    FULL_HEIGHT,
+    FULL_WIDTH,
+    RELATIVE_PATH,
+    SST_NODATA,
+    SST_OFFSET,
+    SST_SCALE,
+    write_cog,
+)
 from chunkindex.synthetic.manifest import FixtureSet
 
 TEMPLATE = "template/ghrsst-full-size-template.tif"
