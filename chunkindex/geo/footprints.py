@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -77,6 +78,7 @@ class Footprints:
             whose own coordinates are longitude/latitude: see `bounds`).
         native_crs: the grid's CRS (WGS84 for geolocated grids).
         kind: the grid kind: affine-wgs84, mapped, curvilinear or swath.
+        granule: for a stack of geolocated granules, each chunk's granule (else None).
     """
 
     chunk_row: np.ndarray
@@ -86,6 +88,7 @@ class Footprints:
     native_bounds: np.ndarray
     native_crs: str
     kind: str
+    granule: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.chunk_row)
@@ -98,7 +101,9 @@ class Footprints:
 
     def to_table(self) -> pa.Table:
         """Arrow table: chunk_row, chunk_col, geometry (WKB), bbox (struct), native_xmin..native_ymax."""
+        granule = {} if self.granule is None else {"granule": pa.array(self.granule, pa.int32())}
         return pa.table({
+            **granule,
             "chunk_row": pa.array(self.chunk_row, pa.int32()),
             "chunk_col": pa.array(self.chunk_col, pa.int32()),
             "geometry": self.wkb,
@@ -137,9 +142,7 @@ def grid_footprints(grid: Grid, chunk_shape: tuple[int, int], *, k: int = 16, li
         raise ValueError(f"chunk shape {chunk_shape} must be positive")
     if k < 8:
         raise ValueError(f"k={k}: at least 8 directions are needed")
-    if isinstance(grid, TiePointGrid):
-        grid = grid.expand()
-    if isinstance(grid, GeolocatedGrid):
+    if isinstance(grid, GeolocatedGrid | TiePointGrid):
         return _geolocated(grid, cy, cx, k, line_points, max_segment_deg)
     if isinstance(grid, AffineGrid) and _is_wgs84(grid.crs):
         return _affine_wgs84(grid, cy, cx)
@@ -230,12 +233,17 @@ def _sample_positions(start: np.ndarray, stop: np.ndarray, points: int) -> tuple
     return pos, uniform
 
 
-def _geolocated(grid: GeolocatedGrid, cy: int, cx: int, k: int, line_points: int,
+def _geolocated(grid: GeolocatedGrid | TiePointGrid, cy: int, cx: int, k: int, line_points: int,
                 max_segment_deg: float) -> Footprints:
     rows_total, cols_total = grid.shape
     b = grid.block_rows
-    corners = grid.corners_xyz()  # (blocks, b + 1, cols + 1, 3)
+    corner = grid.corner_xyz  # (block, corner row in block, corner column) -> unit vectors
     row, col, r0, r1, c0, c1 = _chunk_ranges(rows_total, cols_total, cy, cx)
+    granules = grid.granules
+    granule = np.repeat(np.arange(granules, dtype=np.int32), len(row))
+    row, col, c0, c1 = (np.tile(v, granules) for v in (row, col, c0, c1))
+    offset = granule.astype(np.int64) * rows_total  # rows of all granules, one after another
+    r0, r1 = np.tile(r0, granules) + offset, np.tile(r1, granules) + offset
     n = len(row)
     segments = max(1, int(((r1 - 1) // b - r0 // b).max()) + 1)
     block = r0[:, None] // b + np.arange(segments)
@@ -244,28 +252,33 @@ def _geolocated(grid: GeolocatedGrid, cy: int, cx: int, k: int, line_points: int
     lo = np.maximum(r0[:, None], block * b) - block * b  # local corner rows of each segment
     hi = np.minimum(r1[:, None], (block + 1) * b) - block * b
     mc = max(2, min(cx + 1, line_points))
-    mr = max(2, min(min(cy, b) + 1, line_points))
+    # Within one scan an edge column is a short smooth curve: its ends and
+    # middle suffice (and give its sag) when scans are enclosed together.
+    mr = max(2, min(min(cy, b) + 1, line_points if segments == 1 else 3))
     cpos, cuni = _sample_positions(c0, c1, mc)  # (n, mc)
     lines, masks = [], []
-    for local_row in (lo, hi):  # first and last corner row of every segment
-        pts = corners[block[:, :, None], local_row[:, :, None], cpos[:, None, :]]
+    n_idx = np.arange(n)
+    last_seg = seg_valid.sum(1) - 1
+    end_block, end_row = block[n_idx, last_seg], hi[n_idx, last_seg]
+    # The chunk's first and last corner rows. Scan boundaries inside the chunk
+    # need no line of their own: along track, the first and last scans reach
+    # furthest; across track, the edge columns (every scan's corners) do.
+    for blk, local_row in ((block[:, :1], lo[:, :1]), (end_block[:, None], end_row[:, None])):
+        pts = corner(blk[:, :, None], local_row[:, :, None], cpos[:, None, :])
         lines.append(pts)
-        masks.append(np.broadcast_to(cuni[:, None, :] & seg_valid[:, :, None], pts.shape[:3]))
+        masks.append(np.broadcast_to(cuni[:, None, :], pts.shape[:3]))
     rpos, runi = _sample_positions(lo.ravel(), hi.ravel(), mr)
     rpos, runi = rpos.reshape(n, segments, mr), runi.reshape(n, segments, mr)
     for edge_col in (c0, c1):
-        pts = corners[block[:, :, None], rpos, edge_col[:, None, None]]
+        pts = corner(block[:, :, None], rpos, edge_col[:, None, None])
         lines.append(pts)
         masks.append(runi & seg_valid[:, :, None])
     # Lines of different lengths side by side: pad the shorter with their last point.
     width = max(mc, mr)
     xyz = np.concatenate([_pad_last(p, width) for p in lines], axis=1)
     valid = np.concatenate([_pad_false(m_, width) for m_ in masks], axis=1)
-    n_idx = np.arange(n)
-    last_seg = seg_valid.sum(1) - 1
-    end_block, end_row = block[n_idx, last_seg], hi[n_idx, last_seg]
-    quad = np.stack([corners[block[:, 0], lo[:, 0], c0], corners[block[:, 0], lo[:, 0], c1],
-                     corners[end_block, end_row, c1], corners[end_block, end_row, c0]], axis=1)
+    quad = np.stack([corner(block[:, 0], lo[:, 0], c0), corner(block[:, 0], lo[:, 0], c1),
+                     corner(end_block, end_row, c1), corner(end_block, end_row, c0)], axis=1)
     ring = None
     if segments == 1:  # no scan boundary inside any chunk: its boundary ring is simple
         top, bottom, left, right = (p[:, 0] for p in lines)
@@ -273,7 +286,7 @@ def _geolocated(grid: GeolocatedGrid, cy: int, cx: int, k: int, line_points: int
     wkb, bounds = _enclose(xyz, valid, quad, k, max_segment_deg, ring=ring)
     native = np.full((n, 4), np.nan)
     kind = "swath" if grid.scan_lines else "curvilinear"
-    return Footprints(row, col, wkb, bounds, native, WGS84, kind)
+    return Footprints(row, col, wkb, bounds, native, WGS84, kind, granule if granules > 1 else None)
 
 
 def _pad_last(a: np.ndarray, width: int) -> np.ndarray:
@@ -336,11 +349,11 @@ def _frame(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _to_plane(p: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray) -> tuple[np.ndarray, ...]:
-    shape = (-1,) + (1,) * (p.ndim - 2) + (3,)
-    c, e, nrt = c.reshape(shape), e.reshape(shape), nrt.reshape(shape)
-    w = (p * c).sum(-1)
+    basis = np.stack([e, nrt, c], axis=2)  # (n, 3, 3): one batched matrix product
+    q = np.matmul(p.reshape(p.shape[0], -1, 3), basis).reshape(p.shape)
+    w = q[..., 2]
     safe = np.maximum(w, LARGE_COS / 4)
-    return (p * e).sum(-1) / safe, (p * nrt).sum(-1) / safe, w
+    return q[..., 0] / safe, q[..., 1] / safe, w
 
 
 def _from_plane(gx: np.ndarray, gy: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray) -> np.ndarray:
@@ -423,7 +436,8 @@ def _lonlat_sag(rx: np.ndarray, ry: np.ndarray, c: np.ndarray, e: np.ndarray, nr
     return dev.max(axis=1)
 
 
-def _kdop(gx, gy, quad, c, e, nrt, k, max_segment, large):
+def _kdop(gx: np.ndarray, gy: np.ndarray, quad: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray,
+          k: int, max_segment: float, large: np.ndarray) -> Callable[..., tuple]:
     """The k-DOP enclosure: returns make(margin) -> (ring x, ring y, inside(x, y))."""
     n = gx.shape[0]
     # Directions: k evenly spaced, the closest four replaced by the chunk's edge normals.
@@ -444,7 +458,7 @@ def _kdop(gx, gy, quad, c, e, nrt, k, max_segment, large):
     ux1, uy1 = np.roll(ux, -1, 1), np.roll(uy, -1, 1)
     det = ux * uy1 - uy * ux1
 
-    def make(margin: np.ndarray, refine: int, sel: np.ndarray | slice = slice(None)):
+    def make(margin: np.ndarray, refine: int, sel: np.ndarray | slice = slice(None)) -> tuple:
         sux, suy, sux1, suy1, sdet = ux[sel], uy[sel], ux1[sel], uy1[sel], det[sel]
         h = support[sel] + margin[:, None]
         h1 = np.roll(h, -1, 1)
@@ -462,7 +476,7 @@ def _kdop(gx, gy, quad, c, e, nrt, k, max_segment, large):
     return make
 
 
-def _offset_ring(qx: np.ndarray, qy: np.ndarray, max_segment: float, large: np.ndarray):
+def _offset_ring(qx: np.ndarray, qy: np.ndarray, max_segment: float, large: np.ndarray) -> Callable[..., tuple]:
     """The sampled boundary ring pushed outward by `margin` (mitred parallel
     offset): returns make(margin) -> (ring x, ring y, inside(x, y))."""
     n, v = qx.shape
@@ -482,7 +496,7 @@ def _offset_ring(qx: np.ndarray, qy: np.ndarray, max_segment: float, large: np.n
     bx, by = (nx_ + px) / denom, (ny_ + py) / denom
     split = max(1, math.ceil(float(np.max(np.where(large[:, None], 0, length), initial=0)) / max_segment))
 
-    def make(margin: np.ndarray, refine: int, sel: np.ndarray | slice = slice(None)):
+    def make(margin: np.ndarray, refine: int, sel: np.ndarray | slice = slice(None)) -> tuple:
         rx, ry = qx[sel] + margin[:, None] * bx[sel], qy[sel] + margin[:, None] * by[sel]
         parts = split * refine
         if parts > 1:

@@ -20,6 +20,7 @@ corners).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,7 +44,7 @@ def xyz_to_lonlat(xyz: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _normalise(xyz: np.ndarray) -> np.ndarray:
-    return xyz / np.linalg.norm(xyz, axis=-1, keepdims=True)
+    return xyz / np.sqrt(np.einsum("...i,...i->...", xyz, xyz))[..., None]
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,9 @@ class GCPGrid:
 
 @dataclass(frozen=True)
 class GeolocatedGrid:
-    """Longitude/latitude (degrees) of every pixel centre, shape (rows, cols).
+    """Longitude/latitude (degrees) of every pixel centre, shape (rows, cols),
+    or (granules, rows, cols) for a stack of granules of one shape (their
+    footprints are computed in one go).
 
     `scan_lines` > 0 marks a scanning swath: rows come in scans of that many
     lines whose ground footprints overlap (bowtie); corners are then computed
@@ -127,33 +130,49 @@ class GeolocatedGrid:
 
     def __post_init__(self) -> None:
         lon, lat = np.asarray(self.lon, np.float64), np.asarray(self.lat, np.float64)
-        if lon.shape != lat.shape or lon.ndim != 2 or min(lon.shape) < 2:
-            raise ValueError(f"longitude {lon.shape} and latitude {lat.shape} must be equal 2-D shapes "
-                             "of at least 2 x 2")
+        if lon.shape != lat.shape or lon.ndim not in (2, 3) or min(lon.shape[-2:]) < 2:
+            raise ValueError(f"longitude {lon.shape} and latitude {lat.shape} must be equal 2-D (or stacked "
+                             "3-D) shapes of at least 2 x 2")
         if not (np.isfinite(lon).all() and np.isfinite(lat).all()):
             raise ValueError("geolocation holds non-finite values (fill values must be masked out "
                              "or interpolated before computing footprints)")
         if np.abs(lat).max() > 90:
             raise ValueError(f"latitude out of range: {np.abs(lat).max()} (are longitude and latitude swapped?)")
-        if self.scan_lines and (self.scan_lines < 2 or lon.shape[0] % self.scan_lines):
-            raise ValueError(f"{lon.shape[0]} rows are not whole scans of {self.scan_lines} lines")
+        if self.scan_lines and (self.scan_lines < 2 or lon.shape[-2] % self.scan_lines):
+            raise ValueError(f"{lon.shape[-2]} rows are not whole scans of {self.scan_lines} lines")
         object.__setattr__(self, "lon", lon)
         object.__setattr__(self, "lat", lat)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.lon.shape  # type: ignore[return-value]
+        """(rows, cols) of one granule."""
+        return self.lon.shape[-2:]  # type: ignore[return-value]
+
+    @property
+    def granules(self) -> int:
+        return self.lon.shape[0] if self.lon.ndim == 3 else 1
 
     @property
     def block_rows(self) -> int:
         """Rows per independent block: a scan, or the whole grid."""
         return self.scan_lines or self.shape[0]
 
+    def centre_xyz(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Unit vectors of the pixel centres at integer `rows` (granule * rows + row), `cols`."""
+        flat = (self.granules * self.shape[0], self.shape[1])
+        return lonlat_to_xyz(self.lon.reshape(flat)[rows, cols], self.lat.reshape(flat)[rows, cols])
+
+    def corner_xyz(self, block: np.ndarray, local_row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Unit vectors of the corners (block, corner row in block, corner column),
+        equal to `corners_xyz()[block, local_row, col]` without computing them all."""
+        return corner_from_centres(self.centre_xyz, self.block_rows, self.shape[1], block, local_row, col)
+
     def corners_xyz(self) -> np.ndarray:
         """Pixel corners as unit vectors, shape (blocks, block_rows + 1, cols + 1, 3):
         block b's corner row k is the top edge of its row k (k = block_rows: the
         bottom edge of its last row)."""
         rows, cols = self.shape
+        rows *= self.granules
         b = self.block_rows
         centres = lonlat_to_xyz(self.lon, self.lat).reshape(rows // b, b, cols, 3)
         # Extrapolate half a pixel past every edge of each block, then average
@@ -170,6 +189,7 @@ class GeolocatedGrid:
     def pixel_corners(self) -> tuple[np.ndarray, np.ndarray]:
         """Longitude/latitude of the four corners of every pixel, shape (rows, cols, 4)."""
         rows, cols = self.shape
+        rows *= self.granules
         c = self.corners_xyz()
         quad = np.stack([c[:, :-1, :-1], c[:, :-1, 1:], c[:, 1:, 1:], c[:, 1:, :-1]], axis=3)
         return xyz_to_lonlat(quad.reshape(rows, cols, 4, 3))
@@ -178,7 +198,8 @@ class GeolocatedGrid:
 @dataclass(frozen=True)
 class TiePointGrid:
     """Longitude/latitude at tie points: rows `tie_rows` and columns
-    `tie_cols` (increasing full-resolution indices) of a `shape` grid.
+    `tie_cols` (increasing full-resolution indices) of a `shape` grid; the
+    arrays may be stacked (granules, tie rows, tie cols) for many granules.
 
     Values are interpolated bilinearly on the sphere (in 3-D, so across the
     antimeridian and near the poles), and extrapolated linearly past the
@@ -193,11 +214,12 @@ class TiePointGrid:
     tie_cols: np.ndarray
     shape: tuple[int, int]
     scan_lines: int = 0
+    _tie_xyz: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         tr, tc = np.asarray(self.tie_rows, np.float64), np.asarray(self.tie_cols, np.float64)
         lon = np.asarray(self.lon, np.float64)
-        if lon.shape != (tr.size, tc.size) or np.shape(self.lat) != lon.shape:
+        if lon.shape[-2:] != (tr.size, tc.size) or np.shape(self.lat) != lon.shape or lon.ndim not in (2, 3):
             raise ValueError(f"tie-point arrays {lon.shape}/{np.shape(self.lat)} do not match "
                              f"{tr.size} tie rows x {tc.size} tie columns")
         if (np.diff(tc) <= 0).any() or (np.diff(tr) <= 0).any():
@@ -207,9 +229,50 @@ class TiePointGrid:
             if self.shape[0] % self.scan_lines or tr.size % scans or tr.size // scans < 2:
                 raise ValueError(f"{tr.size} tie rows are not at least two per scan of "
                                  f"{self.scan_lines} lines in {self.shape[0]} rows")
+            local = tr.reshape(scans, -1) - (np.arange(scans) * self.scan_lines)[:, None]
+            if (local != local[0]).any():
+                raise ValueError("tie rows must sit at the same lines of every scan")
+        tie = lonlat_to_xyz(lon, np.asarray(self.lat, np.float64))
+        object.__setattr__(self, "_tie_xyz", tie.reshape(-1, tc.size, 3))
+
+    @property
+    def block_rows(self) -> int:
+        return self.scan_lines or self.shape[0]
+
+    @property
+    def granules(self) -> int:
+        return np.shape(self.lon)[0] if np.ndim(self.lon) == 3 else 1
+
+    def centre_xyz(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """Interpolated pixel-centre unit vectors at integer `rows` (granule * rows + row), `cols`."""
+        n_tie = len(self.tie_rows)
+        tie = self._tie_xyz
+        granule, rows = np.divmod(rows, self.shape[0])
+        tc = np.asarray(self.tie_cols, np.float64)
+        j, wc = _bracket(tc, cols)
+        tr = np.asarray(self.tie_rows, np.float64)
+        if self.scan_lines:
+            per = tr.size // (self.shape[0] // self.scan_lines)
+            local_ties = tr[:per]
+            scan, local = np.divmod(rows, self.scan_lines)
+            i, wr = _bracket(local_ties, local)
+            i = i + scan * per
+        else:
+            i, wr = _bracket(tr, rows)
+        i = i + granule * n_tie
+        wr, wc = wr[..., None], wc[..., None]
+        top = tie[i, j] * (1 - wc) + tie[i, j + 1] * wc
+        bottom = tie[i + 1, j] * (1 - wc) + tie[i + 1, j + 1] * wc
+        return _normalise(top * (1 - wr) + bottom * wr)
+
+    def corner_xyz(self, block: np.ndarray, local_row: np.ndarray, col: np.ndarray) -> np.ndarray:
+        """Corner vectors, as those of `expand()` (without expanding)."""
+        return corner_from_centres(self.centre_xyz, self.block_rows, self.shape[1], block, local_row, col)
 
     def expand(self) -> GeolocatedGrid:
-        """The full-resolution geolocation (a `GeolocatedGrid`)."""
+        """The full-resolution geolocation (a `GeolocatedGrid`) of an unstacked grid."""
+        if self.granules > 1:
+            raise ValueError("expand() takes one granule: index the stacked arrays first")
         rows, cols = self.shape
         xyz = lonlat_to_xyz(np.asarray(self.lon, np.float64), np.asarray(self.lat, np.float64))
         tc = np.asarray(self.tie_cols, np.float64)
@@ -228,6 +291,44 @@ class TiePointGrid:
             full = _interp_axis(along_cols, tr, np.arange(rows, dtype=np.float64), axis=0)
         lon, lat = xyz_to_lonlat(full)
         return GeolocatedGrid(lon, lat, self.scan_lines)
+
+
+def _bracket(at: np.ndarray, to: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the interval of `at` holding each `to` (the end ones extrapolate) and the weight."""
+    i = np.clip(np.searchsorted(at, to, side="right") - 1, 0, at.size - 2)
+    return i, (to - at[i]) / (at[i + 1] - at[i])
+
+
+def corner_from_centres(centres: Callable[[np.ndarray, np.ndarray], np.ndarray], block_rows: int, cols: int,
+                        block: np.ndarray,
+                        local_row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Corner vectors from the four pixel centres around each, the centres
+    past a block's edge extrapolated linearly (as `GeolocatedGrid.corners_xyz`).
+
+    `centres(rows, cols)` gives centre vectors at integer positions."""
+    total = np.zeros(np.broadcast_shapes(np.shape(block), np.shape(local_row), np.shape(col)) + (3,))
+    block, local_row, col = np.broadcast_arrays(block, local_row, col)
+    base = block * block_rows
+    for dr in (-1, 0):
+        ra, rb, wra, wrb = _edge_weights(local_row + dr, block_rows)
+        for dc in (-1, 0):
+            ca, cb, wca, wcb = _edge_weights(col + dc, cols)
+            total += (wra * wca)[..., None] * centres(base + ra, ca)
+            # Extrapolation terms exist only past a block's edge: gather those alone.
+            for w, r, c in ((wra * wcb, ra, cb), (wrb * wca, rb, ca), (wrb * wcb, rb, cb)):
+                edge = w != 0
+                if edge.any():
+                    total[edge] += w[edge][:, None] * centres(base[edge] + r[edge], c[edge])
+    return _normalise(total)
+
+
+def _edge_weights(i: np.ndarray, size: int) -> tuple[np.ndarray, ...]:
+    """Index i in -1..size as a combination of two in-range indices: -1 -> 2x[0] - x[1]."""
+    before, after = i < 0, i >= size
+    out = before | after
+    a = np.clip(i, 0, size - 1)
+    b = np.where(before, 1, np.where(after, size - 2, a))
+    return a, b, np.where(out, 2.0, 1.0), np.where(out, -1.0, 0.0)
 
 
 def _interp_axis(values: np.ndarray, at: np.ndarray, to: np.ndarray, axis: int) -> np.ndarray:
