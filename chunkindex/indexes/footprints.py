@@ -317,7 +317,10 @@ def write_geoparquet(table: pa.Table, path: str | Path, row_group_size: int = 13
     tmp = _staging(path)
     meta = dict(table.schema.metadata or {})
     meta[b"geo"] = json.dumps(geo_metadata(table)).encode()
-    table = table.replace_schema_metadata(meta)
+    # Plain string columns (still dictionary-encoded on disk): OGR maps Arrow
+    # dictionaries to coded domains, which its attribute filters cannot compare.
+    table = pa.table({name: (col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col)
+                      for name, col in zip(table.column_names, table.columns)}).replace_schema_metadata(meta)
     try:
         pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd",
                        write_statistics=True, use_dictionary=True)
