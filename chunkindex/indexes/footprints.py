@@ -311,9 +311,15 @@ def _staging(path: Path) -> Path:
     return staging.with_name(staging.name + path.suffix)
 
 
-def write_geoparquet(table: pa.Table, path: str | Path, row_group_size: int = 131072) -> None:
-    """Write `table` as GeoParquet 1.1 (under a temporary name, then renamed)."""
+def write_geoparquet(table: pa.Table, path: str | Path, row_group_bytes: int = 8 << 20) -> None:
+    """Write `table` as GeoParquet 1.1 (under a temporary name, then renamed),
+    in row groups of about `row_group_bytes` of geometry (so that a query
+    reads the footprints of the row groups its bbox statistics keep only)."""
     path = Path(path)
+    import pyarrow.compute as pc
+
+    wkb_bytes = pc.sum(pc.binary_length(table["geometry"])).as_py() or 0
+    row_group_size = int(np.clip(row_group_bytes * table.num_rows / max(wkb_bytes, 1), 1024, 131072))
     tmp = _staging(path)
     meta = dict(table.schema.metadata or {})
     meta[b"geo"] = json.dumps(geo_metadata(table)).encode()
