@@ -78,6 +78,16 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
         with timed(timings, "footprints"):
             write_footprints(arrays, outputs["footprints_parquet"], outputs.get("footprints_gpkg"),
                              outputs.get("footprints_fgb"))
+    if "coverage_gti" in outputs:
+        from chunkindex.indexes.coverage import write_gti
+        from chunkindex.sources.stores import gdal_path
+
+        with timed(timings, "coverage"):
+            # One variable's files (the first recipe variable): a GTI mosaics one band set.
+            first = recipe.variables[0].name
+            rows = [r for r in manifest.select(["url", "time", "variable"]).to_pylist()
+                    if r["variable"] in (None, first)]
+            write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"])
     referenced = [a for a in arrays if a.inline is None]
     summary = {
         "refs": sum(a.n_chunks for a in referenced), "arrays": [a.name for a in arrays], "timings": timings,

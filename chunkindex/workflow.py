@@ -54,6 +54,8 @@ def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
     if "footprints" in recipe.output.kinds:
         outputs["footprints_gpkg"] = f"{results}/index/{dataset}.footprints.gpkg"
         outputs["footprints_fgb"] = f"{results}/index/{dataset}.footprints.fgb"
+        if recipe.format == "cog":  # per-file coverage that stock GDAL mosaics (GTI)
+            outputs["coverage_gti"] = f"{results}/index/{dataset}.gti.gpkg"
     outputs["summary"] = f"{results}/index/{dataset}.summary.json"
     outputs["state"] = f"{results}/index/{dataset}.state.parquet"
     return outputs

@@ -227,3 +227,25 @@ def test_query_cli_formats_and_errors(indexes, tmp_path):
     not_fp = subprocess.run([cli, "query", str(REPO / "tests/data/index-digests.json"), "--bbox", "0,0,1,1"],
                             capture_output=True, text=True, check=False)
     assert not_fp.returncode != 0
+
+
+def test_coverage_gti_mosaics_a_time_step_of_two_utm_zones(fixtures_root, tmp_path, gdal):
+    import datetime as dt
+
+    from chunkindex.indexes.coverage import write_gti
+
+    files = sorted((fixtures_root / "utm-two-zones").rglob("*.tif"))
+    times = [dt.datetime.strptime(f.name.split("_")[1], "%Y%m%d") for f in files]
+    target = tmp_path / "utm.gti.gpkg"
+    assert write_gti([str(f) for f in files], times, target) == 2
+    latest = gdal.Open(str(target))  # stock GDAL, GTI driver: the latest step
+    assert latest.GetDriver().ShortName == "GTI"
+    assert latest.GetSpatialRef().GetAuthorityCode(None) == "4326"
+    mosaic = latest.GetRasterBand(1).ReadAsArray(buf_xsize=300, buf_ysize=120)
+    assert (mosaic > 0).mean() > 0.9  # both zones' tiles, warped, cover the mosaic
+    first = gdal.OpenEx(str(target), open_options=["LAYER=t_20240105"])
+    lon_min, lon_max = first.GetGeoTransform()[0], first.GetGeoTransform()[0] + first.RasterXSize * first.GetGeoTransform()[1]
+    assert lon_min < 150 < lon_max  # spans the zone 55 / 56 boundary
+    vector = gdal.OpenEx(str(target), gdal.OF_VECTOR)
+    assert {vector.GetLayer(i).GetName() for i in range(vector.GetLayerCount())} == {"t_20240105", "t_20240115"}
+    assert vector.GetLayer(0).GetFeatureCount() == 4
