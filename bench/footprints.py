@@ -137,10 +137,10 @@ def main() -> None:
     lines = []
 
     fine = AffineGrid((-180.0, 0.005, 0.0, 90.0, 0.0, -0.005), 72000, 36000)
-    r, s, res = rate(lambda: grid_footprints(fine, (64, 64)), len)
+    r, _, res = rate(lambda: grid_footprints(fine, (64, 64)), len)
     lines.append(("regular WGS84 footprints (72000 x 36000, 64 x 64 chunks)", f"{len(res):,}", f"{r:,.0f} /s", "1 M /s"))
     utm = AffineGrid((300000.0, 10.0, 0.0, 7000000.0, 0.0, -10.0), 40000, 40000, "EPSG:32755")
-    r, _s, res = rate(lambda: grid_footprints(utm, (256, 256)), len)
+    r, _, res = rate(lambda: grid_footprints(utm, (256, 256)), len)
     lines.append(("regular UTM footprints (40000 x 40000, 256 x 256)", f"{len(res):,}", f"{r:,.0f} /s", "-"))
 
     day = swath_day()
