@@ -21,7 +21,10 @@ fixtures: setup
 test: setup
 	$(VENV)/bin/python -m pytest
 
+# ruff (rules in pyproject.toml) on the package, scripts, tests, tools and
+# benchmarks, then Snakemake's own linter on the workflow.
 lint: setup
+	$(VENV)/bin/ruff check .
 	$(SNAKEMAKE) --lint --config dataset=ghrsst-demo
 
 # Every benchmark at archive scale -> results/bench/benchmark.md (+ PNG plots).

@@ -52,7 +52,7 @@ def make_archive(root: Path, files: int, compression: str = "ZSTD", predictor: i
     return archive
 
 
-def timed_steps(recipe, workdir: Path, limit: int | None = None, concurrency: int = 32,
+def timed_steps(recipe, workdir: Path, limit: int | None = None,
                 keep: Path | None = None) -> tuple[dict[str, float], list]:
     """List, read headers, assemble and write Kerchunk Parquet, timing each step.
 
@@ -70,7 +70,7 @@ def timed_steps(recipe, workdir: Path, limit: int | None = None, concurrency: in
     timings: dict[str, float] = {}
     spec = store_spec(recipe, "/")
     t = time.perf_counter()
-    manifest = list_sources(recipe, spec, concurrency=concurrency)
+    manifest = list_sources(recipe, spec)
     if limit is not None:
         manifest = manifest.slice(0, limit)
     timings["list"] = time.perf_counter() - t

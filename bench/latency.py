@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ghrsst_scale import make_archive, timed_steps  # noqa: E402
+from ghrsst_scale import make_archive, timed_steps
 
 
 def run(archive: Path, files: int, delay: float, concurrency: int, workdir: Path) -> dict:
@@ -36,7 +36,7 @@ def run(archive: Path, files: int, delay: float, concurrency: int, workdir: Path
             source={"template": {"start": "2002-06-01", "end": end.isoformat(), "step": "day"}},
             headers={"concurrency": concurrency})
         recipe = replace(recipe, output=replace(recipe.output, overviews=False))
-        timings, _ = timed_steps(recipe, workdir, concurrency=concurrency)
+        timings, _ = timed_steps(recipe, workdir)
     # One HEAD per file to list (HTTP cannot list); one GET per file for its
     # header (the first file's measured header size is prefetched at once).
     requests = {"list": files, "headers": files + 1, "assemble": 0, "kerchunk_parquet": 0}

@@ -126,11 +126,7 @@ def main() -> None:
         # Both sides are timed after their imports: VirtualiZarr's script
         # imports before its clock starts; pyarrow imports pandas on first use
         # and GDAL's osr is imported for the CRS, so import them first here.
-        import pandas
-        from osgeo import osr
 
-        import chunkindex.formats.tiff.assemble
-        import chunkindex.formats.tiff.headers
 
         # Ours takes well under a second, so machine noise matters: the
         # median of three runs (VirtualiZarr's 30 s run is taken once).

@@ -19,12 +19,24 @@ def staging_path(target: str | Path, tag: str = "partial") -> Path:
 
 
 def fsync(path: str | Path) -> None:
-    """Flush a file, or a folder and every file inside it, to disk."""
+    """Flush a file, or a folder with everything inside it, to disk.
+
+    Every inode once: hard-linked files (the `_refs_only` variants share
+    their array's reference files) need one flush, and every subfolder is
+    flushed too, so its entries are on disk before the rename publishes it.
+    """
     path = Path(path)
     if path.is_dir():
-        for item in path.rglob("*"):
-            if item.is_file():
-                _fsync_one(item)
+        seen: set[tuple[int, int]] = set()
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                item = Path(root) / name
+                stat = item.stat()
+                if (stat.st_dev, stat.st_ino) not in seen:
+                    seen.add((stat.st_dev, stat.st_ino))
+                    _fsync_one(item)
+            if root != str(path):
+                _fsync_one(Path(root))
     _fsync_one(path)
 
 

@@ -1,12 +1,27 @@
-"""`chunkindex` command line: doctor, info, refs."""
+"""`chunkindex` command line: index, validate, info, refs, doctor.
+
+Imports are deferred to the command that needs them: `chunkindex index` on a
+folder of COGs is a sub-second process, and its start-up counts.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import logging
+import os
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from chunkindex import doctor
+if TYPE_CHECKING:
+    from chunkindex.pipeline import ProgressFactory
+    from chunkindex.recipe import Recipe
+    from chunkindex.validate import ValidationReport
+
+log = logging.getLogger("chunkindex")
 
 
 def _info(index: str) -> int:
@@ -52,13 +67,148 @@ def _refs(index: str, array: str, key: str) -> int:
         print(f"error: chunk key {key!r} must be integers separated by commas, e.g. 0,3,5", file=sys.stderr)
         return 2
     ref = lookup_reference(index, array, parts)
-    if "path" in ref:
-        print(f"{ref['path']}\t{ref['offset']}\t{ref['size']}")
-    elif "raw_bytes" in ref:
-        print(f"(inline: {ref['raw_bytes']} bytes)")
+    if ref.path is not None:
+        print(f"{ref.path}\t{ref.offset}\t{ref.size}")
+    elif ref.raw_bytes is not None:
+        print(f"(inline: {ref.raw_bytes} bytes)")
     else:
         print("(no data: reads as the fill value)")
     return 0
+
+
+class _PandasBlocker(importlib.abc.MetaPathFinder):
+    """Refuses to import pandas (see `_without_pandas`)."""
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError("pandas is kept out of `chunkindex index`", name=name)
+
+
+def _without_pandas() -> None:
+    """pyarrow imports pandas, when installed, on its first conversion
+    (0.35-0.6 s of a sub-second process) and works without it; only
+    validation (fsspec's reference reader) needs it."""
+    if "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _PandasBlocker())
+
+
+def _without_huge_pages() -> None:
+    """Stop numpy asking for transparent huge pages on large arrays: where
+    the kernel compacts memory for them (THP defrag "madvise"), first touching
+    the write step's large arrays stalls (measured in scripts/_step.py)."""
+    import numpy as np
+
+    setter = getattr(getattr(np, "_core", np).multiarray, "_set_madvise_hugepage", None)
+    if setter is not None:
+        setter(False)
+
+
+def _progress_bars() -> ProgressFactory | None:
+    """tqdm bars on stderr when it is a terminal; None (quiet) otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    def factory(what: str) -> Callable[[int, int], None]:
+        bar: list[Any] = []
+
+        def update(done: int, total: int) -> None:
+            if not bar:
+                bar.append(tqdm(total=total, desc=what, unit="", unit_scale=True, leave=False, file=sys.stderr))
+            bar[0].update(done - bar[0].n)
+            if done >= total:
+                bar[0].close()
+
+        return update
+
+    return factory
+
+
+def _recipe_for(args: argparse.Namespace) -> tuple[Recipe, dict[str, Any] | None]:
+    """The recipe `chunkindex index` runs: --recipe (with SOURCE and options
+    overriding it), or one inferred from SOURCE (returned with its document)."""
+    import dataclasses
+
+    from chunkindex.infer import infer_recipe
+
+    kinds = tuple(args.kinds) if args.kinds else None
+    if args.recipe is None:
+        return infer_recipe(args.source, glob=args.glob, pattern=args.pattern, fmt=args.format,
+                            kinds=kinds or ("kerchunk-parquet",), variables=tuple(args.variable or ()),
+                            recipe_id=args.id)
+    from chunkindex.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    source = dataclasses.replace(recipe.source, url=args.source, template=None,
+                                 glob=args.glob if args.glob or args.pattern else recipe.source.glob,
+                                 pattern=args.pattern if args.glob or args.pattern else recipe.source.pattern)
+    output = dataclasses.replace(recipe.output, kinds=kinds or recipe.output.kinds)
+    return dataclasses.replace(recipe, source=source, output=output), None
+
+
+def _index(args: argparse.Namespace) -> int:
+    if not args.validate:
+        _without_pandas()
+    _without_huge_pages()
+    import yaml
+
+    from chunkindex.pipeline import run_recipe
+
+    start = time.perf_counter()
+    recipe, doc = _recipe_for(args)
+    out = Path(args.out or ".")
+    if doc is not None:
+        text = yaml.safe_dump(doc, sort_keys=False)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{recipe.id}.yaml").write_text(text)
+        if not args.quiet:
+            print(f"# the recipe inferred (saved as {out / f'{recipe.id}.yaml'}; copy it to "
+                  f"recipes/{recipe.id}.yaml to run the workflow on it):")
+            print(text.rstrip())
+    result = run_recipe(recipe, ".", out, validate=args.validate, threads=args.threads, progress=_progress_bars())
+    summary = result.summary
+    print(f"indexed {result.files:,} file{'s' if result.files != 1 else ''}: {summary.refs:,} references in {len(summary.refs_per_array)} arrays "
+          f"({time.perf_counter() - start:.2f} s)")
+    for name, path in result.outputs.items():
+        print(f"  {name}: {path}")
+    for note in summary.notes:
+        print(f"  note: {note}")
+    if result.validation is not None:
+        _print_report(result.validation)
+    elif not args.quiet:
+        recipe_file = args.recipe or out / f"{recipe.id}.yaml"
+        print(f"validate with: chunkindex validate {result.index} --recipe {recipe_file}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from chunkindex.indexes.kerchunk import KerchunkIndex
+    from chunkindex.pipeline import validate_recipe_index
+    from chunkindex.recipe import load_recipe
+    from chunkindex.validate import ValidationFailed
+
+    recipe_path = args.recipe
+    if recipe_path is None:
+        # `chunkindex index` saves the recipe beside the index as <id>.yaml.
+        recipe_id = KerchunkIndex.open(args.index).metadata.get(".zattrs", {}).get("chunkindex_recipe")
+        candidates = [Path(args.index).parent / f"{recipe_id}.yaml", Path("recipes") / f"{recipe_id}.yaml"]
+        recipe_path = next((c for c in candidates if recipe_id and c.is_file()), None)
+        if recipe_path is None:
+            raise FileNotFoundError(f"{args.index}: give --recipe (looked for "
+                                    f"{' and '.join(map(str, candidates))} of recipe {recipe_id!r})")
+    try:
+        report = validate_recipe_index(load_recipe(recipe_path), args.index)
+    except ValidationFailed as failed:
+        print(failed.report.summary() if failed.report else str(failed))
+        return 1
+    _print_report(report)
+    return 0
+
+
+def _print_report(report: ValidationReport) -> None:
+    print(report.summary())
+    for note in report.notes:
+        print(f"  note: {note}")
 
 
 def _query(args: argparse.Namespace) -> int:
@@ -98,9 +248,28 @@ def _query(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chunkindex", description="Chunk-reference indexes GDAL reads natively.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
     sub = parser.add_subparsers(dest="command", required=True)
+    p_index = sub.add_parser("index", help="index a folder, URL or file in one process (no Snakemake, no recipe)")
+    p_index.add_argument("source", help="a local folder, one file, or an s3:// / https:// prefix")
+    p_index.add_argument("--glob", help="files to take, e.g. '*.tif' (any depth)")
+    p_index.add_argument("--pattern", help="file name pattern, e.g. '{time:%%Y%%m%%d}_{variable}.tif'")
+    p_index.add_argument("--format", choices=["cog", "netcdf4", "hdf5"], help="default: from the file suffix")
+    p_index.add_argument("--out", help="folder for the index files (default: the current folder)")
+    p_index.add_argument("--recipe", help="run this recipe on SOURCE instead of inferring one")
+    p_index.add_argument("--kinds", nargs="+", metavar="KIND", help="output kinds (recipe output.kinds), "
+                         "e.g. kerchunk-parquet kerchunk-json flat-parquet footprints")
+    p_index.add_argument("--variable", action="append", help="an array to index (repeatable)")
+    p_index.add_argument("--id", help="the recipe id, naming the index files (default: from SOURCE)")
+    p_index.add_argument("--validate", action="store_true", help="validate with GDAL against the sources")
+    p_index.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                         help="threads for writing (default: the CPUs this process may use)")
+    p_index.add_argument("-q", "--quiet", action="store_true", help="do not print the inferred recipe")
+    p_validate = sub.add_parser("validate", help="check an index against its sources with GDAL")
+    p_validate.add_argument("index", help="a Kerchunk Parquet folder or Kerchunk JSON file")
+    p_validate.add_argument("--recipe", help="the recipe it was written from (default: <id>.yaml beside it)")
     p_doctor = sub.add_parser("doctor", help="check Python, GDAL and its drivers, and the packages")
     p_doctor.add_argument("--gdal-only", action="store_true")
     p_info = sub.add_parser("info", help="arrays, shapes, chunks, codecs, readers, references, files of an index")
@@ -119,16 +288,45 @@ def main(argv: list[str] | None = None) -> int:
     p_query.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     p_query.add_argument("--output", help="file to write (required for parquet)")
     p_query.add_argument("--max-rows", type=int, default=20, help="rows shown by --format table")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the `chunkindex` command line.
+
+    Args:
+        argv: the arguments (default: sys.argv[1:]).
+
+    Returns:
+        The exit status: 0 done, 1 validation failed, 2 bad input (one clear line on stderr).
+
+    Example:
+        >>> main(["info", "results/ghrsst-demo/index/ghrsst-demo.parq"])  # doctest: +SKIP
+        0
+    """
+    args = _parser().parse_args(argv)
+    # Quiet unless asked: what a run noticed is in its summary and printed below.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from chunkindex.infer import InferenceError
+    from chunkindex.recipe import RecipeError
+    from chunkindex.sources.listing import ListingError
+
     try:
+        if args.command == "index":
+            return _index(args)
+        if args.command == "validate":
+            return _validate(args)
         if args.command == "doctor":
+            from chunkindex import doctor
+
             return doctor.main(["--gdal-only"] if args.gdal_only else [])
         if args.command == "info":
             return _info(args.index)
         if args.command == "query":
             return _query(args)
         return _refs(args.index, args.array, args.chunk)
-    except (ValueError, KeyError, IndexError, FileNotFoundError) as exc:
+    except (InferenceError, RecipeError, ListingError, ValueError, KeyError, IndexError, FileNotFoundError) as exc:
         message = exc.args[0] if exc.args else str(exc)
         print(f"error: {message}", file=sys.stderr)
         return 2

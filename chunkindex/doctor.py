@@ -17,6 +17,8 @@ MIN_GDAL = (3, 12)
 REQUIRED_DRIVERS = (
     "Zarr", "Parquet", "netCDF", "HDF5", "GTiff", "COG", "VRT", "GTI",
     "GPKG", "FlatGeobuf", "GeoJSON", "MEM",
+    # Decoders of JPEG/PNG/WebP tile bytes outside a TIFF (the CRI driver reads them on an in-memory file).
+    "JPEG", "PNG", "WEBP",
 )
 PYTHON_PACKAGES = ("async-tiff", "obstore", "pyarrow", "snakemake", "numpy", "h5py", "jsonschema")
 FIX = "run `make setup` (or, with conda, `conda env create -f envs/chunkindex.yaml`)"

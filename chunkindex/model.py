@@ -134,6 +134,9 @@ class ArraySpec:
     for a chunk with no data (it then reads as `fill_value`, carried inline as
     `missing_raw` where the format needs a row). `inline` holds the whole
     encoded content of a small single-chunk array (coordinates).
+    `short_edge_dims` names the dimensions along which the last chunk is
+    stored short (a TIFF's short last strip or short edge tiles): the CRI
+    index carries such arrays (spec §3.3), Zarr/Kerchunk cannot.
     """
 
     name: str
@@ -150,6 +153,10 @@ class ArraySpec:
     sizes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     missing_raw: bytes | None = None
     inline: bytes | None = None
+    short_edge_dims: tuple[str, ...] = ()
+    # (y, x) dimension names where the source says which axes are spatial
+    # (a TIFF's image axes; CF axis/units of NetCDF coordinates).
+    spatial_dims: tuple[str, str] | None = None
 
     @property
     def grid(self) -> ChunkGrid:
@@ -183,15 +190,15 @@ class ArraySpec:
     def zattrs(self) -> dict[str, Any]:
         return {"_ARRAY_DIMENSIONS": list(self.dims), **self.attrs}
 
-    def chunk_key(self, number: int) -> str:
-        """Zarr v2 key of chunk `number` (C order)."""
-        return self.grid.key(number)
-
     def fill_missing(self, encodable: bool | None = None) -> None:
         """Encode the fill chunk that stands in for chunks with no data
         (`encodable`: whether numcodecs can encode the chain; by default,
         whether Python decodes it)."""
         can_encode = self.chain.python_decodable if encodable is None else encodable
+        if self.chain.compressor and self.chain.compressor["id"] == "imagecodecs_jpeg":
+            # A lossy fill chunk would not read as the fill value: leave such
+            # chunks without a reference, which Zarr readers read as fill_value.
+            can_encode = False
         if self.inline is None and self.missing_raw is None and can_encode and self.n_missing:
             block = np.full(self.chunks, self.fill_value if self.fill_value is not None else 0,
                             dtype=np.dtype(self.dtype))

@@ -7,6 +7,7 @@ with a message naming the recipe file, the field and what was expected.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,35 @@ class RecipeError(ValueError):
 
 
 def load_schema(name: str, schema_dir: Path | None = None) -> dict[str, Any]:
-    """The JSON Schema `name` (recipe, config): from the package's resources,
-    or from `schema_dir` when given."""
+    """The JSON Schema `name` (recipe, config).
+
+    Args:
+        name: `recipe` or `config`.
+        schema_dir: a folder of `<name>.schema.yaml` files to read instead of
+            the package's own (loaded with importlib.resources, so an installed
+            wheel finds them).
+
+    Returns:
+        The schema as a dict.
+
+    Example:
+        >>> load_schema("recipe")["properties"]["format"]["enum"]
+        ['cog', 'netcdf4', 'hdf5']
+    """
     if schema_dir is not None:
-        text = (Path(schema_dir) / f"{name}.schema.yaml").read_text()
-    else:
-        text = importlib.resources.files(SCHEMA_PACKAGE).joinpath(f"{name}.schema.yaml").read_text()
-    return yaml.safe_load(text)
+        return _yaml((Path(schema_dir) / f"{name}.schema.yaml").read_text())
+    return _package_schema(name)
+
+
+def _yaml(text: str) -> Any:
+    """YAML through libyaml's C parser when PyYAML has it (ten times the pure-Python one)."""
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@functools.lru_cache(maxsize=4)
+def _package_schema(name: str) -> dict[str, Any]:
+    text = importlib.resources.files(SCHEMA_PACKAGE).joinpath(f"{name}.schema.yaml").read_text()
+    return _yaml(text)
 
 
 def _field_path(path: Any) -> str:
@@ -90,6 +113,42 @@ def validate_document(document: Any, schema: dict[str, Any], source: str) -> Non
         raise RecipeError(f"{source} is not valid:\n{lines}")
 
 
+def with_defaults(document: Any, schema: dict[str, Any]) -> Any:
+    """A copy of a schema-valid `document` with every `default` of `schema` filled in.
+
+    The schema is the only place defaults are written: optional sections
+    (`headers`, `benchmark`) absent from a recipe are filled from their
+    properties' defaults too, so the dataclasses below never carry their own.
+
+    Args:
+        document: a recipe (or a part of one) that already passed validation.
+        schema: the JSON Schema (or sub-schema) describing `document`.
+
+    Returns:
+        The document with defaults added (the input is left unchanged).
+
+    Example:
+        >>> doc = with_defaults({"headers": {}}, {"properties": {"headers": {
+        ...     "type": "object", "properties": {"batch_size": {"default": 500}}}}})
+        >>> doc["headers"]["batch_size"]
+        500
+    """
+    if isinstance(document, list):
+        items = schema.get("items", {})
+        return [with_defaults(item, items) for item in document]
+    if not isinstance(document, dict):
+        return document
+    out = dict(document)
+    for name, sub in schema.get("properties", {}).items():
+        if name in out:
+            out[name] = with_defaults(out[name], sub)
+        elif "default" in sub:
+            out[name] = sub["default"]
+        elif sub.get("type") == "object" and any("default" in p for p in sub.get("properties", {}).values()):
+            out[name] = with_defaults({}, sub)
+    return out
+
+
 @dataclass(frozen=True)
 class DateRange:
     start: str
@@ -107,7 +166,7 @@ class Source:
     public_url: str | None = None
     gdal_config: dict[str, str] = field(default_factory=dict)
     synthetic: str | None = None
-    on_mismatch: str = "error"
+    on_mismatch: str = "error"  # filled from the schema by recipe_from_dict
 
 
 @dataclass(frozen=True)
@@ -124,40 +183,33 @@ class Variable:
 @dataclass(frozen=True)
 class Concat:
     dim: str
-    from_: str = "filename"
+    calendar: str
     units: str | None = None
-    calendar: str = "standard"
 
 
 @dataclass(frozen=True)
 class Output:
     kinds: tuple[str, ...]
-    record_size: int = 100_000
-    overviews: bool = True
-    gdal_readable_variant: bool = True
+    record_size: int
+    overviews: bool
+    gdal_readable_variant: bool
 
 
 @dataclass(frozen=True)
 class HeaderOptions:
-    batch_size: int = 500
-    concurrency: int = 64
-    prefetch: int = 65536
-    retries: int = 4
-    extractor: str = "hdf5"
-    tiff_reader: str = "numpy"
+    batch_size: int
+    concurrency: int
+    prefetch: int
+    retries: int
+    extractor: str
+    tiff_reader: str
 
 
 @dataclass(frozen=True)
 class ValidationOptions:
     sample_chunks: int
-    seed: int = 0
-    second_reader: bool = True
-
-
-@dataclass(frozen=True)
-class BenchmarkOptions:
-    repeat: int = 1
-    scale_files: tuple[int, ...] = ()
+    seed: int
+    second_reader: bool
 
 
 @dataclass(frozen=True)
@@ -172,8 +224,7 @@ class Recipe:
     concat: Concat
     output: Output
     validation: ValidationOptions
-    headers: HeaderOptions = HeaderOptions()
-    benchmark: BenchmarkOptions = BenchmarkOptions()
+    headers: HeaderOptions
     description: str = ""
     path: str = ""
 
@@ -182,17 +233,29 @@ class Recipe:
         return tuple(v.name for v in self.variables)
 
 
+def default_headers() -> HeaderOptions:
+    """The `headers` section of a recipe that leaves it out: the schema's defaults.
+
+    Returns:
+        HeaderOptions with every field at its schema default.
+
+    Example:
+        >>> default_headers().batch_size
+        500
+    """
+    return HeaderOptions(**with_defaults({}, load_schema("recipe")["properties"]["headers"]))
+
+
 def recipe_from_dict(doc: dict[str, Any], path: str = "") -> Recipe:
-    """Build a Recipe from an already validated document (defaults filled in)."""
+    """Build a Recipe from an already validated document; the schema's defaults fill what it leaves out."""
+    doc = with_defaults(doc, load_schema("recipe"))
     src = dict(doc["source"])
     template = src.pop("template", None)
     source = Source(template=DateRange(**template) if template else None, **src)
     concat = dict(doc["concat"])
-    concat["from_"] = concat.pop("from", "filename")
+    del concat["from"]  # checked with the pattern (_check_semantics); each format knows its coordinate
     output = dict(doc["output"])
     output["kinds"] = tuple(output["kinds"])
-    bench = dict(doc.get("benchmark", {}))
-    bench["scale_files"] = tuple(bench.get("scale_files", ()))
     return Recipe(
         id=doc["id"],
         title=doc["title"],
@@ -202,9 +265,8 @@ def recipe_from_dict(doc: dict[str, Any], path: str = "") -> Recipe:
         variables=tuple(Variable(**v) for v in doc["variables"]),
         concat=Concat(**concat),
         output=Output(**output),
-        headers=HeaderOptions(**doc.get("headers", {})),
+        headers=HeaderOptions(**doc["headers"]),
         validation=ValidationOptions(**doc["validation"]),
-        benchmark=BenchmarkOptions(**bench),
         path=path,
     )
 
@@ -229,15 +291,27 @@ def _check_semantics(doc: dict[str, Any], source: str, stem: str | None) -> None
 def load_recipe(path: str | Path, schema_dir: Path | None = None) -> Recipe:
     """Load, validate and return the recipe at `path`.
 
+    Args:
+        path: a recipe YAML file; its name (without `.yaml`) must be its `id`.
+        schema_dir: a folder of schemas to validate against instead of the package's.
+
+    Returns:
+        The Recipe, with the schema's defaults for what it leaves out.
+
     Raises:
         RecipeError: naming the recipe file, each bad field and what was expected.
         FileNotFoundError: when `path` does not exist.
+
+    Example:
+        >>> recipe = load_recipe("recipes/bran-demo.yaml")
+        >>> recipe.format, recipe.concat.dim, recipe.headers.batch_size
+        ('netcdf4', 'Time', 2)
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"recipe {path} does not exist")
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = _yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise RecipeError(f"recipe {path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):

@@ -7,17 +7,21 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from chunkindex.codecs import REFS_ONLY_NOTE
+from chunkindex.pipeline import WriteSummary
 from chunkindex.recipe import load_recipe
 from chunkindex.tables import chunk_table_metadata, read_chunk_table, read_parquet
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
 class ReportInputs:
     recipe: str
     manifest: str
-    index: str
     validation: str
     headers: list[str]
     benchmarks: dict[str, list[str]]
@@ -56,20 +60,42 @@ def _number(text: str | None) -> float:
 
 
 def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_png: str) -> str:
-    import matplotlib
+    """Write the Markdown report of one workflow run and its two plots.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Args:
+        inputs: the run's recipe, manifest, header batches, benchmarks, summary and validation.
+        markdown_out: the report's path.
+        steps_png: the time-per-step plot's path.
+        refs_png: the references-per-array plot's path.
 
+    Returns:
+        The Markdown text written.
+
+    Example:
+        >>> write_report(inputs, "report.md", "steps.png", "refs.png")  # doctest: +SKIP
+    """
     recipe = load_recipe(inputs.recipe)
     manifest = read_parquet(inputs.manifest)
-    summary = json.loads(Path(inputs.write_summary).read_text())
+    summary = WriteSummary.read(inputs.write_summary)
     validation = json.loads(Path(inputs.validation).read_text())
-    n_files = manifest.num_rows
-    n_bytes = sum(manifest["size"].to_pylist())
-    n_refs = summary["refs"]
+    steps = {step: figures for step, paths in inputs.benchmarks.items()
+             if (figures := read_benchmark(paths)) is not None}
+    lines = [f"# {recipe.title}", "", f"Recipe `{recipe.id}` ({recipe.format}), source `{recipe.source.url}`.", ""]
+    lines += _step_lines(steps, manifest, summary.refs, inputs.headers)
+    lines += [_extraction_line(inputs.headers, recipe.format), ""]
+    lines += _array_lines(summary)
+    lines += _validation_lines(validation)
+    lines += ["", "![step times](steps.png)", "", "![references per array](refs.png)", ""]
+    _plots(recipe.id, steps, summary, steps_png, refs_png)
+    text = "\n".join(lines)
+    Path(markdown_out).write_text(text)
+    return text
+
+
+def _header_figures(header_paths: list[str]) -> tuple[float, int]:
+    """(seconds spent in the header steps, header bytes fetched) of every batch."""
     header_seconds, header_bytes = 0.0, 0
-    for path in inputs.headers:
+    for path in header_paths:
         meta = chunk_table_metadata(path)
         header_seconds += float(meta.get(b"chunkindex.seconds", b"0"))
         table = read_chunk_table(path)
@@ -77,15 +103,15 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
             table = table.select(["file_id", "header_bytes"])
             per_file = table.group_by("file_id").aggregate([("header_bytes", "max")])
             header_bytes += sum(per_file["header_bytes_max"].to_pylist())
-    extraction = _extraction_line(inputs.headers, recipe.format)
-    steps: dict[str, StepFigures] = {}
-    for step, paths in inputs.benchmarks.items():
-        figures = read_benchmark(paths)
-        if figures is not None:
-            steps[step] = figures
+    return header_seconds, header_bytes
 
-    lines = [f"# {recipe.title}", "", f"Recipe `{recipe.id}` ({recipe.format}), source `{recipe.source.url}`.", ""]
-    lines += ["## Steps", "", "| step | jobs | time (s) | peak memory (MB) | rate |", "|---|---:|---:|---:|---|"]
+
+def _step_lines(steps: dict[str, StepFigures], manifest: pa.Table, n_refs: int, header_paths: list[str]) -> list[str]:
+    """The table of steps (time, memory, rate) and the run's totals."""
+    n_files = manifest.num_rows
+    n_bytes = sum(manifest["size"].to_pylist())
+    header_seconds, header_bytes = _header_figures(header_paths)
+    lines = ["## Steps", "", "| step | jobs | time (s) | peak memory (MB) | rate |", "|---|---:|---:|---:|---|"]
     for step, fig in steps.items():
         rate = ""
         if step == "list":
@@ -96,63 +122,73 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
         elif step == "write":
             rate = f"{n_refs / max(fig.seconds, 1e-9):,.0f} refs/s"
         lines.append(f"| {step} | {fig.jobs} | {fig.seconds:.2f} | {fig.max_rss_mb:.0f} | {rate} |")
-    lines += ["", f"Files: {n_files:,} ({n_bytes / 1e6:,.1f} MB). References: {n_refs:,}. "
-              f"Header bytes fetched (first request per file, at least): {header_bytes / 1e6:,.2f} MB.", ""]
-    lines += [extraction, ""]
-    if summary.get("timings"):
-        lines.append("Write step parts: " + ", ".join(f"{k} {v:.2f} s" for k, v in summary["timings"].items())
-                     + (f" ({n_refs / max(summary['timings'].get('kerchunk_parquet', 0), 1e-9):,.0f} refs/s Kerchunk Parquet)"
-                        if "kerchunk_parquet" in summary["timings"] else ""))
-        lines.append("")
+    return lines + ["", f"Files: {n_files:,} ({n_bytes / 1e6:,.1f} MB). References: {n_refs:,}. "
+                    f"Header bytes fetched (first request per file, at least): {header_bytes / 1e6:,.2f} MB.", ""]
+
+
+def _array_lines(summary: WriteSummary) -> list[str]:
+    """The write step's parts, and each array with the readers that decode it."""
+    lines: list[str] = []
+    timings = summary.timings
+    if timings:
+        rate = (f" ({summary.refs / max(timings['kerchunk_parquet'], 1e-9):,.0f} refs/s Kerchunk Parquet)"
+                if "kerchunk_parquet" in timings else "")
+        lines += ["Write step parts: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()) + rate, ""]
     lines += ["## Arrays and readers", "", "| array | refs | chunks with no data | decodable by |", "|---|---:|---:|---|"]
-    for name, refs in summary["refs_per_array"].items():
-        readers = summary["readers"].get(name, [])
+    for name, refs in summary.refs_per_array.items():
+        readers = summary.readers.get(name, [])
         decodable = ", ".join(readers) if readers else f"**none: {REFS_ONLY_NOTE}** (GDAL opens it for the references)"
-        lines.append(f"| {name} | {refs:,} | {summary['missing_per_array'].get(name, 0):,} | {decodable} |")
+        lines.append(f"| {name} | {refs:,} | {summary.missing_per_array.get(name, 0):,} | {decodable} |")
     lines.append("")
-    refs_only = [n for n in summary["refs_per_array"] if n.endswith("_refs_only")]
+    refs_only = [n for n in summary.refs_per_array if n.endswith("_refs_only")]
     if refs_only:
         lines += [f"> **WARNING** {', '.join(refs_only)}: {REFS_ONLY_NOTE.upper()}. GDAL opens these arrays and "
                   "reports exact chunk references, but their true codec chain (recorded in the `chunkindex` "
                   "attribute) includes a step GDAL cannot decode. Read pixels with zarr-python + imagecodecs "
                   "from the array without the suffix.", ""]
-    for note in summary.get("notes", []):
-        lines.append(f"- note: {note}")
-    for skipped in summary.get("skipped_files", []):
-        lines.append(f"- skipped: {skipped}")
-    lines += ["", "## Validation", "",
-              f"Result: **{'passed' if validation['ok'] else 'FAILED'}** "
-              f"({len(validation['mismatches'])} mismatches).", "",
-              "| array | chunks | refs checked | pixels via GDAL | via recorded chain | via zarr-python | no-data chunks |",
-              "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"- note: {note}" for note in summary.notes]
+    lines += [f"- skipped: {skipped}" for skipped in summary.skipped_files]
+    return lines
+
+
+def _validation_lines(validation: dict[str, Any]) -> list[str]:
+    """The validation result and what it checked per array."""
+    lines = ["", "## Validation", "",
+             f"Result: **{'passed' if validation['ok'] else 'FAILED'}** "
+             f"({len(validation['mismatches'])} mismatches).", "",
+             "| array | chunks | refs checked | pixels via GDAL | via recorded chain | via zarr-python | no-data chunks |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for a in validation["arrays"]:
         lines.append(f"| {a['array']} | {a['chunks_checked']} | {a['refs_checked']} | {a['pixels_checked_gdal']} | "
                      f"{a['pixels_checked_python']} | {a['pixels_checked_zarr']} | {a['missing_chunks_checked']} |")
-    for note in validation.get("notes", []):
-        lines.append(f"\n- {note}")
-    lines += ["", "![step times](steps.png)", "", "![references per array](refs.png)", ""]
+    lines += [f"\n- {note}" for note in validation.get("notes", [])]
+    return lines
+
+
+def _plots(recipe_id: str, steps: dict[str, StepFigures], summary: WriteSummary, steps_png: str,
+           refs_png: str) -> None:
+    """Time per step and references per array, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3))
     names = list(steps)
     ax.barh(names, [steps[n].seconds for n in names], color="#3a7ca5")
     ax.set_xlabel("seconds (sum over jobs)")
-    ax.set_title(f"{recipe.id}: time per step")
+    ax.set_title(f"{recipe_id}: time per step")
     fig.tight_layout()
     fig.savefig(steps_png, dpi=100)
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.35 * len(summary["refs_per_array"]))))
-    arrays = list(summary["refs_per_array"])
-    ax.barh(arrays, [summary["refs_per_array"][a] for a in arrays], color="#81c3d7")
+    fig, ax = plt.subplots(figsize=(6, max(2.5, 0.35 * len(summary.refs_per_array))))
+    arrays = list(summary.refs_per_array)
+    ax.barh(arrays, [summary.refs_per_array[a] for a in arrays], color="#81c3d7")
     ax.set_xlabel("chunk references")
-    ax.set_title(f"{recipe.id}: references per array")
+    ax.set_title(f"{recipe_id}: references per array")
     fig.tight_layout()
     fig.savefig(refs_png, dpi=100)
     plt.close(fig)
-
-    text = "\n".join(lines)
-    Path(markdown_out).write_text(text)
-    return text
-
 
 
 def _extraction_line(header_paths: list[str], fmt: str) -> str:

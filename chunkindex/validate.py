@@ -33,9 +33,20 @@ from chunkindex.codecs import CodecChain, decode_chunk
 from chunkindex.formats import SourceTruth
 from chunkindex.indexes.kerchunk import ArrayReferences, KerchunkIndex
 from chunkindex.model import ChunkGrid
-from chunkindex.sources.stores import gdal_module, gdal_path
+from chunkindex.sources.stores import gdal_module, gdal_path, url_protocol
 
 log = logging.getLogger(__name__)
+
+# imagecodecs function naming the library behind each image codec.
+IMAGE_LIBRARIES = {"imagecodecs_jpeg": "jpeg8_version", "imagecodecs_webp": "webp_version",
+                   "imagecodecs_lerc": "lerc_version", "imagecodecs_jpegxl": "jpegxl_version",
+                   "imagecodecs_jpeg2k": "jpeg2k_version"}
+# Largest difference accepted between a JPEG tile decoded by imagecodecs
+# (its own libjpeg-turbo 3.1) and GDAL's read of the source (Debian's
+# libjpeg-turbo 2.1 through libtiff): measured 0 on every JPEG file here
+# (4 real-world COGs and 7 synthetic files: grey, YCbCr 4:2:0, RGB, band-separate,
+# shared and per-tile tables), so exact.
+JPEG_TOLERANCE = 0
 
 
 @dataclass
@@ -59,6 +70,8 @@ class ArrayResult:
     pixels_checked_python: int = 0
     pixels_checked_zarr: int = 0
     missing_chunks_checked: int = 0
+    decoders: list[str] = field(default_factory=list)  # who decoded the pixels compared
+    max_abs_difference: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 
@@ -83,7 +96,9 @@ class ValidationReport:
             lines.append(f"  {a.array}: {a.chunks_checked} chunks, refs {a.refs_checked}, pixels gdal "
                          f"{a.pixels_checked_gdal} / python {a.pixels_checked_python} / zarr "
                          f"{a.pixels_checked_zarr}, no-data chunks {a.missing_chunks_checked}; "
-                         f"readers: {', '.join(a.readers) or 'none'}")
+                         f"readers: {', '.join(a.readers) or 'none'}; decoded by: "
+                         f"{'; '.join(a.decoders) or 'nobody'}"
+                         + (f"; max difference {a.max_abs_difference:g}" if a.max_abs_difference else ""))
         for m in self.mismatches[:50]:
             lines.append(f"  MISMATCH {m.array} chunk {m.chunk} ({m.file}): {m.what}: expected {m.expected}, got {m.got}")
         return "\n".join(lines)
@@ -95,15 +110,6 @@ class ValidationFailed(AssertionError):
     def __init__(self, message: str, report: ValidationReport | None = None) -> None:
         super().__init__(message)
         self.report = report
-
-
-@dataclass(frozen=True)
-class ChunkRef:
-    number: int
-    index: tuple[int, ...]
-    url: str | None
-    offset: int
-    size: int
 
 
 def sample_chunks(grid: tuple[int, ...], present: np.ndarray, count: int, seed: int,
@@ -141,9 +147,6 @@ def sample_chunks(grid: tuple[int, ...], present: np.ndarray, count: int, seed: 
     return np.array(sorted(chosen), dtype=np.int64)
 
 
-SourceReader = Callable[[str, dict[str, Any], ChunkRef, tuple[slice, ...]], Any]
-
-
 def _read_range(url: str, offset: int, size: int) -> bytes:
     gdal = gdal_module()
     handle = gdal.VSIFOpenL(gdal_path(url), "rb")
@@ -165,7 +168,7 @@ def _zarr_group(index: Path, sample_url: str, remote_options: dict[str, Any] | N
     from zarr.storage import FsspecStore
 
     imagecodecs.numcodecs.register_codecs(verbose=False)
-    protocol = "file" if sample_url.startswith("/") else sample_url.split("://", 1)[0]
+    protocol = url_protocol(sample_url)
     if index.is_dir():
         # A few cached record files: each is 100,000 rows of Python strings.
         refs: Any = LazyReferenceMapper(str(index), fs=fsspec.filesystem("file"), engine="pyarrow", cache_size=4)
@@ -217,7 +220,7 @@ class _SecondReader:
         self.tried = True
         try:
             self.group = _zarr_group(self.index, references.files[0], self.remote_options)
-        except Exception as exc:  # report it; GDAL remains the reference reader
+        except Exception as exc:  # noqa: BLE001  report it; GDAL remains the reference reader
             return [Mismatch("-", "-", str(self.index), "second reader opens the index",
                              "fsspec + zarr-python open it", f"{type(exc).__name__}: {exc}")]
         return []
@@ -268,10 +271,15 @@ def validate_index(
         assert references is not None
         report.mismatches.extend(reader.open(references))
         time_axis = check.dims.index(time_dim) if time_dim in check.dims else None
+        report.mismatches.extend(_guarded(check, "-", references.files[0] if references.files else "-",
+                                          "fill value vs the source's",
+                                          lambda check=check, references=references:
+                                          check_fill_value(check, source, references)))
         grid = check.grid
         for number in sample_chunks(grid.counts, references.codes >= 0, sample_count, seed, time_axis,
                                     references.codes):
-            report.mismatches.extend(check_chunk(check, grid.index(int(number)), references, source, reader.group))
+            report.mismatches.extend(check_chunk(check, grid.index(int(number)), references, source,
+                                                 reader.group, time_axis))
     report.notes.extend(source.notes)
     return report
 
@@ -285,11 +293,13 @@ def _array_check(kerchunk: KerchunkIndex, name: str) -> _ArrayCheck | None:
     true_chain = CodecChain(info["codec"]["compressor"], tuple(info["codec"]["filters"]),
                             python_decodable="zarr-python+imagecodecs" in info["codec"]["readers"])
     is_variant = "variant_of" in info
+    result = ArrayResult(array=name, readers=[] if is_variant else true_chain.readers, gdal_opened=False)
+    if not is_variant and not true_chain.readers:
+        result.notes.append(f"no reader here decodes {info['codec']['description']}: references checked only")
     return _ArrayCheck(name=name, zarray=zarray, attrs=attrs, dims=attrs["_ARRAY_DIMENSIONS"],
                        chain=CodecChain(zarray["compressor"], tuple(zarray["filters"] or ())),
                        true_chain=true_chain, is_variant=is_variant,
-                       result=ArrayResult(array=name, readers=[] if is_variant else true_chain.readers,
-                                          gdal_opened=False))
+                       result=result)
 
 
 def _open_through_gdal(root: Any, check: _ArrayCheck, index: Path) -> list[Mismatch]:
@@ -322,7 +332,7 @@ def check_inline(check: _ArrayCheck, source: SourceTruth, reader: _SecondReader)
 
 
 def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: ArrayReferences,
-                source: SourceTruth, group: Any) -> list[Mismatch]:
+                source: SourceTruth, group: Any, time_axis: int | None = None) -> list[Mismatch]:
     """One sampled chunk: its references, then its values through every reader."""
     number = check.grid.number(chunk_index)
     key = ".".join(map(str, chunk_index))
@@ -331,14 +341,71 @@ def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: Ar
     start, count = check.grid.region(chunk_index)
     if code < 0:
         check.result.missing_chunks_checked += 1
-        return check_missing(check, group, start, count, key)
+        return (_guarded(check, key, "(no data)", "a chunk with no reference",
+                         lambda: check_no_data_in_source(check, source, references, chunk_index, key, time_axis))
+                + _guarded(check, key, "(no data)", "reading the chunk with no data",
+                           lambda: check_missing(check, group, start, count, key)))
     url = references.files[code]
     offset, size = int(references.offsets[number]), int(references.sizes[number])
-    found = check_references(check, source, url, chunk_index, key, offset, size)
+    found = _guarded(check, key, url, "reading the source's chunk table",
+                     lambda: check_references(check, source, url, chunk_index, key, offset, size))
+    problem = source.file_problem(url, check.name, check.attrs, check.dims, chunk_index)
+    if problem:
+        found.append(Mismatch(check.name, key, url, "the file of the chunk", "the file of its coordinate", problem))
     check.result.refs_checked += 1
     if check.is_variant:
         return found  # references only: pixels through GDAL are not valid by design
-    return found + check_pixels(check, source, group, url, chunk_index, key, offset, size, start, count)
+    return found + _guarded(check, key, url, "reading the chunk",
+                            lambda: check_pixels(check, source, group, url, chunk_index, key, offset, size, start,
+                                                 count))
+
+
+def _guarded(check: _ArrayCheck, key: str, url: str, what: str,
+             run: Callable[[], list[Mismatch]]) -> list[Mismatch]:
+    """The mismatches `run` finds; a failure to read or decode (GDAL's
+    RuntimeError, a codec's error, a missing file) is itself a mismatch
+    naming the array, the chunk and the file, never an exception."""
+    try:
+        return run()
+    except Exception as exc:  # noqa: BLE001  whatever fails, validation goes on and names it
+        return [Mismatch(check.name, key, url, what, "readable and decodable", f"{type(exc).__name__}: {exc}")]
+
+
+def check_no_data_in_source(check: _ArrayCheck, source: SourceTruth, references: ArrayReferences,
+                            chunk_index: tuple[int, ...], key: str, time_axis: int | None) -> list[Mismatch]:
+    """A chunk the index says has no data has none in its source file either.
+
+    The file is the one the index names for the chunk's neighbours along
+    the same step of the concatenation axis (any chunk, for one file); when
+    none has a file, the whole step is missing and there is nothing to ask.
+    """
+    grid = check.grid.counts
+    codes = references.codes.reshape(grid)
+    if time_axis is not None:
+        codes = np.take(codes, chunk_index[time_axis], axis=time_axis)
+    present = codes[codes >= 0]
+    if present.size == 0:
+        return []
+    url = references.files[int(present.flat[0])]
+    offset, size = source.tile_ref(url, check.zarray, check.attrs, check.dims, chunk_index)
+    if size:
+        return [Mismatch(check.name, key, url, "a chunk with no reference", "no data in the source file",
+                         f"the source has {size} bytes at offset {offset}")]
+    return []
+
+
+def check_fill_value(check: _ArrayCheck, source: SourceTruth, references: ArrayReferences) -> list[Mismatch]:
+    """The index's fill value is the source's (what chunks with no data read as)."""
+    if not references.files:
+        return []
+    url = references.files[int(references.codes[references.codes >= 0][0])] if (references.codes >= 0).any() \
+        else references.files[0]
+    want = source.fill_value(url, check.zarray, check.attrs)
+    got = check.zarray["fill_value"]
+    got = float("nan") if got == "NaN" else (0.0 if got is None else float(got))
+    if want == got or (math.isnan(want) and math.isnan(got)):
+        return []
+    return [Mismatch(check.name, "-", url, "fill value vs the source's", str(want), str(got))]
 
 
 def check_references(check: _ArrayCheck, source: SourceTruth, url: str, chunk_index: tuple[int, ...], key: str,
@@ -368,29 +435,74 @@ def check_pixels(check: _ArrayCheck, source: SourceTruth, group: Any, url: str, 
     name, result = check.name, check.result
     found: list[Mismatch] = []
     expected = source.pixels(url, check.zarray, check.attrs, check.dims, chunk_index)
+    written = np.dtype(check.zarray["dtype"])
+    if written.newbyteorder("=") != expected.dtype.newbyteorder("="):
+        return found + [Mismatch(name, key, url, "data type vs the source's", str(expected.dtype), str(written))]
+    tolerance = decode_tolerance(check.true_chain)
     if check.arr is not None and check.chain.gdal_decodable:
         got_px = check.arr.ReadAsArray(array_start_idx=start, count=count)
-        found += _compare(name, key, url, "pixels through GDAL (index)", expected, got_px)
+        found += _compare(name, key, url, "pixels through GDAL (index)", expected, got_px, 0, result)
         result.pixels_checked_gdal += 1
+        _add_decoder(result, f"GDAL {gdal_module().__version__} (ZARR: driver)")
     elif check.true_chain.python_decodable:
         raw = _read_range(url, offset, size)
         try:
             decoded = decode_chunk(check.true_chain, raw, check.zarray["dtype"], tuple(check.zarray["chunks"]))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             return found + [Mismatch(name, key, url, "decoding with the recorded chain", "a full chunk",
                                      f"{type(exc).__name__}: {exc}")]
         region = decoded[tuple(slice(0, c) for c in count)]
-        found += _compare(name, key, url, "pixels decoded with the recorded chain", expected, region)
+        found += _compare(name, key, url, "pixels decoded with the recorded chain", expected, region,
+                          tolerance, result)
         result.pixels_checked_python += 1
+        _add_decoder(result, chain_decoder(check.true_chain))
     if group is not None and check.true_chain.python_decodable:
         try:
             got_z = group[name][tuple(slice(s, s + c) for s, c in zip(start, count))]
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             found.append(Mismatch(name, key, url, "zarr-python read", "data", f"{type(exc).__name__}: {exc}"))
         else:
-            found += _compare(name, key, url, "pixels through fsspec + zarr-python", expected, np.asarray(got_z))
+            found += _compare(name, key, url, "pixels through fsspec + zarr-python", expected, np.asarray(got_z),
+                              tolerance, result)
             result.pixels_checked_zarr += 1
+            _add_decoder(result, f"zarr-python {_version('zarr')} + {chain_decoder(check.true_chain)}")
     return found
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "?"
+
+
+def chain_decoder(chain: CodecChain) -> str:
+    """Who decodes `chain` in Python: imagecodecs (with the library behind
+    its image codec, where the chain has one) or numcodecs."""
+    ids = [c["id"] for c in (chain.compressor, *chain.filters) if c]
+    if not any(i.startswith("imagecodecs_") for i in ids):
+        return f"numcodecs {_version('numcodecs')}"
+    import imagecodecs
+
+    libraries = []
+    for codec_id in (i for i in ids if i in IMAGE_LIBRARIES):
+        version = getattr(imagecodecs, IMAGE_LIBRARIES[codec_id], None)
+        libraries.append(str(version()) if callable(version) else IMAGE_LIBRARIES[codec_id])
+    return f"imagecodecs {imagecodecs.__version__}" + (f" ({', '.join(libraries)})" if libraries else "")
+
+
+def decode_tolerance(chain: CodecChain) -> float:
+    """Largest difference accepted between a chunk decoded in Python and
+    GDAL's read of the source: JPEG_TOLERANCE for JPEG, else exact."""
+    ids = {c["id"] for c in (chain.compressor, *chain.filters) if c}
+    return JPEG_TOLERANCE if "imagecodecs_jpeg" in ids else 0
+
+
+def _add_decoder(result: ArrayResult, decoder: str) -> None:
+    if decoder not in result.decoders:
+        result.decoders.append(decoder)
 
 
 def check_missing(check: _ArrayCheck, group: Any, start: list[int], count: list[int], key: str) -> list[Mismatch]:
@@ -406,7 +518,7 @@ def check_missing(check: _ArrayCheck, group: Any, start: list[int], count: list[
     if group is not None and "_refs_only" not in name:
         try:
             got_z = np.asarray(group[name][tuple(slice(s, s + c) for s, c in zip(start, count))])
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch
             found.append(Mismatch(name, key, "(no data)", "zarr-python read", "fill value",
                                   f"{type(exc).__name__}: {exc}"))
         else:
@@ -416,13 +528,27 @@ def check_missing(check: _ArrayCheck, group: Any, start: list[int], count: list[
 
 
 def _compare(name: str, key: str, url: str, what: str, expected: np.ndarray,
-             got: np.ndarray | None) -> list[Mismatch]:
+             got: np.ndarray | None, tolerance: float = 0, result: ArrayResult | None = None) -> list[Mismatch]:
+    """A mismatch unless `got` equals `expected` (within `tolerance` for a
+    lossy codec decoded by another library than GDAL's; the largest
+    difference seen goes to `result`)."""
     if got is None:
         return [Mismatch(name, key, url, what, f"array {expected.shape}", "nothing")]
     got = np.asarray(got)
     if got.shape != expected.shape:
         got = got.reshape(expected.shape) if got.size == expected.size else got
-    if got.shape != expected.shape or not np.array_equal(got, expected, equal_nan=expected.dtype.kind == "f"):
+    if got.shape == expected.shape and expected.dtype.kind in "iu" and result is not None:
+        difference = float(np.abs(got.astype(np.int64) - expected.astype(np.int64)).max(initial=0))
+        result.max_abs_difference = max(result.max_abs_difference, difference)
+        if difference <= tolerance:
+            return []
+    if got.shape != expected.shape or not np.array_equal(got, expected, equal_nan=expected.dtype.kind in "fc"):
+        if got.shape == expected.shape and expected.dtype.kind == "f":
+            differ = ~((got == expected) | (np.isnan(got) & np.isnan(expected)))
+            if np.isnan(expected[differ]).all() and (got[differ] == 0).all():
+                return [Mismatch(name, key, url, what, "NaN where the source has NaN",
+                                 f"{int(differ.sum())} NaN pixels read as 0 (imagecodecs' Lerc codec decodes "
+                                 "LERC no-data pixels as 0; GDAL reads NaN)")]
         diff = "shape " + str(got.shape) if got.shape != expected.shape else \
             f"{int((got != expected).sum())} of {expected.size} values differ (first got {got.ravel()[np.argmax((got != expected).ravel())]})"
         return [Mismatch(name, key, url, what, f"{expected.dtype} {expected.shape} as in the source", diff)]
@@ -445,7 +571,8 @@ def check_array_metadata(arr: Any, name: str, zarray: dict[str, Any], attrs: dic
     gdal = gdal_module()
     expected_type = gdal.GetDataTypeByName({"i1": "Int8", "u1": "Byte", "i2": "Int16", "u2": "UInt16", "i4": "Int32",
                                             "u4": "UInt32", "i8": "Int64", "u8": "UInt64", "f4": "Float32",
-                                            "f8": "Float64"}[zarray["dtype"][1:]])
+                                            "f8": "Float64", "f2": "Float16", "c8": "CFloat32",
+                                            "c16": "CFloat64"}[zarray["dtype"][1:]])
     expect("data type", gdal.GetDataTypeName(expected_type), gdal.GetDataTypeName(arr.GetDataType().GetNumericDataType()))
     if "scale_factor" in attrs:
         expect("scale", attrs["scale_factor"], arr.GetScale())

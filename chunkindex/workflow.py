@@ -9,12 +9,12 @@ Snakemake jobs live in scripts/_step.py.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 from chunkindex.atomic import write_text
 from chunkindex.formats import HEADER_FORMAT_VERSION, extractor_for
 from chunkindex.pipeline import (
+    WriteSummary,
+    output_paths,
     progress_logger,
     store_spec,
     timed,
@@ -38,25 +40,22 @@ from chunkindex.tables import (
     write_parquet,
 )
 
+if TYPE_CHECKING:
+    from chunkindex.validate import ValidationReport
+
 log = logging.getLogger("chunkindex")
 BATCH_FORMAT = "{:05d}"
 
 
 def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
-    """Named outputs of the write rule, by the recipe's output kinds."""
-    names = {
-        "kerchunk-parquet": ("kerchunk_parquet", f"{results}/index/{dataset}.parq"),
-        "kerchunk-json": ("kerchunk_json", f"{results}/index/{dataset}.json"),
-        "flat-parquet": ("flat_parquet", f"{results}/index/{dataset}.refs.parquet"),
-        "footprints": ("footprints_parquet", f"{results}/index/{dataset}.footprints.parquet"),
-    }
-    outputs = dict(names[kind] for kind in recipe.output.kinds)
-    if "footprints" in recipe.output.kinds:
-        outputs["footprints_gpkg"] = f"{results}/index/{dataset}.footprints.gpkg"
-        outputs["footprints_fgb"] = f"{results}/index/{dataset}.footprints.fgb"
-        if recipe.format == "cog":  # per-file coverage that stock GDAL mosaics (GTI)
-            outputs["coverage_gti"] = f"{results}/index/{dataset}.gti.gpkg"
-    outputs["summary"] = f"{results}/index/{dataset}.summary.json"
+    """Named outputs of the write rule, by the recipe's output kinds (plus summary and state).
+
+    A recipe that asks for no Kerchunk index still gets a Kerchunk Parquet
+    one, under `validation/`: GDAL's Zarr driver validates the arrays through
+    it (validation's report says so)."""
+    outputs = output_paths(f"{results}/index", dataset, recipe.output.kinds, recipe.format)
+    if not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
+        outputs["kerchunk_parquet"] = f"{results}/validation/{dataset}.parq"
     outputs["state"] = f"{results}/index/{dataset}.state.parquet"
     return outputs
 
@@ -106,7 +105,7 @@ def list_step(recipe_path: str, base_dir: str, manifest_out: str, batches_dir: s
     recipe = load_recipe(recipe_path)
     spec = store_spec(recipe, base_dir)
     start = time.perf_counter()
-    manifest = list_sources(recipe, spec, concurrency=recipe.headers.concurrency)
+    manifest = list_sources(recipe, spec)
     count = write_batches(manifest, batches_dir, recipe.headers.batch_size)
     manifest = with_batch_count(manifest, count)
     write_parquet(manifest, manifest_out)
@@ -133,10 +132,11 @@ def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: s
     return table
 
 
-def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str]) -> dict[str, Any]:
+def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str],
+               threads: int) -> WriteSummary:
     """Write the index from every header batch, or append the new files to
     it when it allows (see chunkindex.indexes.append); `outputs["state"]` records
-    which files the index holds."""
+    which files the index holds. `threads` is the rule's (Snakemake `threads`)."""
     from chunkindex.indexes.append import NotAppendable, appended_files, write_state
 
     recipe = load_recipe(recipe_path)
@@ -158,18 +158,18 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
     if state:
         Path(state).unlink(missing_ok=True)  # until the new index is complete
     start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:  # decoding releases the GIL
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # decoding releases the GIL
         headers = pa.concat_tables(list(pool.map(read_chunk_table, header_paths)))
     log.info("read %d header batches (%d rows) in %.2f s", len(header_paths), headers.num_rows,
              time.perf_counter() - start)
-    summary = write_index(recipe, manifest, headers, outputs)
+    summary = write_index(recipe, manifest, headers, outputs, threads=threads)
     if state:
         write_state(state, recipe, manifest, HEADER_FORMAT_VERSION)
     return summary
 
 
 def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: list[str],
-                outputs: dict[str, str]) -> dict[str, Any]:
+                outputs: dict[str, str]) -> WriteSummary:
     """Append files `held:` of `manifest` to the index (raises NotAppendable
     before changing anything when they do not line up with it)."""
     from chunkindex.indexes.append import append_to_index, write_state
@@ -183,16 +183,17 @@ def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: lis
     with timed(timings, "append"):
         counts = append_to_index(outputs["kerchunk_parquet"], assembled, recipe.concat.dim,
                                  recipe.output.record_size, held, manifest.num_rows)
-    summary = json.loads(Path(outputs["summary"]).read_text()) if Path(outputs["summary"]).is_file() else {}
-    refs_per_array = {**summary.get("refs_per_array", {}), **{k: v["refs"] for k, v in counts.items()}}
-    missing = summary.get("missing_per_array", {})
-    summary.update(
-        refs=sum(refs_per_array.values()), refs_per_array=refs_per_array, timings=timings,
-        missing_per_array={k: missing.get(k, 0) + v["new_missing"] for k, v in counts.items()},
-        notes=list(dict.fromkeys([*summary.get("notes", []), *assembled.notes])),
-        skipped_files=[*summary.get("skipped_files", []), *assembled.skipped_files],
+    before = (WriteSummary.read(outputs["summary"]) if Path(outputs["summary"]).is_file()
+              else WriteSummary(0, [], {}, [], [], {}, {}, {}))
+    refs_per_array = {**before.refs_per_array, **{k: v["refs"] for k, v in counts.items()}}
+    summary = dataclasses.replace(
+        before, refs=sum(refs_per_array.values()), refs_per_array=refs_per_array, timings=timings,
+        missing_per_array={**before.missing_per_array,
+                           **{k: before.missing_per_array.get(k, 0) + v["new_missing"] for k, v in counts.items()}},
+        notes=list(dict.fromkeys([*before.notes, *assembled.notes])),
+        skipped_files=[*before.skipped_files, *assembled.skipped_files],
         appended_files=new_files.num_rows)
-    write_text(outputs["summary"], json.dumps(summary, indent=1))
+    write_text(outputs["summary"], summary.to_json())
     write_state(outputs["state"], recipe, manifest, HEADER_FORMAT_VERSION)
     log.info("appended %d files (%d references) to %s: %s", new_files.num_rows,
              sum(v["new_refs"] for v in counts.values()), outputs["kerchunk_parquet"],
@@ -200,16 +201,20 @@ def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: lis
     return summary
 
 
-def validate_step(recipe_path: str, index_path: str, report_out: str) -> Any:
+def validate_step(recipe_path: str, index_path: str, report_out: str) -> ValidationReport:
     from chunkindex.validate import ValidationFailed
 
-    def record(report: Any) -> None:
+    def record(report: ValidationReport) -> None:
         write_text(report_out, report.to_json())
         for line in report.summary().splitlines():
             log.info("%s", line)
 
+    recipe = load_recipe(recipe_path)
     try:
-        report = validate_recipe_index(load_recipe(recipe_path), index_path)
+        report = validate_recipe_index(recipe, index_path)
+        if not {"kerchunk-parquet", "kerchunk-json"} & set(recipe.output.kinds):
+            report.notes.append(f"the recipe writes no Kerchunk index ({', '.join(recipe.output.kinds)}); validation "
+                                f"checked the same arrays through a Kerchunk Parquet index written for it ({index_path})")
     except ValidationFailed as failed:
         record(failed.report)  # the log names every mismatch
         raise

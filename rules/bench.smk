@@ -17,9 +17,9 @@ rule benchmark_report:
     params:
         python=sys.executable,
     log:
-        "logs/bench/benchmark_report.log",
+        f"{config['results_dir']}/logs/bench/benchmark_report.log",
     benchmark:
-        "benchmarks/bench/benchmark_report.tsv"
+        f"{config['results_dir']}/benchmarks/bench/benchmark_report.tsv"
     conda:
         "../envs/chunkindex.yaml"
     threads: 2

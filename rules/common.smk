@@ -19,8 +19,10 @@ DATASET = config["dataset"]
 RESULTS = f"{config['results_dir']}/{DATASET}"
 FIXTURES_ROOT = config["fixtures"]["root"]
 FIXTURE_SETS = config["fixtures"]["sets"]
-LOGS = f"logs/{DATASET}"
-BENCHMARKS = f"benchmarks/{DATASET}"
+# Logs and benchmark figures live with the results, so that runs with another
+# results_dir never overwrite each other's.
+LOGS = f"{config['results_dir']}/logs/{DATASET}"
+BENCHMARKS = f"{config['results_dir']}/benchmarks/{DATASET}"
 
 if DATASET in ("fixtures", "bench"):
     RECIPE_FILE = None
@@ -45,6 +47,9 @@ else:
         )
 
 INDEX = index_outputs(RESULTS, DATASET, RECIPE) if RECIPE else {}
+# What GDAL validates: the Kerchunk index (one is written under validation/
+# when the recipe asks for no Kerchunk kind).
+VALIDATED_INDEX = INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json"))
 # The write rule's outputs; the Kerchunk Parquet index is a folder. The index,
 # its summary and state are updated in place when new files can be appended
 # (Snakemake keeps them, backed up, instead of deleting them first).

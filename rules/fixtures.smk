@@ -8,9 +8,9 @@ rule fixture_set:
         spec=lookup(dpath="fixtures/sets/{fixture_set}", within=config),
         seed=config["fixtures"]["seed"],
     log:
-        "logs/fixtures/{fixture_set}.log",
+        f"{config['results_dir']}/logs/fixtures/{{fixture_set}}.log",
     benchmark:
-        "benchmarks/fixtures/{fixture_set}.tsv"
+        f"{config['results_dir']}/benchmarks/fixtures/{{fixture_set}}.tsv"
     conda:
         "../envs/chunkindex.yaml"
     threads: 1

@@ -1,6 +1,7 @@
 # List the source files into a manifest, and split it into header batches.
 # The batch files (results/<dataset>/batches/) are rewritten only when their
-# content changes, so a new file re-reads only the batch it falls in.
+# content changes, so a new file re-reads only the batch it falls in: the
+# folder is an update() output, kept rather than deleted before the job.
 
 
 checkpoint list_sources:
@@ -9,8 +10,8 @@ checkpoint list_sources:
         synthetic=synthetic_inputs,
     output:
         manifest=f"{RESULTS}/manifest.parquet",
+        batches=update(directory(f"{RESULTS}/batches")),
     params:
-        batches=f"{RESULTS}/batches",
         base_dir=workflow.basedir,
     log:
         f"{LOGS}/list.log",

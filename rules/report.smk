@@ -5,7 +5,6 @@ rule report:
     input:
         validation=f"{RESULTS}/validation.json",
         manifest=f"{RESULTS}/manifest.parquet",
-        index=INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json")),
         headers=header_batches,
         header_benchmarks=header_benchmarks,
         list_benchmark=f"{BENCHMARKS}/list.tsv",

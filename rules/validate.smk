@@ -3,7 +3,7 @@
 
 rule validate:
     input:
-        index=INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json")),
+        index=VALIDATED_INDEX,
         manifest=f"{RESULTS}/manifest.parquet",
         recipe=RECIPE_FILE,
     output:

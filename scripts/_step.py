@@ -25,6 +25,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+# Jobs import the chunkindex of this workflow's own repository (as the
+# Snakefile does, rules/common.smk), installed or not: a job never runs
+# another version of the library than the one its rules were written for.
+_REPOSITORY = str(Path(__file__).resolve().parent.parent)
+if _REPOSITORY not in sys.path:
+    sys.path.insert(0, _REPOSITORY)
+
 
 def setup_logging(log_file: str | None) -> logging.Logger:
     """Log to the rule's log file and to stderr."""

@@ -6,7 +6,6 @@ from chunkindex.report import ReportInputs, write_report
 inputs = ReportInputs(
     recipe=snakemake.input.recipe,
     manifest=snakemake.input.manifest,
-    index=snakemake.input.index,
     validation=snakemake.input.validation,
     headers=list(snakemake.input.headers),
     benchmarks={

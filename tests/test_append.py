@@ -42,7 +42,7 @@ def _run(recipe: Path, work: Path) -> dict:
         headers.append(str(out))
     outputs = {"kerchunk_parquet": str(work / "index.parq"), "summary": str(work / "summary.json"),
                "state": str(work / "state.parquet")}
-    summary = write_step(str(recipe), str(work / "manifest.parquet"), headers, outputs)
+    summary = write_step(str(recipe), str(work / "manifest.parquet"), headers, outputs, threads=2)
     assert manifest.num_rows
     return summary
 
@@ -73,12 +73,12 @@ def test_a_new_day_is_appended_and_equals_a_full_rewrite(tmp_path, fixtures_root
     source = _archive(tmp_path, fixtures_root, with_last_day=False)
     recipe = _recipe(tmp_path, source)
     first = _run(recipe, tmp_path / "work")
-    assert "appended_files" not in first
+    assert first.appended_files is None
     index = tmp_path / "work/index.parq"
     files_before = {p: p.stat().st_ino for p in index.glob("analysed_sst/refs.*.parq")}
     _add_last_day(source, fixtures_root)
     appended = _run(recipe, tmp_path / "work")
-    assert appended["appended_files"] == 2
+    assert appended.appended_files == 2
     # Record files holding only old rows were left alone.
     untouched = [p for p, inode in files_before.items() if p.stat().st_ino == inode]
     assert untouched, "no record file was kept"
@@ -89,7 +89,7 @@ def test_a_new_day_is_appended_and_equals_a_full_rewrite(tmp_path, fixtures_root
     meta = json.loads((index / ".zmetadata").read_text())["metadata"]
     fresh_meta = json.loads((fresh / ".zmetadata").read_text())["metadata"]
     assert meta == fresh_meta
-    assert appended["refs"] == full["refs"] and appended["refs_per_array"] == full["refs_per_array"]
+    assert appended.refs == full.refs and appended.refs_per_array == full.refs_per_array
     root = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
     sst = root.OpenMDArray("analysed_sst")
     assert sst.GetDimensions()[0].GetSize() == 4
@@ -110,7 +110,7 @@ def test_a_file_inside_the_time_axis_rewrites_the_index(tmp_path, fixtures_root,
         path.write_bytes(data)
     caplog.set_level("INFO")
     summary = _run(recipe, tmp_path / "work")
-    assert "appended_files" not in summary
+    assert summary.appended_files is None
     assert "new files fall inside the time axis" in caplog.text
 
 
@@ -122,7 +122,7 @@ def test_a_changed_recipe_rewrites_the_index(tmp_path, fixtures_root, caplog):
     recipe = _recipe(tmp_path, source, overviews=False)
     caplog.set_level("INFO")
     summary = _run(recipe, tmp_path / "work")
-    assert "appended_files" not in summary
+    assert summary.appended_files is None
     assert "written with another recipe" in caplog.text
 
 
@@ -138,7 +138,7 @@ def test_an_index_whose_state_disagrees_is_rewritten(tmp_path, fixtures_root, ca
     _add_last_day(source, fixtures_root)
     caplog.set_level("INFO")
     summary = _run(recipe, tmp_path / "work")
-    assert "appended_files" not in summary and "disagree" in caplog.text
+    assert summary.appended_files is None and "disagree" in caplog.text
 
 
 @pytest.mark.slow
@@ -174,7 +174,7 @@ def test_a_new_netcdf_month_is_appended_and_equals_a_full_rewrite(tmp_path, fixt
     _run(recipes / "growing.yaml", tmp_path / "work")
     last.write_bytes(data)
     appended = _run(recipes / "growing.yaml", tmp_path / "work")
-    assert appended["appended_files"] == 1
+    assert appended.appended_files == 1
     (tmp_path / "fresh").mkdir()
     (tmp_path / "fresh/growing.yaml").write_text(yaml.safe_dump(doc))
     _run(tmp_path / "fresh/growing.yaml", tmp_path / "fresh-work")

@@ -4,10 +4,9 @@ same seed gives byte-identical files (checked against the manifest)."""
 import numpy as np
 import pytest
 import yaml
+from conftest import REPO
 
 from chunkindex.synthetic.manifest import MANIFEST_NAME, FixtureSet, generate_fixture_set, read_manifest
-
-from conftest import REPO
 
 CONFIG = yaml.safe_load((REPO / "config/config.yaml").read_text())
 

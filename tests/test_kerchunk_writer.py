@@ -9,6 +9,7 @@ import pytest
 from chunkindex.codecs import CodecChain, decode_chunk, encode_chunk
 from chunkindex.indexes.flat import write_flat_parquet
 from chunkindex.indexes.kerchunk import (
+    ChunkReference,
     lookup_reference,
     read_kerchunk_metadata,
     write_kerchunk_json,
@@ -54,8 +55,8 @@ def test_records_split_by_record_size_and_gdal_reads_them(tmp_path, gdal):
     assert part["path"].to_pylist()[1] is None and part["raw"].to_pylist()[1] is not None  # chunk 3
     arr = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("v")
     np.testing.assert_array_equal(arr.ReadAsArray(), expected)
-    assert lookup_reference(index, "v", (3, 0)) == {"raw_bytes": len(array.missing_raw)}
-    assert lookup_reference(index, "v", (1, 0))["offset"] == array.offsets[1]
+    assert lookup_reference(index, "v", (3, 0)) == ChunkReference(raw_bytes=len(array.missing_raw))
+    assert lookup_reference(index, "v", (1, 0)).offset == array.offsets[1]
     with pytest.raises(IndexError, match="outside the chunk grid 5x1"):
         lookup_reference(index, "v", (5, 0))
 

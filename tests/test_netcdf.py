@@ -92,10 +92,10 @@ def test_gdal_extractor_refuses_files_with_unwritten_chunks(fixtures_root, tmp_p
 def test_never_written_chunks_read_as_fill(fixtures_root, tmp_path, gdal):
     folder = fixtures_root / "edge-cases/netcdf/unwritten"
     result = run_recipe(bran_recipe(folder), "/", tmp_path)
-    report = result["validation"]
+    report = result.validation
     assert {a.array: a for a in report.arrays}["temp"].missing_chunks_checked > 0
     assert any("never written" in note for note in report.notes)
-    arr = gdal.OpenEx(f'ZARR:"{result["outputs"]["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("temp")
+    arr = gdal.OpenEx(f'ZARR:"{result.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("temp")
     np.testing.assert_array_equal(arr.ReadAsArray(), _source_concat(gdal, sorted(folder.glob("*.nc"))))
     assert (arr.ReadAsArray(array_start_idx=[0, 0, 0, 0], count=[1, 2, 60, 100]) == -32768).all()
 
@@ -103,7 +103,7 @@ def test_never_written_chunks_read_as_fill(fixtures_root, tmp_path, gdal):
 def test_uneven_edge_chunks(fixtures_root, tmp_path, gdal):
     folder = fixtures_root / "edge-cases/netcdf/uneven"
     result = run_recipe(bran_recipe(folder), "/", tmp_path)
-    arr = gdal.OpenEx(f'ZARR:"{result["outputs"]["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("temp")
+    arr = gdal.OpenEx(f'ZARR:"{result.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("temp")
     assert [d.GetSize() for d in arr.GetDimensions()] == [6, 2, 130, 312]
     np.testing.assert_array_equal(arr.ReadAsArray(), _source_concat(gdal, sorted(folder.glob("*.nc"))))
 
@@ -132,7 +132,7 @@ def test_a_gap_in_time_is_reported_and_an_overlap_refused(fixtures_root, tmp_pat
     for name in ("ocean_temp_2023_01.nc", "ocean_temp_2023_03.nc"):
         os.symlink(fixtures_root / "bran" / name, folder / name)
     result = run_recipe(bran_recipe(folder), "/", tmp_path / "out")
-    assert any("gap in Time between 16101.5 and 16130.5" in n for n in result["summary"]["notes"])
+    assert any("gap in Time between 16101.5 and 16130.5" in n for n in result.summary.notes)
     overlap = tmp_path / "overlap"
     overlap.mkdir()
     os.symlink(fixtures_root / "bran/ocean_temp_2023_01.nc", overlap / "ocean_temp_2023_01.nc")
@@ -151,7 +151,7 @@ def test_offsets_beyond_4_gib_survive(tmp_path, gdal):
     recipe = quick_recipe("big", str(folder), fmt="hdf5", glob="*.nc", variables=("temp",),
                           concat_dim="none", concat_from="variable", sample_chunks=10)
     result = run_recipe(recipe, "/", tmp_path / "out")
-    index = result["outputs"]["kerchunk_parquet"]
+    index = result.outputs["kerchunk_parquet"]
     arr = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("temp")
     assert arr.GetRawBlockInfo([1, 2, 1, 1]).GetOffset() > 2**32
     np.testing.assert_array_equal(arr.ReadAsArray(), data)
@@ -180,8 +180,8 @@ def test_kerchunk_hdf5_files(name, tmp_path):
     expected = KERCHUNK_HDF5[name]
     if expected is None:
         result = run_recipe(recipe, "/", tmp_path)
-        assert result["validation"].ok
-        assert sum(a.pixels_checked_gdal + a.pixels_checked_python for a in result["validation"].arrays) > 0
+        assert result.validation.ok
+        assert sum(a.pixels_checked_gdal + a.pixels_checked_python for a in result.validation.arrays) > 0
     else:
         with pytest.raises(expected[0], match=expected[1]) as err:
             run_recipe(recipe, "/", tmp_path)
@@ -193,7 +193,7 @@ def test_air_nc_with_its_coordinates(tmp_path, gdal):
     recipe = quick_recipe("air", str(path.parent), fmt="netcdf4", glob="air.nc", variables=("air", "lat", "lon"),
                           concat_dim="time", concat_from="variable", sample_chunks=10)
     result = run_recipe(recipe, "/", tmp_path)
-    root = gdal.OpenEx(f'ZARR:"{result["outputs"]["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+    root = gdal.OpenEx(f'ZARR:"{result.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
     source = gdal.OpenEx(str(path), gdal.OF_MULTIDIM_RASTER).GetRootGroup()
     for name in ("air", "lat", "lon", "time"):
         np.testing.assert_array_equal(root.OpenMDArray(name).ReadAsArray(), source.OpenMDArray(name).ReadAsArray())
@@ -229,7 +229,28 @@ def test_compact_datasets_are_carried_inline(tmp_path, gdal):
     recipe = quick_recipe("c", str(tmp_path), fmt="hdf5", glob="compact.h5", variables=("small",),
                           concat_dim="none", concat_from="variable")
     result = run_recipe(recipe, "/", tmp_path / "out")
-    checked = {a.array: a for a in result["validation"].arrays}["small"]
+    checked = {a.array: a for a in result.validation.arrays}["small"]
     assert checked.pixels_checked_gdal == 1 and checked.pixels_checked_zarr == 1
-    arr = gdal.OpenEx(f'ZARR:"{result["outputs"]["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("small")
+    arr = gdal.OpenEx(f'ZARR:"{result.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("small")
     np.testing.assert_array_equal(arr.ReadAsArray(), np.arange(20).reshape(4, 5))
+
+
+def test_a_recipe_without_kerchunk_kinds_runs_end_to_end(tmp_path, fixtures_root):
+    """Only the flat table is asked for: the workflow writes it, validates the
+    same arrays through a Kerchunk Parquet index of its own, and says so."""
+    doc = yaml.safe_load((REPO / "recipes/bran-demo.yaml").read_text())
+    doc.update(id="bran-flat", source={"url": str(fixtures_root / "bran"), "pattern": doc["source"]["pattern"]})
+    doc["output"]["kinds"] = ["flat-parquet"]
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes/bran-flat.yaml").write_text(yaml.safe_dump(doc))
+    run_snakemake("--config", "dataset=bran-flat", f"recipes_dir={tmp_path / 'recipes'}",
+                  f"results_dir={tmp_path / 'results'}")
+    results = tmp_path / "results/bran-flat"
+    assert (results / "index/bran-flat.refs.parquet").is_file()
+    assert not (results / "index/bran-flat.parq").exists()
+    validation = json.loads((results / "validation.json").read_text())
+    assert validation["ok"] and validation["arrays"][0]["refs_checked"] > 0
+    assert any("writes no Kerchunk index (flat-parquet)" in note for note in validation["notes"])
+    assert (results / "report/report.md").is_file()
+    assert (tmp_path / "results/logs/bran-flat/write.log").is_file()  # logs live under results_dir
+    assert (tmp_path / "results/benchmarks/bran-flat/write.tsv").is_file()

@@ -2,6 +2,7 @@
 give identical level rows on every TIFF fixture, locally and through an
 object store, and header templates are reused only for identical layouts."""
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -17,6 +18,9 @@ from chunkindex.formats.tiff.headers import (
     TiffHeaderError,
     read_headers,
 )
+from chunkindex.recipe import default_headers
+
+DEFAULTS = ReadSettings.from_recipe(default_headers())
 
 
 def _tiffs(fixtures_root: Path) -> list[Path]:
@@ -30,7 +34,7 @@ def _tiffs(fixtures_root: Path) -> list[Path]:
 
 def _read(path: Path, reader: str, store=None, settings=None):
     store = store or LocalStore(str(path.parent))
-    settings = settings or ReadSettings()
+    settings = settings or DEFAULTS
     try:
         return read_headers(store, [path.name], [path.stat().st_size], [7], settings, reader=reader)
     except TiffHeaderError as exc:
@@ -72,7 +76,7 @@ def test_numpy_reader_through_an_object_store_with_small_fetches(fixtures_root):
         path = fixtures_root / "edge-cases/tiff" / name
         store = MemoryStore()
         store.put(name, path.read_bytes())
-        remote = _read(path, "numpy", store, ReadSettings(prefetch=1024))
+        remote = _read(path, "numpy", store, dataclasses.replace(DEFAULTS, prefetch=1024))
         local = _read(path, "numpy")
         assert remote.equals(local), name
 
@@ -112,9 +116,9 @@ def test_templates_reuse_a_layout_only_when_all_but_the_tile_tables_match(fixtur
     names = ["a.tif", "b.tif", "c.tif", "d.tif"]
     sizes = [(folder / n).stat().st_size + 1000 for n in names]  # room for the shifted tiles
     store = LocalStore(str(folder))
-    table = read_headers(store, names, sizes, [0, 1, 2, 3])
+    table = read_headers(store, names, sizes, [0, 1, 2, 3], DEFAULTS)
     assert [h is not None for h in hits] == [False, True, True, False]  # d.tif is parsed in full
-    one_by_one = [read_headers(store, [n], [s], [i]) for i, (n, s) in enumerate(zip(names, sizes))]
+    one_by_one = [read_headers(store, [n], [s], [i], DEFAULTS) for i, (n, s) in enumerate(zip(names, sizes))]
     for i, alone in enumerate(one_by_one):
         rows = table.filter(np.asarray(table["file_id"]) == i)
         assert rows.equals(alone), names[i]
@@ -134,7 +138,7 @@ def test_a_truncated_file_among_matching_ones_is_named(fixtures_root, tmp_path):
     with open(folder / "b.tif", "r+b") as f:
         f.truncate(size - 100)
     with pytest.raises(TiffHeaderError, match=r"b.tif: truncated - IFD 0 tile \d+ ends at byte"):
-        read_headers(LocalStore(str(folder)), ["a.tif", "b.tif"], [size, size - 100], [0, 1])
+        read_headers(LocalStore(str(folder)), ["a.tif", "b.tif"], [size, size - 100], [0, 1], DEFAULTS)
 
 
 def test_a_template_from_a_later_file_serves_earlier_ones(fixtures_root, tmp_path):
@@ -154,5 +158,5 @@ def test_a_template_from_a_later_file_serves_earlier_ones(fixtures_root, tmp_pat
     hit_a = _read_local(str(folder), "a.tif", sizes[0], 1 << 20, templates)
     assert parsed_b.template == 0 and hit_a.template == 0 and not hasattr(hit_a, "header")
     table = _levels_of([hit_a, parsed_b], names, sizes, [0, 1], templates)
-    expected = read_headers(LocalStore(str(folder)), names, sizes, [0, 1])
+    expected = read_headers(LocalStore(str(folder)), names, sizes, [0, 1], DEFAULTS)
     assert table.equals(expected)

@@ -79,7 +79,7 @@ def write_demo_index(dataset: str, fixtures_root: Path, out: Path) -> Path:
                                  public_url=f"{PUBLIC_BASE}/{fixture_set}")
     recipe = dataclasses.replace(recipe, source=source)
     spec = store_spec(recipe, "/")
-    manifest = list_sources(recipe, spec, concurrency=recipe.headers.concurrency)
+    manifest = list_sources(recipe, spec)
     extractor = extractor_for(recipe.format)
     size = recipe.headers.batch_size
     batches = [extractor.read_batch(recipe, spec, manifest.slice(start, size))

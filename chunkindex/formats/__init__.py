@@ -17,7 +17,7 @@ from chunkindex.recipe import Recipe
 from chunkindex.sources.stores import StoreSpec
 
 # JSON values as read from an index's metadata (.zarray, .zattrs).
-JsonValue: TypeAlias = "str | int | float | bool | None | list[JsonValue] | dict[str, JsonValue]"
+JsonValue: TypeAlias = "str | int | float | bool | list[JsonValue] | dict[str, JsonValue] | None"
 JsonObject: TypeAlias = "dict[str, JsonValue]"
 Progress: TypeAlias = Callable[[int, int], None]
 
@@ -47,6 +47,15 @@ class SourceTruth(Protocol):
         """The chunk's values as read from the source (clipped to the array)."""
         ...
 
+    def fill_value(self, url: str, zarray: JsonObject, attrs: JsonObject) -> float:
+        """What the source's chunks with no data read as (its nodata or fill value)."""
+        ...
+
+    def file_problem(self, url: str, name: str, attrs: JsonObject, dims: list[str],
+                     index: tuple[int, ...]) -> str | None:
+        """Why `url` is not the file chunk `index` comes from, if the source can tell."""
+        ...
+
 
 class Extractor(Protocol):
     """Reads a batch of files' headers, assembles the arrays of an index, and
@@ -68,7 +77,8 @@ class Extractor(Protocol):
 
 # Bumped whenever the header tables change shape: a rule parameter, so that
 # Snakemake re-reads headers cached by an older chunkindex.
-HEADER_FORMAT_VERSION = 3  # 3: Arrow IPC files
+HEADER_FORMAT_VERSION = 5  # 3: Arrow IPC files; 4: TIFF short_edges, bits, colour map, RPC, GCPs;
+# 5: TIFF `geographic` from the GeoKeys
 
 # Format -> "module:class" (imported on first use: each format's libraries load only when needed).
 EXTRACTORS = {

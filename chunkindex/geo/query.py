@@ -95,7 +95,7 @@ def _row_group_may_match(meta: pq.RowGroupMetaData, leaf: dict[str, int], query:
     if st is not None and query.level is not None and not st.min <= query.level <= st.max:
         return False
     st = stats("time")
-    return not (st is not None and (query.start and st.max < query.start or query.end and st.min > query.end))
+    return not (st is not None and ((query.start and st.max < query.start) or (query.end and st.min > query.end)))
 
 
 def _mask(table: pa.Table, query: Query, envelope: tuple[float, float, float, float]) -> np.ndarray:

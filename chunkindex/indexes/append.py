@@ -109,19 +109,15 @@ def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     return table.set_column(index, "path", table["path"].cast(pa.string()))
 
 
-def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim: str,
-                    record_size: int, held_files: int, files: int) -> dict[str, Any]:
-    """Append the arrays of the new files (`assembled`, time-first) to the
-    Kerchunk Parquet index at `index_path`; returns per-array counts.
+def plan_append(index: KerchunkIndex, assembled: AssembledIndex, time_dim: str,
+                held_files: int) -> list[tuple[ArraySpec, dict[str, Any]]]:
+    """Check that the new files' arrays line up with the index: (array, its
+    .zarray in the index) for each; nothing is written.
 
     Raises:
-        NotAppendable: an array or coordinate does not line up with the index
-            (nothing has been changed then).
+        NotAppendable: an array or coordinate does not line up with the index.
     """
-    index_path = Path(index_path)
-    index = KerchunkIndex.open(index_path)
-    doc = index.document
-    metadata: dict[str, Any] = doc["metadata"]
+    metadata: dict[str, Any] = index.document["metadata"]
     if metadata.get(".zattrs", {}).get("chunkindex_files") != held_files:
         raise NotAppendable("the index and its state record disagree (an interrupted update?)")
     old_names = {key.rsplit("/", 1)[0] for key in metadata if key.endswith("/.zarray")}
@@ -147,53 +143,93 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
         if json.dumps(metadata[f"{array.name}/.zattrs"], sort_keys=True) != json.dumps(array.zattrs(), sort_keys=True):
             raise NotAppendable(f"{array.name}: the new files' attributes differ from the index's")
         plans.append((array, old))
+    return plans
 
+
+def _stage_coordinate(index: KerchunkIndex, array: ArraySpec, staged: list[tuple[Path, Path]]) -> dict[str, Any]:
+    """Stage the grown time coordinate (one inline record); returns its new .zarray."""
+    folder = index.path / array.name
+    values = np.concatenate([index.inline_values(array.name), np.frombuffer(array.inline or b"",
+                                                                             dtype=np.dtype(array.dtype))])
+    grown = dataclasses.replace(array, shape=(values.size,), chunks=(values.size,),
+                                inline=values.astype(array.dtype).tobytes())
+    temporary = staging_path(folder / "refs.0.parq", "append")
+    write_refs_table(refs_record_batch(grown, 0, 1), temporary)
+    staged.append((temporary, folder / "refs.0.parq"))
+    return grown.zarray()
+
+
+def _stage_array(index: KerchunkIndex, array: ArraySpec, old: dict[str, Any], record_size: int,
+                 twin: ArraySpec | None, staged: list[tuple[Path, Path]]) -> dict[str, int]:
+    """Stage the record files an array's new chunks go to: the partly filled
+    last one rewritten with its old rows kept, and new ones after it (hard
+    links of its twin's when it shares their references). Returns its counts."""
+    folder = index.path / array.name
+    held = ChunkGrid.from_zarray(old).n_chunks
+    new_chunks = array.n_chunks
+    urls = pa.array(array.urls, pa.string())
+    for k in range(held // record_size, (held + new_chunks - 1) // record_size + 1):
+        final = folder / f"refs.{k}.parq"
+        temporary = staging_path(final, "append")
+        if twin is not None:
+            source = next(t for t, f in staged if f == index.path / twin.name / final.name)
+            os.link(source, temporary)
+        else:
+            start, stop = max(k * record_size, held), min((k + 1) * record_size, held + new_chunks)
+            new_rows = _plain(refs_record_batch(array, start - held, stop - held, urls))
+            if k * record_size < held:  # the partly filled record file: keep its rows
+                kept = index.read_record(array.name, k).slice(0, held - k * record_size)
+                new_rows = pa.concat_tables([_plain(kept), new_rows])
+            write_refs_table(new_rows, temporary)
+        staged.append((temporary, final))
+    return {"refs": held + new_chunks, "new_refs": new_chunks, "new_missing": array.n_missing}
+
+
+def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim: str,
+                    record_size: int, held_files: int, files: int) -> dict[str, dict[str, int]]:
+    """Append the arrays of the new files (`assembled`, time-first) to the
+    Kerchunk Parquet index at `index_path`: plan (every check), stage (every
+    changed file under a temporary name), commit (renames, `.zmetadata` last,
+    so readers see the new shape only once every reference is in place).
+
+    Args:
+        index_path: the Kerchunk Parquet folder.
+        assembled: the new files' arrays.
+        time_dim: the dimension they extend.
+        record_size: references per record file (the index's).
+        held_files: files the index holds now (its `chunkindex_files`).
+        files: files it holds after the append.
+
+    Returns:
+        Array name -> {"refs", "new_refs", "new_missing"}.
+
+    Raises:
+        NotAppendable: an array or coordinate does not line up with the index
+            (nothing has been changed then).
+    """
+    index = KerchunkIndex.open(Path(index_path))
+    plans = plan_append(index, assembled, time_dim, held_files)
+    doc = index.document
+    metadata: dict[str, Any] = doc["metadata"]
     staged: list[tuple[Path, Path]] = []  # (temporary, final)
     counts: dict[str, dict[str, int]] = {}
-    written: dict[str, ArraySpec] = {}
+    written: list[ArraySpec] = []
     try:
         for array, old in plans:
-            folder = index_path / array.name
             if array.inline is not None:
                 if array.dims == (time_dim,):
-                    values = np.concatenate([index.inline_values(array.name),
-                                             np.frombuffer(array.inline, dtype=np.dtype(array.dtype))])
-                    grown = dataclasses.replace(array, shape=(values.size,), chunks=(values.size,),
-                                                inline=values.astype(array.dtype).tobytes())
-                    temporary = staging_path(folder / "refs.0.parq", "append")
-                    write_refs_table(refs_record_batch(grown, 0, 1), temporary)
-                    staged.append((temporary, folder / "refs.0.parq"))
-                    metadata[f"{array.name}/.zarray"] = grown.zarray()
+                    metadata[f"{array.name}/.zarray"] = _stage_coordinate(index, array, staged)
                 continue
-            held = ChunkGrid.from_zarray(old).n_chunks
-            new_chunks = array.n_chunks
-            twin = next((w for w in written.values() if same_references(array, w)), None)
-            urls = pa.array(array.urls, pa.string())
-            first_record = held // record_size
-            last_record = (held + new_chunks - 1) // record_size
-            for k in range(first_record, last_record + 1):
-                final = folder / f"refs.{k}.parq"
-                temporary = staging_path(final, "append")
-                if twin is not None:
-                    source = next(t for t, f in staged if f == index_path / twin.name / final.name)
-                    os.link(source, temporary)
-                else:
-                    start, stop = max(k * record_size, held), min((k + 1) * record_size, held + new_chunks)
-                    new_rows = _plain(refs_record_batch(array, start - held, stop - held, urls))
-                    if k * record_size < held:  # the partly filled record file: keep its rows
-                        kept = index.read_record(array.name, k).slice(0, held - k * record_size)
-                        new_rows = pa.concat_tables([_plain(kept), new_rows])
-                    write_refs_table(new_rows, temporary)
-                staged.append((temporary, final))
-            written[array.name] = array
-            shape = [old["shape"][0] + array.shape[0], *old["shape"][1:]]
-            metadata[f"{array.name}/.zarray"] = {**old, "shape": shape}
-            counts[array.name] = {"refs": held + new_chunks, "new_refs": new_chunks, "new_missing": array.n_missing}
+            twin = next((w for w in written if same_references(array, w)), None)
+            counts[array.name] = _stage_array(index, array, old, record_size, twin, staged)
+            written.append(array)
+            metadata[f"{array.name}/.zarray"] = {**old, "shape": [old["shape"][0] + array.shape[0],
+                                                                 *old["shape"][1:]]}
         root = metadata.setdefault(".zattrs", {})
         root["chunkindex_files"] = files
         for key, extra in (("chunkindex_notes", assembled.notes), ("chunkindex_skipped_files", assembled.skipped_files)):
             root[key] = list(dict.fromkeys([*root.get(key, []), *extra]))
-        temporary_meta = staging_path(index_path / ".zmetadata", "append")
+        temporary_meta = staging_path(index.path / ".zmetadata", "append")
         temporary_meta.write_text(json.dumps(doc, separators=(",", ":")))
     except BaseException:
         for temporary, _ in staged:
@@ -201,5 +237,5 @@ def append_to_index(index_path: str | Path, assembled: AssembledIndex, time_dim:
         raise
     for temporary, final in staged:
         commit(temporary, final)
-    commit(temporary_meta, index_path / ".zmetadata")  # last: readers now see the new shape
+    commit(temporary_meta, index.path / ".zmetadata")  # last: readers now see the new shape
     return counts

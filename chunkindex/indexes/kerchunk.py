@@ -52,6 +52,32 @@ PARQUET_OPTIONS: dict[str, Any] = {
 }
 
 
+class KerchunkRefused(ValueError):
+    """No array of the dataset can be written as Kerchunk references."""
+
+
+def zarr_readable(arrays: list[ArraySpec]) -> tuple[list[ArraySpec], list[str]]:
+    """The arrays a Kerchunk index can hold, and a note for each left out.
+
+    A Zarr chunk is always full, so arrays whose edge chunks are stored
+    short (`short_edge_dims`: a TIFF's short last strip or short edge tiles)
+    are left out of the Kerchunk index; the CRI index holds them.
+    """
+    kept, notes = [], []
+    for array in arrays:
+        if array.short_edge_dims and "variant_of" in array.attrs.get("chunkindex", {}):
+            continue  # a `_refs_only` variant goes with its array, without a note of its own
+        if array.short_edge_dims:
+            where = f" ({array.urls[0]}{' and others' if len(array.urls) > 1 else ''})" if array.urls else ""
+            notes.append(
+                f"{array.name}: left out of the Kerchunk index{where}: its last chunk along "
+                f"{', '.join(array.short_edge_dims)} is stored short (a TIFF short last strip or short edge "
+                "tiles), which no Zarr reader pads; the CRI index (output kind cri-parquet) holds it")
+        else:
+            kept.append(array)
+    return kept, notes
+
+
 def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
     metadata: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": root_attrs}
     for array in arrays:
@@ -121,9 +147,22 @@ def write_kerchunk_parquet(
     record_size: int = 100_000,
     root_attrs: dict[str, Any] | None = None,
     progress: Callable[[int, int], None] | None = None,
-    threads: int | None = None,
+    threads: int = 1,
 ) -> Path:
-    """Write a Kerchunk Parquet reference folder at `target` (replaced atomically)."""
+    """Write a Kerchunk Parquet reference folder at `target` (replaced atomically).
+
+    Args:
+        arrays: the assembled arrays (references and inline coordinates).
+        target: the index folder to write; an existing one is replaced whole.
+        record_size: references per `refs.<k>.parq` file.
+        root_attrs: attributes of the root group.
+        progress: called with (references written, total) as record files complete.
+        threads: record files encoded at once (pyarrow releases the GIL); the
+            caller's thread budget (Snakemake's `threads`, the CLI's `--threads`).
+
+    Returns:
+        `target`.
+    """
     target = Path(target)
     with atomic_path(target, folder=True) as staging:
         meta = {"metadata": consolidated_metadata(arrays, root_attrs or {}), "record_size": record_size}
@@ -150,8 +189,7 @@ def write_kerchunk_parquet(
             write_refs_table(batch, path)
             return stop - start
 
-        # pyarrow releases the GIL while encoding: one thread per core.
-        with ThreadPoolExecutor(max_workers=threads or os.cpu_count() or 1) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             for rows in pool.map(write_one, jobs):
                 written += rows
                 if progress is not None:
@@ -189,6 +227,23 @@ def write_kerchunk_json(
     with atomic_path(target) as staging, open(staging, "w") as handle:
         json.dump({"version": 1, "refs": refs}, handle, separators=(",", ":"))
     return target
+
+
+@dataclass(frozen=True)
+class ChunkReference:
+    """Where one chunk's bytes are: a range of a file (`path`, `offset`,
+    `size`), bytes carried inline in the index (`raw_bytes` of them), or
+    nowhere (the chunk reads as the array's fill value)."""
+
+    path: str | None = None
+    offset: int = 0
+    size: int | None = None
+    raw_bytes: int | None = None
+
+    @property
+    def is_fill(self) -> bool:
+        """True when the chunk has no bytes at all and reads as the fill value."""
+        return self.path is None and self.raw_bytes is None
 
 
 @dataclass
@@ -309,12 +364,31 @@ class KerchunkIndex:
             mapping = np.array([files.setdefault(p, len(files)) for p in paths.dictionary.to_pylist()] + [-1], np.int32)
             local = pc.fill_null(paths.indices, len(paths.dictionary)).to_numpy()
             codes[start:stop] = mapping[local]
-            offsets[start:stop] = table["offset"].to_numpy(zero_copy_only=False)
-            sizes[start:stop] = table["size"].to_numpy(zero_copy_only=False)
+            # A row without a file has null offset and size: 0, as a missing chunk.
+            offsets[start:stop] = pc.fill_null(table["offset"], 0).to_numpy(zero_copy_only=False)
+            sizes[start:stop] = pc.fill_null(table["size"], 0).to_numpy(zero_copy_only=False)
         return ArrayReferences(codes, list(files), offsets, sizes)
 
-    def reference(self, name: str, key: tuple[int, ...]) -> dict[str, Any]:
-        """The reference of one chunk: {path, offset, size} or {raw_bytes: n} or {missing}."""
+    def reference(self, name: str, key: tuple[int, ...]) -> ChunkReference:
+        """The reference of one chunk of array `name`.
+
+        Args:
+            name: an array of the index.
+            key: the chunk's indices, one per dimension.
+
+        Returns:
+            A ChunkReference: a file range, inline bytes, or neither (the chunk
+            reads as the fill value).
+
+        Raises:
+            KeyError: no array `name`.
+            IndexError: `key` lies outside the array's chunk grid.
+
+        Example:
+            >>> ref = KerchunkIndex.open("results/ghrsst-demo/index/ghrsst-demo.parq").reference(
+            ...     "analysed_sst", (0, 0, 0))  # doctest: +SKIP
+            >>> ref.path, ref.offset, ref.size  # doctest: +SKIP
+        """
         grid = self.grid(name)
         if not grid.contains(key):
             raise IndexError(f"chunk {'.'.join(map(str, key))} is outside the chunk grid "
@@ -322,22 +396,23 @@ class KerchunkIndex:
         if self.record_size is None:
             ref = self.document["refs"].get(f"{name}/{'.'.join(map(str, key))}")
             if ref is None:
-                return {"missing": True}
+                return ChunkReference()
             if isinstance(ref, str):
-                return {"raw_bytes": len(base64.b64decode(ref[7:])) if ref.startswith("base64:") else len(ref)}
-            return {"path": ref[0], "offset": ref[1] if len(ref) > 1 else 0, "size": ref[2] if len(ref) > 2 else None}
+                return ChunkReference(raw_bytes=len(base64.b64decode(ref[7:])) if ref.startswith("base64:")
+                                      else len(ref))
+            return ChunkReference(ref[0], ref[1] if len(ref) > 1 else 0, ref[2] if len(ref) > 2 else None)
         number = grid.number(key)
         record_size = self.record_size
         if not self.record_file(name, number // record_size).exists():
-            return {"missing": True}
+            return ChunkReference()
         table = self.read_record(name, number // record_size)
         row = number % record_size
         if row >= table.num_rows:
-            return {"missing": True}
+            return ChunkReference()
         record = table.slice(row, 1).to_pylist()[0]
         if record["path"] is None:
-            return {"raw_bytes": len(record["raw"])} if record["raw"] is not None else {"missing": True}
-        return {"path": record["path"], "offset": record["offset"], "size": record["size"]}
+            return ChunkReference(raw_bytes=len(record["raw"]) if record["raw"] is not None else None)
+        return ChunkReference(record["path"], record["offset"], record["size"])
 
     def inline_values(self, name: str) -> np.ndarray:
         """The values of a single-chunk inline array (a coordinate)."""
@@ -350,13 +425,49 @@ class KerchunkIndex:
         return np.frombuffer(raw, dtype=np.dtype(zarray["dtype"]))
 
 
+def open_index(index: str | Path) -> KerchunkIndex:
+    """Open a Kerchunk Parquet folder or Kerchunk JSON file for reading.
+
+    Args:
+        index: the index's path.
+
+    Returns:
+        A KerchunkIndex: `array_names`, `zarray(name)`, `zattrs(name)`,
+        `references(name)` (every chunk's file, offset and size as columns),
+        `reference(name, key)` (one chunk).
+
+    Raises:
+        ValueError: `index` is not a Kerchunk index (the message says why).
+
+    Example:
+        >>> index = open_index("results/ghrsst-demo/index/ghrsst-demo.parq")  # doctest: +SKIP
+        >>> refs = index.references("analysed_sst")  # doctest: +SKIP
+        >>> refs.files[refs.codes[0]], refs.offsets[0], refs.sizes[0]  # doctest: +SKIP
+    """
+    return KerchunkIndex.open(index)
+
+
 def read_kerchunk_metadata(index: str | Path) -> dict[str, Any]:
     """The consolidated metadata of a Kerchunk Parquet folder or JSON file."""
     return KerchunkIndex.open(index).document
 
 
-def lookup_reference(index: str | Path, array: str, key: tuple[int, ...]) -> dict[str, Any]:
-    """The reference of one chunk: {path, offset, size} or {raw_bytes: <n>} or {missing}."""
+def lookup_reference(index: str | Path, array: str, key: tuple[int, ...]) -> ChunkReference:
+    """The reference of one chunk of an index.
+
+    Args:
+        index: a Kerchunk Parquet folder or Kerchunk JSON file.
+        array: the array's name.
+        key: the chunk's indices, one per dimension.
+
+    Returns:
+        The chunk's ChunkReference (file range, inline bytes, or fill value).
+
+    Example:
+        >>> ref = lookup_reference("results/ghrsst-demo/index/ghrsst-demo.parq", "analysed_sst",
+        ...                        (0, 1, 2))  # doctest: +SKIP
+        >>> print(ref.path, ref.offset, ref.size)  # doctest: +SKIP
+    """
     return KerchunkIndex.open(index).reference(array, key)
 
 

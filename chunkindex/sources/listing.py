@@ -39,6 +39,9 @@ _DIRECTIVES = {
 }
 
 
+_GLOB_MAGIC = re.compile(r"[*?\[]")
+
+
 class ListingError(RuntimeError):
     """The listing is empty, a name does not parse, or coordinates repeat."""
 
@@ -178,14 +181,14 @@ async def _head_all(store: Any, paths: list[str], concurrency: int) -> list[dict
                 return dict(await head_async(store, path))
             except FileNotFoundError:
                 return f"{path}: not found (HEAD) at the source"
-            except Exception as exc:  # obstore raises its own error types
+            except Exception as exc:  # noqa: BLE001  obstore raises its own error types
                 return f"{path}: HEAD failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
     results = await asyncio.gather(*(one(p) for p in paths))
     problems = sorted(r for r in results if isinstance(r, str))
     if problems:
         more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        raise ListingError(f"{len(problems)} of {len(paths)} templated files are missing:\n  "
+        raise ListingError(f"{len(problems)} of {len(paths)} named files are missing:\n  "
                            + "\n  ".join(problems[:20]) + more)
     return [r for r in results if not isinstance(r, str)]
 
@@ -199,29 +202,11 @@ def _list_objects(store: Any) -> list[dict[str, Any]]:
     return objects
 
 
-def list_sources(recipe: Recipe, spec: StoreSpec, concurrency: int = 32) -> pa.Table:
-    """List the recipe's source files as a manifest table (see MANIFEST_SCHEMA).
-
-    Raises:
-        ListingError: nothing matched, a matching name did not parse, or two
-            files share a (variable, time) coordinate.
-    """
-    store = open_store(spec)
-    pattern = NamePattern.compile(recipe.source.pattern) if recipe.source.pattern else None
+def _matching_rows(recipe: Recipe, objects: list[dict[str, Any]], pattern: NamePattern | None
+                   ) -> list[tuple[str, int, str | None, Any, str | None, dt.datetime | None]]:
+    """(path, size, etag, last modified, variable, time) of every listed object
+    the recipe's pattern (or glob) takes."""
     variables = recipe.variable_names
-    if recipe.source.template is not None:
-        assert pattern is not None  # the schema requires a pattern with a template
-        tpl = recipe.source.template
-        wanted = [pattern.fill(t, v) for t in _date_range(tpl.start, tpl.end, tpl.step)
-                  for v in (variables if "{variable}" in pattern.text else [None])]
-        objects = asyncio.run(_head_all(store, wanted, concurrency))
-        for obj, path in zip(objects, wanted):
-            obj["path"] = path
-    else:
-        if not spec.can_list:
-            raise ListingError(f"{spec.url}: an HTTP server cannot list; give source.template in the recipe")
-        objects = _list_objects(store)
-
     rows: list[tuple[str, int, str | None, Any, str | None, dt.datetime | None]] = []
     for obj in objects:
         path = obj["path"]
@@ -242,7 +227,46 @@ def list_sources(recipe: Recipe, spec: StoreSpec, concurrency: int = 32) -> pa.T
             variable = variables[0] if recipe.format == "cog" and len(variables) == 1 else None
             time = None
         rows.append((path, int(obj["size"]), obj.get("e_tag"), obj.get("last_modified"), variable, time))
+    return rows
 
+
+def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
+    """List the recipe's source files as a manifest table (see MANIFEST_SCHEMA).
+
+    Templated listings send `headers.concurrency` HEAD requests at once.
+
+    Args:
+        recipe: the recipe (its `source`, `variables`, `format` and `headers.concurrency`).
+        spec: the store the files are listed from.
+
+    Returns:
+        One row per file, sorted by coordinate (MANIFEST_SCHEMA).
+
+    Raises:
+        ListingError: nothing matched, a matching name did not parse, or two
+            files share a (variable, time) coordinate.
+    """
+    store = open_store(spec)
+    pattern = NamePattern.compile(recipe.source.pattern) if recipe.source.pattern else None
+    variables = recipe.variable_names
+    if recipe.source.template is not None:
+        assert pattern is not None  # the schema requires a pattern with a template
+        tpl = recipe.source.template
+        wanted = [pattern.fill(t, v) for t in _date_range(tpl.start, tpl.end, tpl.step)
+                  for v in (variables if "{variable}" in pattern.text else [None])]
+        objects = asyncio.run(_head_all(store, wanted, recipe.headers.concurrency))
+        for obj, path in zip(objects, wanted):
+            obj["path"] = path
+    elif recipe.source.glob is not None and not _GLOB_MAGIC.search(recipe.source.glob):
+        # One named file (`chunkindex index FILE`): asked for directly, its folder is not listed.
+        objects = asyncio.run(_head_all(store, [recipe.source.glob], recipe.headers.concurrency))
+        objects[0]["path"] = recipe.source.glob
+    else:
+        if not spec.can_list:
+            raise ListingError(f"{spec.url}: an HTTP server cannot list; give source.template in the recipe")
+        objects = _list_objects(store)
+
+    rows = _matching_rows(recipe, objects, pattern)
     what = recipe.source.pattern or recipe.source.glob
     if not rows:
         raise ListingError(f"recipe {recipe.id}: no file under {spec.url} matches {what!r}")

@@ -69,6 +69,26 @@ def reference_url(spec: StoreSpec, relative_path: str) -> str:
     return base.rstrip("/") + "/" + relative_path.lstrip("/")
 
 
+def url_protocol(url: str) -> str:
+    """The fsspec protocol of a reference URL: its scheme, `file` for a local path.
+
+    Example:
+        >>> url_protocol("s3://bucket/a.tif"), url_protocol("/data/a.tif")
+        ('s3', 'file')
+    """
+    return urlparse(url).scheme or "file"
+
+
+def is_local(url: str) -> bool:
+    """True for a local path or `file://` URL (as the index writes local references).
+
+    Example:
+        >>> is_local("/data/a.nc"), is_local("https://host/a.nc")
+        (True, False)
+    """
+    return url_protocol(url) == "file"
+
+
 def gdal_module() -> Any:
     """`osgeo.gdal`, raising exceptions (imported on first use)."""
     from osgeo import gdal

@@ -66,6 +66,7 @@ GENERATOR_MODULES = {
     "roms-curvilinear": "chunkindex.synthetic.curvilinear",
     "utm-cog": "chunkindex.synthetic.utm",
     "gcp-tiff": "chunkindex.synthetic.gcp",
+    "tiff-features": "chunkindex.synthetic.tiff_features",
 }
 
 

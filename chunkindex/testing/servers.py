@@ -29,6 +29,7 @@ class RangeHandler(BaseHTTPRequestHandler):
     root: Path
     delay: float = 0.0
     counter: list[int]
+    failures: list[int]  # GET requests still to refuse with 503 (a transient server error)
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:  # quiet
@@ -69,6 +70,12 @@ class RangeHandler(BaseHTTPRequestHandler):
             self._headers(path, path.stat().st_size, 200, {})
 
     def do_GET(self) -> None:
+        if self.failures[0] > 0:
+            self.failures[0] -= 1
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         path = self._file()
         if path is None:
             return
@@ -96,11 +103,13 @@ class RangeHandler(BaseHTTPRequestHandler):
 
 
 class HttpServer:
-    """A static file server on 127.0.0.1 with Range support."""
+    """A static file server on 127.0.0.1 with Range support; the first
+    `fail_first` GET requests are answered 503 Service Unavailable."""
 
-    def __init__(self, root: Path, delay: float = 0.0) -> None:
+    def __init__(self, root: Path, delay: float = 0.0, fail_first: int = 0) -> None:
         self.counter = [0]
-        handler = type("Handler", (RangeHandler,), {"root": Path(root), "delay": delay, "counter": self.counter})
+        handler = type("Handler", (RangeHandler,), {"root": Path(root), "delay": delay, "counter": self.counter,
+                                                    "failures": [fail_first]})
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
         self.server.daemon_threads = True
         self.server.request_queue_size = 512
@@ -173,7 +182,7 @@ async def _serve_range_requests(root: Path, port: int, delay: float) -> None:
     import asyncio
     import os
 
-    root = root.resolve()
+    root = root.resolve()  # noqa: ASYNC240  once, at start-up
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -204,7 +213,7 @@ async def _serve_range_requests(root: Path, port: int, delay: float) -> None:
                         a, b = match.groups()
                         start, end = (int(a), min(int(b) if b else size - 1, size - 1)) if a else (max(size - int(b), 0), size - 1)
                         status, extra = "206 Partial Content", f"Content-Range: bytes {start}-{end}/{size}\r\n"
-                    with open(path, "rb") as handle:
+                    with open(path, "rb") as handle:  # noqa: ASYNC230  a test server: local reads are instant
                         body = os.pread(handle.fileno(), end - start + 1, start)
                     writer.write(f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{common}{extra}\r\n".encode() + body)
                 await writer.drain()

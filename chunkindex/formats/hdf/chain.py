@@ -15,6 +15,28 @@ FILTER_NAMES = {H5Z_DEFLATE: "deflate", H5Z_SHUFFLE: "shuffle", H5Z_FLETCHER32: 
                 H5Z_NBIT: "nbit", H5Z_SCALEOFFSET: "scaleoffset", H5Z_BLOSC: "blosc", H5Z_LZ4: "lz4",
                 H5Z_BITSHUFFLE: "bitshuffle", H5Z_ZSTD: "zstd", 307: "bzip2", 32013: "zfp", 32017: "sz"}
 
+# hdf5-blosc's compressor codes (cd_values[6]).
+BLOSC_CNAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
+
+
+def blosc_compressor(values: list[int], where: str = "") -> dict[str, Any]:
+    """The numcodecs Blosc config of an HDF5 blosc filter's client data.
+
+    hdf5-blosc stores [filter version, blosc format, typesize, chunk bytes,
+    clevel, shuffle, compressor]; a file written without the last three
+    uses the filter's own defaults (5, byte shuffle, blosclz).
+
+    Example:
+        >>> blosc_compressor([2, 2, 4, 40000, 9, 2, 5])
+        {'id': 'blosc', 'cname': 'zstd', 'clevel': 9, 'shuffle': 2, 'blocksize': 0}
+    """
+    clevel = values[4] if len(values) > 4 else 5
+    shuffle = values[5] if len(values) > 5 else 1
+    code = values[6] if len(values) > 6 else 0
+    if code not in BLOSC_CNAMES:
+        raise UnsupportedCodec(f"{where}: blosc compressor code {code} is not one numcodecs or GDAL knows")
+    return {"id": "blosc", "cname": BLOSC_CNAMES[code], "clevel": int(clevel),
+            "shuffle": int(shuffle), "blocksize": 0}
 
 
 def hdf5_chain(filters: list[dict[str, Any]], dtype: np.dtype, where: str) -> CodecChain:
@@ -34,7 +56,7 @@ def hdf5_chain(filters: list[dict[str, Any]], dtype: np.dtype, where: str) -> Co
         elif code == H5Z_ZSTD:
             compressor = {"id": "zstd", "level": int(f["values"][0]) if f["values"] else 1}
         elif code == H5Z_BLOSC:
-            compressor = {"id": "blosc", "cname": "lz4", "clevel": 5, "shuffle": 1, "blocksize": 0}
+            compressor = blosc_compressor(f["values"], where)
         elif code == H5Z_LZ4:
             compressor = {"id": "imagecodecs_lz4h5"}
             notes.append("HDF5 LZ4 filter framing: decodable by imagecodecs, not by GDAL")

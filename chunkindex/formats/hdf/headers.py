@@ -22,7 +22,7 @@ import pyarrow as pa
 from chunkindex.formats.hdf.chain import FILTER_NAMES
 from chunkindex.model import ChunkGrid, list_column
 from chunkindex.recipe import Recipe
-from chunkindex.sources.stores import ObjectFile, StoreSpec, gdal_path
+from chunkindex.sources.stores import ObjectFile, StoreSpec, gdal_path, is_local
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def _filters(dataset: Any) -> list[dict[str, Any]]:
     plist = dataset.id.get_create_plist()
     out = []
     for i in range(plist.get_nfilters()):
-        code, flags, values, name = plist.get_filter(i)
+        code, _flags, values, name = plist.get_filter(i)
         out.append({"code": int(code), "name": FILTER_NAMES.get(int(code), name.decode(errors="replace")),
                     "values": [int(v) for v in values]})
     return out
@@ -94,8 +94,8 @@ def open_h5(store: Any, path: str, url: str) -> Any:
     """h5py.File of a local path, or of an object in `store` (S3, HTTP)."""
     import h5py
 
-    if url.startswith("/"):
-        return h5py.File(url, "r")
+    if is_local(url):
+        return h5py.File(gdal_path(url), "r")
     return h5py.File(ObjectFile(store, path), "r")
 
 

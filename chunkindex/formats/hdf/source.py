@@ -12,7 +12,7 @@ from chunkindex.formats.hdf.headers import open_h5
 from chunkindex.indexes.kerchunk import KerchunkIndex
 from chunkindex.model import ChunkGrid
 from chunkindex.recipe import Recipe
-from chunkindex.sources.stores import StoreSpec, gdal_module, gdal_path, open_store
+from chunkindex.sources.stores import StoreSpec, gdal_module, gdal_path, is_local, open_store
 
 
 class HdfSource:
@@ -39,8 +39,8 @@ class HdfSource:
             self.global_values = KerchunkIndex.open(index).inline_values(self.concat)
 
     def _h5(self, url: str) -> Any:
-        if url.startswith("/"):
-            return open_h5(None, url, url)
+        if is_local(url):
+            return open_h5(None, gdal_path(url), url)
         folder, name = url.rsplit("/", 1)
         return open_h5(open_store(StoreSpec(folder, dict(self.recipe.source.store_options))), name, url)
 
@@ -85,6 +85,19 @@ class HdfSource:
             return int(dataset.id.get_offset() or 0), int(dataset.id.get_storage_size())
         info = dataset.id.get_chunk_info_by_coord(tuple(i * c for i, c in zip(local, dataset.chunks)))
         return (int(info.byte_offset), int(info.size)) if info.byte_offset is not None else (0, 0)
+
+    def fill_value(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any]) -> float:
+        """The variable's `_FillValue` attribute, else HDF5's dataset fill value, else 0."""
+        dataset = self._entry(url, attrs)["dataset"]
+        fill = dataset.attrs.get("_FillValue", dataset.fillvalue)
+        fill = np.asarray(fill).ravel()[0] if fill is not None else 0
+        return float(fill)
+
+    def file_problem(self, url: str, name: str, attrs: dict[str, Any], dims: list[str],
+                     index: tuple[int, ...]) -> str | None:
+        """Nothing beyond position: each file's chunks are located by its own
+        concat coordinate, so a chunk that names another file fails its offset check."""
+        return None
 
     def cross_check(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
                     index: tuple[int, ...], expected: tuple[int, int]) -> str | None:

@@ -33,4 +33,4 @@ class TiffExtractor:
         return assemble_cog(recipe, manifest, headers)
 
     def source(self, recipe: Recipe) -> TiffSource:
-        return TiffSource()
+        return TiffSource(recipe)

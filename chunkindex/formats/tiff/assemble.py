@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from chunkindex.model import (
     stacked_numbers,
     time_coordinate,
 )
-from chunkindex.recipe import Recipe
+from chunkindex.recipe import Recipe, Variable
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,6 @@ LAYOUT_COLUMNS = ("kind", "width", "height", "tile_width", "tile_height", "sampl
 
 class LayoutMismatch(ValueError):
     """A file whose layout differs from the first file of its variable."""
-
-
-def _is_geographic(crs: str | None) -> bool:
-    if crs is None:
-        return False
-    from osgeo import osr
-
-    osr.UseExceptions()
-    srs = osr.SpatialReference()
-    srs.SetFromUserInput(crs)
-    return bool(srs.IsGeographic())
 
 
 def _fits(value: float, dtype: str) -> bool:
@@ -63,6 +53,64 @@ def _crs_attribute(crs: str | None) -> dict[str, Any] | None:
     if crs and crs.startswith("EPSG:"):
         return {"url": f"http://www.opengis.net/def/crs/EPSG/0/{crs.split(':', 1)[1]}"}
     return None
+
+
+# RPCCoefficientTag value order (GDAL's RPC metadata names).
+RPC_SCALARS = ("ERR_BIAS", "ERR_RAND", "LINE_OFF", "SAMP_OFF", "LAT_OFF", "LONG_OFF", "HEIGHT_OFF",
+               "LINE_SCALE", "SAMP_SCALE", "LAT_SCALE", "LONG_SCALE", "HEIGHT_SCALE")
+RPC_LISTS = ("LINE_NUM_COEFF", "LINE_DEN_COEFF", "SAMP_NUM_COEFF", "SAMP_DEN_COEFF")
+PHOTOMETRIC_BANDS = {0: ["Gray"], 1: ["Gray"], 2: ["Red", "Green", "Blue"], 3: ["Palette"],
+                     5: ["Cyan", "Magenta", "Yellow", "Black"], 6: ["Red", "Green", "Blue"]}
+EXTRA_SAMPLE_NAMES = {1: "Alpha", 2: "Alpha"}
+
+
+def color_table(color_map: list[int], bits: int) -> list[list[int]]:
+    """GDAL's 8-bit RGBA colour table of a TIFF ColorMap (16-bit reds, greens, blues).
+
+    GDAL divides by 257 when every entry is a multiple of 257 (the usual
+    8-bit-to-16-bit scaling), by 256 otherwise, and not at all when no entry
+    exceeds 255; the same here.
+    """
+    values = np.asarray(color_map, dtype=np.int64).reshape(3, -1)[:, : 1 << bits]
+    if values.max(initial=0) < 256:
+        divisor = 1
+    else:
+        divisor = 257 if not (values % 257).any() else 256
+    rgb = (values // divisor).T
+    return np.column_stack([rgb, np.full(len(rgb), 255)]).tolist()
+
+
+def tiff_attributes(full: dict[str, Any], level: dict[str, Any], is_mask: bool) -> dict[str, Any]:
+    """Variable attributes from the TIFF tags GDAL shows as metadata: colour
+    table, colour interpretation, GCPs, RPCs, PixelIsPoint; for a mask, the
+    meaning of its values."""
+    if is_mask:
+        return {"flag_values": [0, 1], "flag_meanings": "masked valid",
+                "long_name": "internal TIFF mask (GDAL's per-dataset mask band reads 1 as 255)"}
+    attrs: dict[str, Any] = {}
+    samples = level["samples"]
+    names = list(PHOTOMETRIC_BANDS.get(level["photometric"], []))[:samples]
+    extra = list(level["extra_samples"] or [])
+    names += [EXTRA_SAMPLE_NAMES.get(e, "Undefined") for e in extra][: samples - len(names)]
+    names += ["Undefined"] * (samples - len(names))
+    if names != ["Gray"]:  # a single grey band is every reader's default
+        attrs["color_interpretation"] = names
+    if level["photometric"] == 0:
+        attrs["chunkindex_photometric"] = "MinIsWhite (values as stored: 0 is white)"
+    if level["color_map"]:
+        attrs["color_table"] = color_table(level["color_map"], level["bits"])
+    if full["gcps"]:
+        points = np.asarray(full["gcps"], dtype=np.float64).reshape(-1, 6)
+        attrs["gcps"] = [{"pixel": p[0], "line": p[1], "x": p[3], "y": p[4], "z": p[5]} for p in points.tolist()]
+        if full["crs"]:
+            attrs["gcps_crs"] = full["crs"]
+    if full["rpc"] and len(full["rpc"]) == 92:
+        rpc = full["rpc"]
+        attrs["rpc"] = {**{k: rpc[i] for i, k in enumerate(RPC_SCALARS)},
+                        **{k: rpc[12 + 20 * i: 32 + 20 * i] for i, k in enumerate(RPC_LISTS)}}
+    if full["pixel_is_point"]:
+        attrs["AREA_OR_POINT"] = "Point"
+    return attrs
 
 
 def check_layouts(levels: pa.Table, urls: dict[int, str], first_file: int, on_mismatch: str,
@@ -169,133 +217,192 @@ def _chunk_layout(level: dict[str, Any], n_times: int, y_dim: str, x_dim: str, t
     return (time_dim, "band", y_dim, x_dim), (n_times, s, h, w), (1, 1, th, tw), -1
 
 
+@dataclass
+class _Tiles:
+    """Every file's tile columns as flat buffers made once, and the pool that
+    overlaps two gathers (their copies are bound by first-touch page faults)."""
+
+    ifd: np.ndarray
+    file_id: np.ndarray
+    offsets: _TileColumns
+    counts: _TileColumns
+    pool: ThreadPoolExecutor
+
+    def level(self, in_variable: np.ndarray, ifd: int, tiles_per_file: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(file ids, offsets, byte counts) of one IFD of the variable's files, gathered
+        straight from the list columns' buffers (every file has the same tile count)."""
+        rows_of_level = np.flatnonzero(in_variable & (self.ifd == ifd))
+        pending = self.pool.submit(self.offsets.gather, rows_of_level, tiles_per_file)
+        sizes = self.counts.gather(rows_of_level, tiles_per_file)
+        return self.file_id[rows_of_level], pending.result(), sizes
+
+
+def _time_steps(var_rows: pa.Table, kept: np.ndarray, times_all: np.ndarray, has_time: bool
+                ) -> tuple[dict[int, int], int]:
+    """(file id -> its step along the time axis, the axis length); without
+    times in the names, the files' order."""
+    if has_time:
+        var_times = var_rows.filter(pc.is_in(var_rows["file_id"], pa.array(kept, pa.int32())))["time"]
+        var_times = var_times.to_numpy(zero_copy_only=False)
+        axis = np.unique(times_all.astype("datetime64[us]"))
+    else:
+        var_times = np.arange(kept.size)
+        axis = np.arange(kept.size)
+    return dict(zip(kept.tolist(), np.searchsorted(axis, var_times).tolist())), axis.size
+
+
+def _chunk_references(fids: np.ndarray, offsets: np.ndarray, sizes: np.ndarray, steps: np.ndarray,
+                      shape: tuple[int, ...], chunks: tuple[int, ...]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(file ids in time order, url index, offsets, sizes per chunk) of one
+    level stacked along time: `steps[i]` is file `fids[i]`'s time step."""
+    order = np.argsort(steps, kind="stable")
+    if not np.array_equal(order, np.arange(order.size)):  # files not in time order
+        offsets, sizes, fids, steps = offsets[order], sizes[order], fids[order], steps[order]
+    file_number = np.empty(sizes.shape, np.int32)
+    file_number[:] = np.arange(fids.size, dtype=np.int32)[:, None]  # faster than np.repeat
+    if np.array_equal(steps, np.arange(shape[0])):
+        # Every step has its file, in order: the tile columns are the chunk columns.
+        all_offsets, all_sizes = offsets.reshape(-1), sizes.reshape(-1)
+        url_index = file_number.reshape(-1)
+        url_index[all_sizes == 0] = -1  # sparse tiles: no data
+        return fids, url_index, all_offsets, all_sizes
+    # Steps without a file (or files out of order): place each file's tiles at its step.
+    grid = ChunkGrid.of(shape, chunks)
+    columns = ReferenceColumns.empty(grid.n_chunks)
+    tile_range = np.arange(sizes.shape[1])
+    target = stacked_numbers(grid, 0, steps[:, None], (1, *grid.counts[1:]), tile_range[None, :])
+    columns.place(target, np.where(sizes > 0, file_number, np.int32(-1)), offsets, sizes)
+    return fids, columns.url_index, columns.offsets, columns.sizes
+
+
+def _level_attributes(name: str, full: dict[str, Any], level: dict[str, Any], variable: Variable, is_mask: bool,
+                      dtype: str, notes: list[str]) -> tuple[Any, dict[str, Any]]:
+    """(fill value, attributes) of one level's array: the TIFF's own, nodata,
+    scale, offset, CRS and georeferencing notes, then the recipe's."""
+    nodata = None if is_mask else full["nodata"]
+    kind = np.dtype(dtype).kind
+    if nodata is not None and not _fits(nodata, dtype):
+        # GDAL ignores such a nodata value too.
+        notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
+        nodata = None
+    fill: Any = nodata if nodata is not None else 0
+    if kind in "iu":
+        fill = int(fill)
+    elif kind == "c":
+        fill = None  # Zarr v2 has no JSON form of a complex fill value GDAL reads; 0 either way
+    attrs: dict[str, Any] = tiff_attributes(full, level, is_mask)
+    if nodata is not None:
+        attrs["_FillValue"] = fill
+    if full["scale"] is not None:
+        attrs["scale_factor"] = full["scale"]
+    if full["offset"] is not None:
+        attrs["add_offset"] = full["offset"]
+    crs_attr = _crs_attribute(full["crs"])
+    if crs_attr:
+        attrs["_CRS"] = crs_attr
+    gt = full["geotransform"]
+    if gt is not None and (gt[2] != 0 or gt[4] != 0):
+        attrs["chunkindex_geotransform"] = gt
+    if full["georef_note"]:
+        attrs["chunkindex_georeferencing_note"] = full["georef_note"]
+    attrs.update(variable.attributes)
+    return fill, attrs
+
+
+def _level_space(full: dict[str, Any], level: dict[str, Any], suffix: str,
+                 coordinate_arrays: dict[str, ArraySpec]) -> tuple[str, str]:
+    """(y, x) dimension names of one level; its lat/lon (or y/x) coordinates
+    join `coordinate_arrays` when the file is georeferenced without rotation."""
+    gt = full["geotransform"]
+    if gt is None or gt[2] != 0 or gt[4] != 0:
+        return f"y{suffix}", f"x{suffix}"
+    geographic = bool(full["crs"]) and bool(full["geographic"])  # lat/lon names need a known CRS
+    level_gt = [gt[0], gt[1] * full["width"] / level["width"], 0.0,
+                gt[3], 0.0, gt[5] * full["height"] / level["height"]]
+    (y_dim, x_dim), coords = spatial_coordinates(level_gt, level["width"], level["height"], geographic, suffix)
+    for coord in coords:
+        coordinate_arrays.setdefault(coord.name, coord)
+    return y_dim, x_dim
+
+
+def _variable_arrays(recipe: Recipe, variable: Variable, manifest: pa.Table, levels: pa.Table, urls: dict[int, str],
+                     tiles: _Tiles, times_all: np.ndarray, has_time: bool, result: AssembledIndex,
+                     coordinate_arrays: dict[str, ArraySpec]) -> None:
+    """The arrays of one variable (full resolution, overviews, mask) stacked along time."""
+    var_rows = manifest.filter(pc.equal(manifest["variable"], variable.name))
+    if var_rows.num_rows == 0:
+        raise LayoutMismatch(f"recipe {recipe.id}: no file lists variable {variable.name!r}")
+    file_ids = var_rows["file_id"].to_numpy()
+    var_levels = levels.drop_columns(["tile_offsets", "tile_byte_counts"])
+    var_levels = var_levels.filter(pc.is_in(var_levels["file_id"], pa.array(file_ids, pa.int32())))
+    var_levels = check_layouts(var_levels, urls, int(file_ids[0]), recipe.source.on_mismatch, result.skipped_files)
+    kept = np.unique(var_levels["file_id"].to_numpy())
+    in_variable = np.isin(tiles.file_id, kept)
+    file_time_index, n_times = _time_steps(var_rows, kept, times_all, has_time)
+    first = levels.filter(pc.equal(levels["file_id"], int(kept[0]))).to_pylist()
+    full = first[0]
+    for level in first:
+        is_mask = level["kind"] == "mask"
+        factor = round(full["width"] / level["width"])
+        if factor != 1 and not recipe.output.overviews:
+            continue
+        suffix = "" if factor == 1 else f"_ovr{factor}"
+        # An internal mask IFD (GDAL's per-dataset mask) is a variable of its own.
+        name = variable.name + ("_mask" if is_mask else "") + suffix
+        y_dim, x_dim = _level_space(full, level, suffix, coordinate_arrays)
+        dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, recipe.concat.dim)
+        dtype = "|u1" if is_mask else level["dtype"]
+        chain = tiff_chain(level["compression"], level["predictor"], dtype, chunks, x_axis, level["jpeg_tables"],
+                           level["photometric"], level["lerc_parameters"], urls[int(kept[0])], bits=level["bits"])
+        fids, offsets, sizes = tiles.level(in_variable, level["ifd"], len(level["tile_offsets"]))
+        steps = np.fromiter((file_time_index[int(f)] for f in fids), dtype=np.int64, count=fids.size)
+        fids, url_index, all_offsets, all_sizes = _chunk_references(fids, offsets, sizes, steps, shape, chunks)
+        fill, attrs = _level_attributes(name, full, level, variable, is_mask, dtype, result.notes)
+        attrs["chunkindex"] = {
+            "source_format": "cog", "ifd": level["ifd"], "overview_factor": factor,
+            **({"mask": True} if is_mask else {}),
+            "codec": chain.as_attribute(), "gdal_decodable": chain.gdal_decodable,
+        }
+        short = {"y": y_dim, "x": x_dim}
+        short_dims = tuple(short[a] for a in (level["short_edges"] or "").split(",") if a)
+        array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=dtype, fill_value=fill,
+                          chain=chain, attrs=attrs, urls=[urls[int(f)] for f in fids], url_index=url_index,
+                          offsets=all_offsets, sizes=all_sizes, short_edge_dims=short_dims,
+                          spatial_dims=(y_dim, x_dim))
+        result.add_data_array(array, recipe.output.gdal_readable_variant)
+
+
 def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> AssembledIndex:
-    """Arrays (data, overviews, GDAL-openable variants, coordinates) of a COG archive."""
+    """Arrays (data, overviews, masks, GDAL-openable variants, coordinates) of a COG archive.
+
+    Args:
+        recipe: the recipe (variables, concat dimension and units, overviews, on_mismatch).
+        manifest: the listing (one row per file, with its time).
+        levels: every file's TIFF levels (`read_batch`), concatenated.
+
+    Returns:
+        The assembled arrays, with notes and the files skipped.
+
+    Raises:
+        LayoutMismatch: a file whose layout differs from its variable's first file
+            (unless `source.on_mismatch: skip`).
+    """
     result = AssembledIndex(arrays=[])
     urls = dict(zip(manifest["file_id"].to_pylist(), manifest["url"].to_pylist()))
     times_all = manifest["time"].to_numpy(zero_copy_only=False)
     has_time = not np.isnat(times_all).all()
-    time_dim = recipe.concat.dim
     coordinate_arrays: dict[str, ArraySpec] = {}
-    # Tile columns of every file, as flat buffers made once.
-    all_ifd = levels["ifd"].to_numpy()
-    all_fid = levels["file_id"].to_numpy()
-    tile_offsets = _TileColumns(levels["tile_offsets"])
-    tile_counts = _TileColumns(levels["tile_byte_counts"])
-
-    with ThreadPoolExecutor(max_workers=1) as gather_pool:
+    with ThreadPoolExecutor(max_workers=1) as gather_pool:  # one gather beside the main thread's
+        tiles = _Tiles(levels["ifd"].to_numpy(), levels["file_id"].to_numpy(), _TileColumns(levels["tile_offsets"]),
+                       _TileColumns(levels["tile_byte_counts"]), gather_pool)
         for variable in recipe.variables:
-            var_rows = manifest.filter(pc.equal(manifest["variable"], variable.name))
-            if var_rows.num_rows == 0:
-                raise LayoutMismatch(f"recipe {recipe.id}: no file lists variable {variable.name!r}")
-            file_ids = var_rows["file_id"].to_numpy()
-            var_levels = levels.drop_columns(["tile_offsets", "tile_byte_counts"])
-            var_levels = var_levels.filter(pc.is_in(var_levels["file_id"], pa.array(file_ids, pa.int32())))
-            var_levels = check_layouts(var_levels, urls, int(file_ids[0]), recipe.source.on_mismatch,
-                                       result.skipped_files)
-            kept = np.unique(var_levels["file_id"].to_numpy())
-            in_variable = np.isin(all_fid, kept)
-            if has_time:
-                var_times = var_rows.filter(pc.is_in(var_rows["file_id"], pa.array(kept, pa.int32())))["time"].to_numpy(zero_copy_only=False)
-                axis = np.unique(times_all.astype("datetime64[us]"))
-            else:
-                var_times = np.arange(kept.size)
-                axis = np.arange(kept.size)
-            file_time_index = dict(zip(kept.tolist(), np.searchsorted(axis, var_times).tolist()))
-            n_times = axis.size
-
-            first = levels.filter(pc.equal(levels["file_id"], int(kept[0]))).to_pylist()
-            full = first[0]
-            geographic = _is_geographic(full["crs"])
-            for level in first:
-                if level["kind"] == "mask":
-                    result.notes.append(f"{variable.name}: internal mask IFD {level['ifd']} is not indexed")
-                    continue
-                if level["kind"] == "overview" and not recipe.output.overviews:
-                    continue
-                factor = round(full["width"] / level["width"]) if level["kind"] == "overview" else 1
-                suffix = "" if factor == 1 else f"_ovr{factor}"
-                name = variable.name + suffix
-                gt = full["geotransform"]
-                rotated = gt is not None and (gt[2] != 0 or gt[4] != 0)
-                if gt is not None and not rotated:
-                    level_gt = [gt[0], gt[1] * full["width"] / level["width"], 0.0,
-                                gt[3], 0.0, gt[5] * full["height"] / level["height"]]
-                    (y_dim, x_dim), coords = spatial_coordinates(level_gt, level["width"], level["height"],
-                                                                 geographic, suffix)
-                    for coord in coords:
-                        coordinate_arrays.setdefault(coord.name, coord)
-                else:
-                    y_dim, x_dim = f"y{suffix}", f"x{suffix}"
-                dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, time_dim)
-                where = urls[int(kept[0])]
-                chain = tiff_chain(level["compression"], level["predictor"], level["dtype"], chunks, x_axis,
-                                   level["jpeg_tables"], level["photometric"], level["lerc_parameters"], where)
-
-                # Gather this IFD's tile columns of every file straight from the
-                # list columns' buffers (every file has the same tile count).
-                rows_of_level = np.flatnonzero(in_variable & (all_ifd == level["ifd"]))
-                fids = all_fid[rows_of_level]
-                rows = np.fromiter((file_time_index[int(f)] for f in fids), dtype=np.int64, count=fids.size)
-                tiles_per_file = len(level["tile_offsets"])
-                tile_range = np.arange(tiles_per_file)
-                # Two gathers at once: the copies are bound by first-touch page faults.
-                pending = gather_pool.submit(tile_offsets.gather, rows_of_level, tiles_per_file)
-                sizes = tile_counts.gather(rows_of_level, tiles_per_file)
-                offsets = pending.result()
-                order = np.argsort(rows, kind="stable")
-                if not np.array_equal(order, np.arange(order.size)):  # files not in time order
-                    offsets, sizes, fids, rows = offsets[order], sizes[order], fids[order], rows[order]
-                url_list = [urls[int(f)] for f in fids]
-                file_number = np.empty(sizes.shape, np.int32)
-                file_number[:] = np.arange(fids.size, dtype=np.int32)[:, None]  # faster than np.repeat
-                if np.array_equal(rows, np.arange(n_times)):
-                    # Every step has its file, in order: the tile columns are the chunk columns.
-                    all_offsets, all_sizes = offsets.reshape(-1), sizes.reshape(-1)
-                    url_index = file_number.reshape(-1)
-                    url_index[all_sizes == 0] = -1  # sparse tiles: no data
-                else:
-                    # Steps without a file (or files out of order): place each file's tiles at its step.
-                    grid = ChunkGrid.of(shape, chunks)
-                    columns = ReferenceColumns.empty(grid.n_chunks)
-                    target = stacked_numbers(grid, 0, rows[:, None], (1, *grid.counts[1:]), tile_range[None, :])
-                    columns.place(target, np.where(sizes > 0, file_number, np.int32(-1)), offsets, sizes)
-                    url_index, all_offsets, all_sizes = columns.url_index, columns.offsets, columns.sizes
-                nodata = full["nodata"]
-                kind = np.dtype(level["dtype"]).kind
-                if nodata is not None and not _fits(nodata, level["dtype"]):
-                    # GDAL ignores such a nodata value too.
-                    result.notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
-                    nodata = None
-                fill = nodata if nodata is not None else 0
-                if kind in "iu":
-                    fill = int(fill)
-                attrs: dict[str, Any] = {}
-                if nodata is not None:
-                    attrs["_FillValue"] = fill
-                if full["scale"] is not None:
-                    attrs["scale_factor"] = full["scale"]
-                if full["offset"] is not None:
-                    attrs["add_offset"] = full["offset"]
-                crs_attr = _crs_attribute(full["crs"])
-                if crs_attr:
-                    attrs["_CRS"] = crs_attr
-                if rotated:
-                    attrs["chunkindex_geotransform"] = gt
-                if full["georef_note"]:
-                    attrs["chunkindex_georeferencing_note"] = full["georef_note"]
-                attrs.update(variable.attributes)
-                attrs["chunkindex"] = {
-                    "source_format": "cog", "ifd": level["ifd"], "overview_factor": factor,
-                    "codec": chain.as_attribute(), "gdal_decodable": chain.gdal_decodable,
-                }
-                array = ArraySpec(name=name, dims=dims, shape=shape, chunks=chunks, dtype=level["dtype"],
-                                  fill_value=fill, chain=chain, attrs=attrs, urls=url_list,
-                                  url_index=url_index, offsets=all_offsets, sizes=all_sizes)
-                result.add_data_array(array, recipe.output.gdal_readable_variant)
+            _variable_arrays(recipe, variable, manifest, levels, urls, tiles, times_all, has_time, result,
+                             coordinate_arrays)
     if has_time:
         units = recipe.concat.units or "days since 1970-01-01"
-        coordinate_arrays[time_dim] = time_coordinate(
-            time_dim, np.unique(times_all.astype("datetime64[us]")), units, recipe.concat.calendar)
+        coordinate_arrays[recipe.concat.dim] = time_coordinate(
+            recipe.concat.dim, np.unique(times_all.astype("datetime64[us]")), units, recipe.concat.calendar)
     result.arrays.extend(coordinate_arrays.values())
     return result

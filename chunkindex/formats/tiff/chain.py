@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import numpy as np
+
 from chunkindex.codecs import CodecChain, UnsupportedCodec
 
 # Compression tag -> (name, Zarr v2 compressor). LERC (34887) and JPEG (7)
@@ -22,8 +24,9 @@ COMPRESSIONS: dict[int, tuple[str, dict[str, Any] | None]] = {
     50002: ("JPEG XL", {"id": "imagecodecs_jpegxl"}),
     52546: ("JPEG XL", {"id": "imagecodecs_jpegxl"}),
 }
-LERC, JPEG = 34887, 7
-NAMES = {**{code: name for code, (name, _) in COMPRESSIONS.items()}, LERC: "LERC", JPEG: "JPEG"}
+LERC, JPEG, OLD_JPEG = 34887, 7, 6
+NAMES = {**{code: name for code, (name, _) in COMPRESSIONS.items()}, LERC: "LERC", JPEG: "JPEG",
+         OLD_JPEG: "old-style JPEG"}
 # LercParameters' additional compression -> the compressor applied before LERC decoding.
 LERC_COMPRESSORS: dict[int, dict[str, Any] | None] = {0: None, 1: {"id": "zlib", "level": 1},
                                                       2: {"id": "zstd", "level": 1}}
@@ -46,6 +49,7 @@ def tiff_chain(
     photometric: int | None = None,
     lerc_parameters: list[int] | None = None,
     where: str = "",
+    bits: int | None = None,
 ) -> CodecChain:
     """The Zarr v2 chain decoding one TIFF tile into a chunk of `chunk_shape`.
 
@@ -59,6 +63,8 @@ def tiff_chain(
         photometric: PhotometricInterpretation (YCbCr JPEG decodes to RGB).
         lerc_parameters: LercParameters tag (version, additional compression).
         where: file name for error messages.
+        bits: bits per sample; 1, 2 or 4 (NBITS) unpack each row's packed
+            samples to bytes (rows start on a byte boundary, as in TIFF).
 
     Raises:
         UnsupportedCodec: when no reader decodes the encoding.
@@ -77,22 +83,57 @@ def tiff_chain(
         compressor = _copy(LERC_COMPRESSORS[extra])
         filters.append({"id": "imagecodecs_lerc"})
     elif compression == JPEG:
-        # JPEGTables are bytes, which a JSON .zarray cannot carry for imagecodecs'
-        # Jpeg codec: record the chain, decode with no reader.
-        compressor = {"id": "imagecodecs_jpeg"}
-        python_ok = False
-        notes.append("JPEG tiles with shared JPEGTables"
-                     + (" in YCbCr" if photometric == 6 else "")
-                     + ": references are exact, but no reader here decodes them from references")
-        if jpeg_tables:
-            notes.append("JPEGTables (base64): " + base64.b64encode(jpeg_tables).decode())
+        compressor = jpeg_config(jpeg_tables, photometric, dtype, chunk_shape[-1] if x_axis == -2 else 1)
+    elif compression == OLD_JPEG:
+        raise UnsupportedCodec(f"{where}: old-style JPEG (TIFF Compression 6) tiles cannot be decoded through "
+                               "references: their JPEG streams are split over tags and strips; convert the file "
+                               "(gdal_translate -co COMPRESS=JPEG) to index it")
     else:
         raise UnsupportedCodec(f"{where}: TIFF {name} tiles cannot be decoded through references")
 
+    if bits in (1, 2, 4):
+        if predictor not in (0, 1):
+            raise UnsupportedCodec(f"{where}: a predictor on {bits}-bit samples is not supported")
+        row = int(np.prod(chunk_shape[x_axis:]))  # samples of one row of the chunk
+        filters.insert(0, {"id": "imagecodecs_packints", "dtype": "|u1", "bitspersample": bits,
+                           "bitorder": None, "runlen": row})
     if predictor in PREDICTORS:
         filters.insert(0, {"id": PREDICTORS[predictor][0], "shape": list(chunk_shape), "dtype": dtype,
                            "axis": x_axis, "dist": 1})
     elif predictor not in (0, 1):
         raise UnsupportedCodec(f"{where}: TIFF predictor {predictor} is not supported")
     description = f"TIFF {name}" + PREDICTORS.get(predictor, ("", ""))[1]
+    if bits in (1, 2, 4):
+        description += f" + {bits}-bit packed samples"
     return CodecChain(compressor, tuple(filters), description, python_ok, tuple(notes))
+
+
+# PhotometricInterpretation -> (colour space of the JPEG data, of the samples).
+JPEG_COLORSPACES = {0: ("GRAYSCALE", "GRAYSCALE"), 1: ("GRAYSCALE", "GRAYSCALE"), 2: ("RGB", "RGB"),
+                    5: ("CMYK", "CMYK"), 6: ("YCbCr", "RGB")}
+
+
+def jpeg_config(jpeg_tables: bytes | None, photometric: int | None, dtype: str,
+                samples: int) -> dict[str, Any]:
+    """imagecodecs' `Jpeg` numcodecs config decoding one TIFF JPEG tile.
+
+    The shared JPEGTables (quantisation and Huffman tables that libtiff
+    leaves out of each abbreviated tile stream) go in `tables` as base64, which
+    the codec's `from_config` decodes. The colour spaces are explicit because
+    libtiff writes no JFIF/Adobe marker: a 3-sample stream is YCbCr when
+    PhotometricInterpretation is YCbCr (decoded to RGB) and RGB when it is
+    RGB. `samples` is the number of interleaved samples of a chunk: a
+    band-separate chunk holds one, grey whatever the photometric.
+    """
+    if samples == 1:
+        jpeg_space, data_space = "GRAYSCALE", "GRAYSCALE"
+    else:
+        jpeg_space, data_space = JPEG_COLORSPACES.get(photometric or 0, (None, None))
+        if jpeg_space is None:
+            raise UnsupportedCodec(f"JPEG tiles of {samples} samples with PhotometricInterpretation "
+                                   f"{photometric} have no known colour space")
+    config: dict[str, Any] = {"id": "imagecodecs_jpeg", "bitspersample": np.dtype(dtype).itemsize * 8,
+                              "colorspace_jpeg": jpeg_space, "colorspace_data": data_space}
+    if jpeg_tables:
+        config["tables"] = base64.b64encode(jpeg_tables).decode()
+    return config

@@ -19,7 +19,7 @@ import math
 import os
 import random
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from chunkindex.model import ChunkGrid, list_column
-from chunkindex.recipe import Recipe
+from chunkindex.recipe import HeaderOptions, Recipe
 from chunkindex.sources.stores import StoreSpec
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,7 @@ log = logging.getLogger(__name__)
 # TIFF tag values
 PLANAR_CHUNKY, PLANAR_SEPARATE = 1, 2
 SUBFILE_REDUCED, SUBFILE_MASK = 1, 4
-SAMPLE_FORMATS = {1: "u", 2: "i", 3: "f"}
-COMPRESSION_NAMES = {
-    1: "none", 5: "lzw", 6: "ojpeg", 7: "jpeg", 8: "deflate", 32946: "deflate",
-    32773: "packbits", 34712: "jpeg2000", 34887: "lerc", 34925: "lzma", 50000: "zstd",
-    50001: "webp", 50002: "jpegxl", 52546: "jpegxl",
-}
+SAMPLE_FORMATS = {1: "u", 2: "i", 3: "f", 6: "c"}
 
 LEVELS_SCHEMA = pa.schema([
     ("file_id", pa.int32()),
@@ -65,8 +60,16 @@ LEVELS_SCHEMA = pa.schema([
     ("offset", pa.float64()),
     ("geotransform", pa.list_(pa.float64())),
     ("crs", pa.string()),           # "EPSG:<code>" when the GeoKeys name one
+    ("geographic", pa.bool_()),     # the GeoKeys' model type: geographic (lat/lon) or not; null without
     ("georef_note", pa.string()),   # rotation, GCPs, user-defined CRS, ...
     ("header_bytes", pa.int64()),
+    ("short_edges", pa.string()),   # "y", "x" or "y,x": edge chunks stored short along those axes
+    ("bits", pa.int16()),           # bits per sample: 1, 2 or 4 for packed samples (NBITS), else 8 x itemsize
+    ("color_map", pa.list_(pa.int32())),       # TIFF ColorMap: all reds, then greens, then blues (0-65535)
+    ("extra_samples", pa.list_(pa.int16())),   # ExtraSamples: 0 unspecified, 1 associated, 2 unassociated alpha
+    ("rpc", pa.list_(pa.float64())),           # RPCCoefficientTag (92 values, GDAL's order)
+    ("gcps", pa.list_(pa.float64())),          # ModelTiepoint when it holds ground control points
+    ("pixel_is_point", pa.bool_()),            # GTRasterTypeGeoKey = RasterPixelIsPoint
 ])
 
 
@@ -76,10 +79,17 @@ class TiffHeaderError(ValueError):
 
 @dataclass(frozen=True)
 class ReadSettings:
-    concurrency: int = 64
-    prefetch: int = 65536
-    retries: int = 4
-    backoff_seconds: float = 0.2
+    """How headers are fetched: the recipe's `headers` section (its schema holds the defaults)."""
+
+    concurrency: int
+    prefetch: int
+    retries: int
+    backoff_seconds: float = 0.2  # first retry's wait, doubled each attempt (not a recipe setting)
+
+    @classmethod
+    def from_recipe(cls, headers: HeaderOptions) -> ReadSettings:
+        """The settings of a recipe's `headers` section."""
+        return cls(concurrency=headers.concurrency, prefetch=headers.prefetch, retries=headers.retries)
 
 
 def _dtype_of(ifd: Any, little_endian: bool, path: str) -> str:
@@ -92,13 +102,20 @@ def _dtype_of(ifd: Any, little_endian: bool, path: str) -> str:
 @functools.lru_cache(maxsize=256)  # the same few layouts repeat in every file
 def _dtype_from(bits_per_sample: tuple[int, ...], sample_format: tuple[Any, ...], little_endian: bool
                 ) -> tuple[str, str | None]:
-    """(numpy dtype string, problem): one of them is empty."""
+    """(numpy dtype string, problem): one of them is empty. Packed 1/2/4-bit
+    unsigned samples (NBITS) unpack to bytes."""
     bits = set(bits_per_sample)
     formats = {int(f) for f in sample_format}
     if len(bits) != 1 or len(formats) != 1:
         return "", f"samples of mixed types (bits {sorted(bits)}) cannot form one array"
     nbits, fmt = bits.pop(), formats.pop()
-    if fmt not in SAMPLE_FORMATS or nbits not in (8, 16, 32, 64):
+    if fmt == 5:
+        return "", (f"complex integer samples ({nbits // 2}-bit integer pairs, GDAL's CInt{nbits // 2}) have no "
+                    "NumPy/Zarr data type; convert them to complex floats (gdal_translate -ot CFloat32)")
+    if fmt == 1 and nbits in (1, 2, 4):
+        return "|u1", None
+    valid = (8, 16, 32, 64) if fmt != 6 else (64, 128)
+    if fmt not in SAMPLE_FORMATS or nbits not in valid:
         return "", f"unsupported sample type ({nbits}-bit, SampleFormat {fmt})"
     order = "|" if nbits == 8 else ("<" if little_endian else ">")
     return f"{order}{SAMPLE_FORMATS[fmt]}{nbits // 8}", None
@@ -134,18 +151,25 @@ def _geotransform(ifd: Any) -> tuple[list[float] | None, str | None]:
     return gt, note
 
 
-def _crs(ifd: Any) -> tuple[str | None, str | None]:
+def _crs(ifd: Any) -> tuple[str | None, str | None, bool | None]:
+    """(CRS "EPSG:<code>", a note on what is not reproduced, geographic?) from the GeoKeys.
+
+    Geographic: GTModelTypeGeoKey says 2 (or, without it, only a geographic
+    CRS code is given) - read from the file, so no CRS database is needed.
+    """
     keys = ifd.geo_key_directory
     if keys is None:
-        return None, None
+        return None, None, None
     code = keys.projected_type if keys.model_type == 1 else keys.geographic_type
     if keys.model_type not in (1, 2):
         code = keys.projected_type or keys.geographic_type
+    geographic = keys.model_type == 2 if keys.model_type in (1, 2) else (
+        None if not code else not keys.projected_type)
     if code and code != 32767:
-        return f"EPSG:{code}", None
+        return f"EPSG:{code}", None, geographic
     if keys.model_type or code:
-        return None, "user-defined CRS in GeoKeys (not reproduced in the index)"
-    return None, None
+        return None, "user-defined CRS in GeoKeys (not reproduced in the index)", geographic
+    return None, None, geographic
 
 
 @functools.lru_cache(maxsize=1024)  # archives repeat the same GDAL metadata in every file
@@ -183,12 +207,65 @@ def check_within(path: str, index: int, offsets: np.ndarray, counts: np.ndarray,
             f"but the file has {size} bytes")
 
 
+def _int_list(values: Any) -> list[int] | None:
+    """A tag's integers as a list (async-tiff gives buffers and enums)."""
+    if values is None:
+        return None
+    return [int(v) for v in np.asarray(values).ravel().tolist()] if not isinstance(values, list | tuple) \
+        else [int(v) for v in values]
+
+
+def _color_map(values: Any) -> list[int] | None:
+    """ColorMap in TIFF order (all reds, greens, then blues); async-tiff
+    gives it as (red, green, blue) triplets."""
+    if values is None or isinstance(values, list | tuple):
+        return _int_list(values)
+    return np.asarray(values).reshape(-1, 3).T.ravel().astype(int).tolist()
+
+
+def _rpc(ifd: Any) -> list[float] | None:
+    """RPCCoefficientTag (50844) from either reader."""
+    values = getattr(ifd, "rpc_coefficients", None)
+    if values is None and hasattr(ifd, "other_tags"):
+        values = ifd.other_tags.get(50844)
+    return [float(v) for v in values] if values else None
+
+
+def _short_edges(ifd: Any, tiled: bool, tile_width: int, tile_height: int, samples: int, dtype: str,
+                 counts: np.ndarray) -> str | None:
+    """The axes along which this IFD's edge chunks are stored short, if any.
+
+    A striped image whose height is not a multiple of RowsPerStrip has a
+    short last strip (libtiff writes only the remaining rows). Tiles are
+    normally written full; an uncompressed tile shows it is short by its
+    byte count (compressed short tiles are found when decoded).
+    """
+    height, width = ifd.image_height, ifd.image_width
+    if not tiled:
+        return "y" if height % tile_height else None
+    if int(ifd.compression) != 1 or dtype == "bit1":
+        return None
+    bits = int(next(iter(ifd.bits_per_sample)))  # rows of packed (NBITS) samples end on a byte boundary
+    full = tile_height * math.ceil(tile_width * samples * bits / 8)
+    across, down = math.ceil(width / tile_width), math.ceil(height / tile_height)
+    grid = counts.reshape(-1, down, across)
+    # The corner tile is short along both when either is: judge each axis away from it.
+    last_row = grid[:, -1, :-1] if across > 1 else grid[:, -1, :]
+    last_column = grid[:, :-1, -1] if down > 1 else grid[:, :0, -1]
+    axes = []
+    if height % tile_height and ((last_row > 0) & (last_row < full)).any():
+        axes.append("y")
+    if width % tile_width and ((last_column > 0) & (last_column < full)).any():
+        axes.append("x")
+    return ",".join(axes) or None
+
+
 def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str, Any]]:
     little = int(tiff.endianness) == 0
     rows = []
     first = tiff.ifds[0]
     gt, gt_note = _geotransform(first)
-    crs, crs_note = _crs(first)
+    crs, crs_note, geographic = _crs(first)
     nodata_text = first.gdal_nodata
     try:
         nodata = float(nodata_text) if nodata_text not in (None, "") else None
@@ -196,7 +273,13 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         nodata = None
     scale, offset = _gdal_scale_offset(first.gdal_metadata)
     note = "; ".join(n for n in (gt_note, crs_note) if n) or None
+    tiepoints = list(first.model_tiepoint or ())
+    keys = first.geo_key_directory
+    extras = {"rpc": _rpc(first), "gcps": tiepoints if len(tiepoints) > 6 else None,
+              "pixel_is_point": bool(keys is not None and keys.raster_type == 2)}
     for index, ifd in enumerate(tiff.ifds):
+        extras = {**extras, "color_map": _color_map(getattr(ifd, "colormap", None)),
+                  "extra_samples": _int_list(ifd.extra_samples)}
         subfile = ifd.new_subfile_type or 0
         kind = "mask" if subfile & SUBFILE_MASK else ("overview" if subfile & SUBFILE_REDUCED else "image")
         if index == 0 and kind != "image":
@@ -210,14 +293,9 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         if offsets_attr == "tile_offsets":
             tile_width, tile_height = ifd.tile_width, ifd.tile_height
         else:
-            # A strip is a chunk of full width, as long as every strip is full:
-            # a short last strip would decode to fewer rows than its chunk.
+            # A strip is a chunk of full width; a short last strip holds only
+            # the image's remaining rows (a short edge chunk, see short_edges).
             strip_rows = min(ifd.rows_per_strip or ifd.image_height, ifd.image_height)
-            if ifd.image_height % strip_rows:
-                raise TiffHeaderError(
-                    f"{path}: IFD {index} is striped with RowsPerStrip={strip_rows}, and its last strip "
-                    f"holds only {ifd.image_height % strip_rows} of {strip_rows} rows, which no Zarr reader "
-                    "can pad; convert it to a tiled COG (gdal_translate -of COG) to index it")
             tile_width, tile_height = ifd.image_width, strip_rows
         if offsets.shape != counts.shape:
             raise TiffHeaderError(f"{path}: IFD {index} has {offsets.size} tile offsets but {counts.size} byte counts")
@@ -229,20 +307,25 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         if offsets.size != expected:
             raise TiffHeaderError(f"{path}: IFD {index} has {offsets.size} tiles, expected {expected}")
         lerc = ifd.lerc_parameters
+        dtype = "bit1" if kind == "mask" else _dtype_of(ifd, little, path)
         rows.append({
             "file_id": file_id, "ifd": index, "kind": kind,
             "width": ifd.image_width, "height": ifd.image_height,
             "tile_width": tile_width, "tile_height": tile_height,
             "samples": samples, "planar": planar,
             # 1-bit transparency masks are recorded but never indexed.
-            "dtype": "bit1" if kind == "mask" else _dtype_of(ifd, little, path),
+            "dtype": dtype,
             "compression": int(ifd.compression), "predictor": int(ifd.predictor or 1),
             "photometric": int(ifd.photometric_interpretation),
             "jpeg_tables": ifd.jpeg_tables, "lerc_parameters": list(lerc) if lerc else None,
             "tile_offsets": offsets, "tile_byte_counts": counts,
             "nodata": nodata, "scale": scale, "offset": offset,
-            "geotransform": gt, "crs": crs, "georef_note": note,
+            "geotransform": gt, "crs": crs, "geographic": geographic, "georef_note": note,
             "header_bytes": int(tiff.header_byte_size),
+            "short_edges": _short_edges(ifd, offsets_attr == "tile_offsets", tile_width, tile_height,
+                                        samples if planar == PLANAR_CHUNKY else 1, dtype, counts),
+            "bits": 1 if kind == "mask" else int(ifd.bits_per_sample[0]),
+            **extras,
         })
     return rows
 
@@ -255,19 +338,47 @@ def _guarded(path: str, read: Any) -> Any:
         raise
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
-    except BaseException as exc:  # pyo3's PanicException is not an Exception
+    except BaseException as exc:  # noqa: BLE001  pyo3's PanicException is not an Exception
         raise TiffHeaderError(f"{path}: unreadable TIFF header ({type(exc).__name__}: {exc})") from None
 
 
-def _is_transient(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__}: {exc}".lower()
-    permanent = ("notfound", "not found", "404", "403", "forbidden", "invalid", "unsupported",
-                 "not a tiff", "magic", "eof", "end of file", "out of range", "parse")
-    return not any(word in text for word in permanent)
+@functools.cache
+def _error_types() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+    """(permanent, transient) error types of a header request through obstore or async-tiff."""
+    import obstore.exceptions as oe
+
+    permanent = (FileNotFoundError, PermissionError, IsADirectoryError, ValueError, TypeError, oe.NotFoundError,
+                 oe.PermissionDeniedError, oe.UnauthenticatedError, oe.NotSupportedError, oe.InvalidPathError,
+                 oe.UnknownConfigurationKeyError, oe.PreconditionError)
+    # obstore's GenericError carries network failures (after its own HTTP retries).
+    return permanent, (ConnectionError, TimeoutError, oe.GenericError)
 
 
-async def _with_retries(path: str, settings: ReadSettings, request: Any) -> Any:
-    """Await `request()`, retrying transient errors with exponential backoff."""
+def is_transient(exc: BaseException, remote: bool, opaque: bool = False) -> bool:
+    """Whether a failed header request may succeed when repeated, from its type and the store.
+
+    A local file reads the same the second time; a remote request is retried
+    on connection, timeout and store errors, never on a missing object,
+    refused access or bytes that do not parse. `opaque`: the request wraps
+    store errors in a type of its own (async-tiff's exception, not exported),
+    so any Exception not known to be permanent is retried; a Rust panic
+    (BaseException) never is.
+
+    Example:
+        >>> is_transient(TimeoutError(), remote=True), is_transient(FileNotFoundError(), remote=True)
+        (True, False)
+        >>> is_transient(TimeoutError(), remote=False)
+        False
+    """
+    permanent, transient = _error_types()
+    if not remote or isinstance(exc, permanent):
+        return False
+    return isinstance(exc, transient) or (opaque and isinstance(exc, Exception))
+
+
+async def _with_retries(path: str, settings: ReadSettings, request: Any, remote: bool,
+                        opaque: bool = False) -> Any:
+    """Await `request()`, retrying transient errors (`is_transient`) with exponential backoff."""
     delay = settings.backoff_seconds
     for attempt in range(1, settings.retries + 1):
         try:
@@ -276,8 +387,8 @@ async def _with_retries(path: str, settings: ReadSettings, request: Any) -> Any:
             raise
         except TiffHeaderError:
             raise
-        except BaseException as exc:  # plain exceptions for I/O and parse errors, PanicException for others
-            if attempt == settings.retries or not _is_transient(exc):
+        except BaseException as exc:  # noqa: BLE001  plain exceptions for I/O and parse errors, PanicException for others
+            if attempt == settings.retries or not is_transient(exc, remote, opaque):
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
                 if "range" in reason.lower() or "eof" in reason.lower():
                     reason += " - the file ends inside its header (truncated?)"
@@ -293,6 +404,7 @@ class _Parsed:
 
     header: Any
     template: int | None = None
+    short_edges: dict[int, str] = field(default_factory=dict)  # IFD -> axes of short compressed tiles
 
 
 @dataclass
@@ -367,7 +479,7 @@ async def _read_remote(store: Any, path: str, size: int, prefetch: int, template
         start, length = next(reading)
         while True:
             got = await _with_retries(path, settings, functools.partial(
-                obstore.get_range_async, store, path, start=start, length=length))
+                obstore.get_range_async, store, path, start=start, length=length), remote=True)
             start, length = reading.send(got)
     except StopIteration as stop:
         return stop.value
@@ -376,7 +488,8 @@ async def _read_remote(store: Any, path: str, size: int, prefetch: int, template
 async def _read_async_tiff(store: Any, path: str, prefetch: int, settings: ReadSettings) -> _Parsed:
     from async_tiff import TIFF
 
-    return _Parsed(await _with_retries(path, settings, lambda: TIFF.open(path, store=store, prefetch=prefetch)))
+    return _Parsed(await _with_retries(path, settings, lambda: TIFF.open(path, store=store, prefetch=prefetch),
+                                       remote=local_root(store) is None, opaque=True))
 
 
 def local_root(store: Any) -> str | None:
@@ -438,7 +551,93 @@ async def read_headers_async(
                 progress(done, len(paths))
 
         await asyncio.gather(*(one(i) for i in range(1, len(paths))))
+    for i, result in enumerate(results):  # one probe per parsed header, not per file of a daily archive
+        if isinstance(result, _Parsed):
+            if root is not None:
+                result.short_edges = _probe_short_tiles(result.header, functools.partial(_pread, root, paths[i]))
+            else:
+                blobs = await _fetch_probes(store, paths[i], result.header, settings)
+                result.short_edges = _probe_short_tiles(result.header, lambda o, n, b=blobs: b[(o, n)])
     return _levels_of(results, paths, sizes, file_ids, templates)
+
+
+# Decoders of the general-purpose TIFF codecs, to measure a decoded edge tile.
+# Image codecs (JPEG, WebP, LERC, ...) carry their own size and are written full.
+def _probe_decoders() -> dict[int, Any]:
+    import zlib
+
+    import imagecodecs
+
+    return {8: zlib.decompress, 32946: zlib.decompress, 5: imagecodecs.lzw_decode,
+            50000: imagecodecs.zstd_decode, 34925: imagecodecs.lzma_decode, 32773: imagecodecs.packbits_decode}
+
+
+def _probe_tiles(header: Any) -> list[tuple[int, str, int, int, int]]:
+    """(IFD, axis, offset, size, full size) of the edge tiles to decode: the
+    first tile of the last row and the last tile of the first row of each
+    compressed tiled IFD whose tiles overhang the image."""
+    probes = []
+    for index, ifd in enumerate(header.ifds):
+        compression = int(ifd.compression)
+        if ifd.tile_width is None or ifd.tile_offsets is None or compression not in _PROBED:
+            continue
+        tw, th, width, height = ifd.tile_width, ifd.tile_height, ifd.image_width, ifd.image_height
+        across, down = math.ceil(width / tw), math.ceil(height / th)
+        chunky = int(ifd.planar_configuration) == PLANAR_CHUNKY
+        samples = int(ifd.samples_per_pixel) if chunky else 1
+        bits = int(next(iter(ifd.bits_per_sample)))
+        full = th * math.ceil(tw * samples * bits / 8)
+        offsets, counts = np.asarray(ifd.tile_offsets), np.asarray(ifd.tile_byte_counts)
+        for axis, k in (("y", (down - 1) * across), ("x", across - 1)):
+            overhang = height % th if axis == "y" else width % tw
+            if overhang and counts[k] > 0:
+                probes.append((index, axis, int(offsets[k]), int(counts[k]), full))
+    return probes
+
+
+_PROBED = frozenset((8, 32946, 5, 50000, 34925, 32773))
+
+
+def _probe_short_tiles(header: Any, read: Any) -> dict[int, str]:
+    """IFD -> axes ("y", "x" or "y,x") along which compressed edge tiles decode short."""
+    found: dict[int, list[str]] = {}
+    decoders = None
+    for index, _axis, offset, size, full in _probe_tiles(header):
+        decoders = decoders or _probe_decoders()
+        try:
+            length = len(decoders[int(header.ifds[index].compression)](read(offset, size)))
+        except Exception as exc:  # noqa: BLE001  an undecodable tile is the validator's to report
+            log.debug("edge tile at %d (IFD %d) does not decode: %s", offset, index, exc)
+            continue
+        if length < full:
+            # Whole rows missing: short along y; rows of fewer samples: along x.
+            row_bytes = full // int(header.ifds[index].tile_height)
+            short_axis = "y" if length % row_bytes == 0 else "x"
+            axes = found.setdefault(index, [])
+            if short_axis not in axes:
+                axes.append(short_axis)
+    return {index: ",".join(sorted(axes, reverse=True)) for index, axes in found.items()}
+
+
+def _pread(root: str, path: str, offset: int, size: int) -> bytes:
+    fd = os.open(os.path.join(root, path), os.O_RDONLY)
+    try:
+        return os.pread(fd, size, offset)
+    finally:
+        os.close(fd)
+
+
+async def _fetch_probes(store: Any, path: str, header: Any, settings: ReadSettings) -> dict[tuple[int, int], bytes]:
+    """The edge tiles `_probe_short_tiles` will decode, fetched from a remote store."""
+    import obstore
+
+    wanted = sorted({(offset, size) for _, _, offset, size, _ in _probe_tiles(header)})
+    got = await asyncio.gather(*(_with_retries(path, settings, functools.partial(
+        obstore.get_range_async, store, path, start=offset, length=size), remote=True) for offset, size in wanted))
+    return {key: bytes(data) for key, data in zip(wanted, got)}
+
+
+
 
 
 def _levels_of(results: list[Any], paths: list[str], sizes: list[int], file_ids: list[int],
@@ -457,6 +656,9 @@ def _levels_of(results: list[Any], paths: list[str], sizes: list[int], file_ids:
     for i, result in enumerate(results):
         if isinstance(result, _Parsed):
             rows = _guarded(paths[i], functools.partial(_level_rows, result.header, file_ids[i], paths[i], sizes[i]))
+            for row in rows:
+                if row["ifd"] in result.short_edges:
+                    row["short_edges"] = result.short_edges[row["ifd"]]
             first_rows[i] = (len(parsed_rows), len(rows))
             if result.template is not None:
                 template_rows[result.template] = (len(parsed_rows), [chunk_table_attrs(ifd) for ifd in result.header.ifds])
@@ -550,7 +752,7 @@ def read_headers(
     paths: list[str],
     sizes: list[int],
     file_ids: list[int],
-    settings: ReadSettings = ReadSettings(),
+    settings: ReadSettings,
     progress: Any = None,
     reader: str = "numpy",
 ) -> pa.Table:
@@ -596,8 +798,7 @@ def read_batch(recipe: Recipe, spec: StoreSpec, batch: pa.Table,
     (`headers.tiff_reader`); the batch's first file is re-read with the other."""
     from chunkindex.sources.stores import open_store
 
-    settings = ReadSettings(concurrency=recipe.headers.concurrency, prefetch=recipe.headers.prefetch,
-                            retries=recipe.headers.retries)
+    settings = ReadSettings.from_recipe(recipe.headers)
     store = open_store(spec)
     paths, sizes, file_ids = (batch["path"].to_pylist(), batch["size"].to_pylist(),
                               batch["file_id"].to_pylist())

@@ -41,7 +41,8 @@ SCALAR_TAGS = {
 }
 OFFSET_TAGS = {273: "strip_offsets", 279: "strip_byte_counts", 324: "tile_offsets", 325: "tile_byte_counts"}
 TUPLE_TAGS = {258: "bits_per_sample", 339: "sample_format", 33550: "model_pixel_scale",
-              33922: "model_tiepoint", 34264: "model_transformation", 50674: "lerc_parameters"}
+              33922: "model_tiepoint", 34264: "model_transformation", 50674: "lerc_parameters",
+              320: "colormap", 338: "extra_samples", 50844: "rpc_coefficients"}
 TEXT_TAGS = {42112: "gdal_metadata", 42113: "gdal_nodata"}
 JPEG_TABLES, GEO_KEYS = 347, 34735
 WANTED_TAGS = frozenset([*SCALAR_TAGS, *OFFSET_TAGS, *TUPLE_TAGS, *TEXT_TAGS, JPEG_TABLES, GEO_KEYS])
@@ -119,6 +120,9 @@ class Ifd:
     model_tiepoint: tuple[float, ...] | None = None
     model_transformation: tuple[float, ...] | None = None
     lerc_parameters: tuple[int, ...] | None = None
+    colormap: tuple[int, ...] | None = None
+    extra_samples: tuple[int, ...] | None = None
+    rpc_coefficients: tuple[float, ...] | None = None
     jpeg_tables: bytes | None = None
     gdal_metadata: str | None = None
     gdal_nodata: str | None = None

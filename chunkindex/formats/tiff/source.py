@@ -3,21 +3,30 @@ as GDAL's GTiff driver (or tifffile) reads them from the source files."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from chunkindex.model import ChunkGrid
+from chunkindex.indexes.kerchunk import KerchunkIndex
+from chunkindex.model import ChunkGrid, times_to_cf
+from chunkindex.recipe import Recipe
+from chunkindex.sources.listing import NamePattern
 from chunkindex.sources.stores import gdal_module, gdal_path
 
 
 class TiffSource:
-    """Source-side truth for COG arrays, through GDAL's GTiff driver."""
+    """Source-side truth for COG arrays, through GDAL's GTiff driver, and the
+    time and variable each file's name gives (with a recipe `pattern`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, recipe: Recipe) -> None:
         self._cache: dict[str, Any] = {}
         self.notes: list[str] = []
+        self.pattern = NamePattern.compile(recipe.source.pattern) if recipe.source.pattern else None
+        self.time_dim = recipe.concat.dim
+        self.times: np.ndarray | None = None
+        self.units = ""
 
     def _dataset(self, url: str) -> Any:
         if url not in self._cache:
@@ -27,15 +36,17 @@ class TiffSource:
     def _band(self, url: str, attrs: dict[str, Any], band: int) -> Any:
         ds = self._dataset(url)
         b = ds.GetRasterBand(band)
-        ifd = attrs["chunkindex"]["ifd"]
-        if ifd == 0:
-            return b
-        factor = attrs["chunkindex"]["overview_factor"]
-        for i in range(b.GetOverviewCount()):
-            ov = b.GetOverview(i)
-            if round(ds.RasterXSize / ov.XSize) == factor:
-                return ov
-        raise ValueError(f"{url}: no overview of factor {factor}")
+        info = attrs["chunkindex"]
+        factor = info["overview_factor"]
+        if factor != 1:
+            for i in range(b.GetOverviewCount()):
+                ov = b.GetOverview(i)
+                if round(ds.RasterXSize / ov.XSize) == factor:
+                    b = ov
+                    break
+            else:
+                raise ValueError(f"{url}: no overview of factor {factor}")
+        return b.GetMaskBand() if info.get("mask") else b
 
     def tile_ref(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
                  index: tuple[int, ...]) -> tuple[int, int]:
@@ -49,7 +60,7 @@ class TiffSource:
         b = self._band(url, attrs, band)
         chunks = zarray["chunks"]
         y_axis = 1 if len(index) == 3 or dims[-1] == "band" else 2
-        if list(b.GetBlockSize()) != [chunks[y_axis + 1], chunks[y_axis]]:
+        if attrs["chunkindex"].get("mask") or list(b.GetBlockSize()) != [chunks[y_axis + 1], chunks[y_axis]]:
             return self._tifffile_ref(url, attrs, band, ty, tx, zarray, y_axis)
         offset = b.GetMetadataItem(f"BLOCK_OFFSET_{tx}_{ty}", "TIFF")
         size = b.GetMetadataItem(f"BLOCK_SIZE_{tx}_{ty}", "TIFF")
@@ -83,6 +94,8 @@ class TiffSource:
         y0, x0 = index[y_axis] * chunks[y_axis], index[x_axis] * chunks[x_axis]
         h = min(chunks[y_axis], shape[y_axis] - y0)
         w = min(chunks[x_axis], shape[x_axis] - x0)
+        if attrs["chunkindex"].get("mask"):  # GDAL reads the 1-bit mask as 0/255
+            return (self._band(url, attrs, 1).ReadAsArray(x0, y0, w, h) > 0).astype(np.uint8)[None]
         if len(index) == 3:
             return self._band(url, attrs, 1).ReadAsArray(x0, y0, w, h)[None]
         if dims[-1] == "band":
@@ -91,7 +104,51 @@ class TiffSource:
         return self._band(url, attrs, index[1] + 1).ReadAsArray(x0, y0, w, h)[None, None]
 
     def bind(self, index: Path, meta: dict[str, Any]) -> None:
-        """Nothing to learn from the index (the references carry the files)."""
+        """The time coordinate the index holds (each file's name must give its step's time)."""
+        zattrs = meta.get(f"{self.time_dim}/.zattrs")
+        if self.pattern is not None and self.pattern.time_formats and zattrs and "units" in zattrs:
+            self.times = KerchunkIndex.open(index).inline_values(self.time_dim)
+            self.units = zattrs["units"]
+
+    def fill_value(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any]) -> float:
+        """The level's nodata as GDAL reads it from the file: 0 when it has none,
+        or one its data type cannot hold (missing tiles then read as 0)."""
+        band = self._band(url, attrs, 1)
+        nodata = band.GetNoDataValue()
+        dtype = band.ReadAsArray(0, 0, 1, 1).dtype  # the file's own sample type
+        if nodata is None or (dtype.kind in "iu" and not (
+                float(nodata).is_integer() and np.iinfo(dtype).min <= nodata <= np.iinfo(dtype).max)):
+            return 0.0
+        return float(nodata)
+
+    def file_problem(self, url: str, name: str, attrs: dict[str, Any], dims: list[str],
+                     index: tuple[int, ...]) -> str | None:
+        """The file's name (through the recipe's pattern) gives the time of the
+        chunk's step and the array's variable."""
+        if self.pattern is None:
+            return None
+        match = self.pattern.regex.search(url)
+        if match is None:
+            return f"{url} does not match the recipe's pattern {self.pattern.text!r}"
+        info = attrs["chunkindex"]
+        variable = info.get("variant_of", name)
+        if info["overview_factor"] != 1:
+            variable = variable.removesuffix(f"_ovr{info['overview_factor']}")
+        if info.get("mask"):
+            variable = variable.removesuffix("_mask")
+        named = match.groupdict().get("variable")
+        if named is not None and named != variable:
+            return f"the file holds variable {named!r}, the array is {variable!r}"
+        if self.times is None or self.time_dim not in dims:
+            return None
+        time = self.pattern.parse_time(match, url)
+        step = index[dims.index(self.time_dim)]
+        assert time is not None  # the pattern has time fields (bind)
+        value = float(times_to_cf(np.array([np.datetime64(time, "us")]), self.units)[0])
+        if not math.isclose(value, float(self.times[step]), rel_tol=0, abs_tol=1e-9):
+            return (f"the file's name gives {self.time_dim} {value} {self.units}, the array's step {step} "
+                    f"is {float(self.times[step])}")
+        return None
 
     def cross_check(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
                     index: tuple[int, ...], expected: tuple[int, int]) -> str | None:
