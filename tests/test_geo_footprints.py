@@ -37,6 +37,16 @@ def _scan_crossing_antimeridian(granule: int) -> int:
     return int(np.clip(lines[np.argmax(jumps)] // 10, 12, swath.SCANS - 26))
 
 
+def tie_point_segment(granule: int, first_scan: int, scans: int) -> TiePointGrid:
+    """Scans `first_scan`.. of a granule as tie points (not expanded): the
+    footprints interpolate corners from the tie points themselves."""
+    lines, pixels, lon, lat = swath.granule_tie_points(SEED, granule)
+    per = lines.size // swath.SCANS
+    rows = slice(first_scan * per, (first_scan + scans) * per)
+    return TiePointGrid(lon[rows], lat[rows], lines[rows] - first_scan * 10, pixels, (scans * 10, swath.SAMPLES),
+                        scan_lines=10)
+
+
 # (grid, chunk shape, (median, max) area excess: the stated tolerance per grid kind;
 # swath maxima are chunks next to a pole, where straight lon/lat edges serve worst)
 CASES = {
@@ -56,6 +66,10 @@ CASES = {
     "swath-north-pole-64": (lambda: swath_segment(68, _scan_nearest_pole(68, 1) - 12, 24), (64, 64), (0.05, 0.4)),
     "swath-south-pole-64": (lambda: swath_segment(256, _scan_nearest_pole(256, -1) - 12, 24), (64, 64), (0.05, 0.4)),
     "swath-antimeridian-scans": (lambda: swath_segment(0, _scan_crossing_antimeridian(0) - 12, 24), (10, 1354), (0.1, 0.6)),
+    "swath-tie-points-pole-64": (lambda: tie_point_segment(68, _scan_nearest_pole(68, 1) - 12, 24), (64, 64),
+                                 (0.05, 0.4)),
+    "swath-tie-points-antimeridian-scans": (lambda: tie_point_segment(0, _scan_crossing_antimeridian(0) - 12, 24),
+                                            (10, 1354), (0.1, 0.6)),
     "swath-antimeridian-256": (lambda: swath_segment(0, _scan_crossing_antimeridian(0) - 12, 26), (128, 256), (0.05, 0.1)),
 }
 
@@ -161,6 +175,17 @@ def test_tie_points_reproduce_the_geolocation_model():
     # Tie points every 50 pixels: bilinear interpolation is within 1 km of the
     # model near nadir and within 10 km at the swath edges (pixels grow to ~5 km).
     assert error_km[:, 400:954].max() < 1.0 and error_km.max() < 10.0
+
+
+def test_tie_point_corners_match_expand():
+    """Corners interpolated straight from the tie points (one bilinear value
+    half a pixel off) equal the mean of the four expanded centres around each."""
+    grid = tie_point_segment(3, 0, 20)
+    expected = grid.expand().corners_xyz()  # (scans, 11, cols + 1, 3)
+    block, row, col = np.meshgrid(np.arange(20), np.arange(11), np.arange(swath.SAMPLES + 1), indexing="ij")
+    got = grid.corner_xyz(block, row, col)
+    metres = np.linalg.norm(got - expected, axis=-1) * 6_371_000
+    assert metres.max() < 0.1, f"corners differ by up to {metres.max():.3f} m"
 
 
 def test_bad_grids_are_refused():

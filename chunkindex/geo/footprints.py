@@ -467,8 +467,9 @@ def _kdop(gx: np.ndarray, gy: np.ndarray, quad: np.ndarray, c: np.ndarray, e: np
         theta[np.flatnonzero(ok), slot[ok, j]] = normal[ok, j]
     theta.sort(axis=1)
     ux, uy = np.cos(theta), np.sin(theta)
-    px, py = gx.reshape(n, 1, -1), gy.reshape(n, 1, -1)
-    support = (px * ux[:, :, None] + py * uy[:, :, None]).max(axis=2)  # (n, k)
+    # One (points x 2) @ (2 x k) product per chunk: a single temporary.
+    support = np.matmul(np.stack([gx.reshape(n, -1), gy.reshape(n, -1)], axis=2),
+                        np.stack([ux, uy], axis=1)).max(axis=1)  # (n, k)
     ux1, uy1 = np.roll(ux, -1, 1), np.roll(uy, -1, 1)
     det = ux * uy1 - uy * ux1
 

@@ -266,8 +266,37 @@ class TiePointGrid:
         return _normalise(top * (1 - wr) + bottom * wr)
 
     def corner_xyz(self, block: np.ndarray, local_row: np.ndarray, col: np.ndarray) -> np.ndarray:
-        """Corner vectors, as those of `expand()` (without expanding)."""
-        return corner_from_centres(self.centre_xyz, self.block_rows, self.shape[1], block, local_row, col)
+        """Corner vectors, as those of `expand()` (without expanding).
+
+        The four centres around a corner are bilinear in the tie points, so
+        their mean is the bilinear value half a pixel up and left (past a
+        block's edge, the linear extrapolation `expand()` does): one
+        interpolation per corner instead of four. It differs from the mean of
+        the normalised centres only where the four straddle a tie point or by
+        the centres' normalisation: at most 3 cm on the ground on the MODIS-like
+        day (1 km pixels; `test_tie_point_corners_match_expand`), well inside
+        the enclosure's sampling margin."""
+        block, local_row, col = np.broadcast_arrays(block, local_row, col)
+        n_tie = len(self.tie_rows)
+        tie = self._tie_xyz
+        tr = np.asarray(self.tie_rows, np.float64)
+        granule, first = np.divmod(block * self.block_rows, self.shape[0])
+        # Corner rows and columns are small integers: bracket each possible
+        # one once and look the many corners up.
+        if self.scan_lines:
+            per = tr.size // (self.shape[0] // self.scan_lines)
+            i_of, wr_of = _bracket(tr[:per], np.arange(self.scan_lines + 1) - 0.5)
+            i, wr = i_of[local_row] + (first // self.scan_lines) * per, wr_of[local_row]
+        else:
+            i_of, wr_of = _bracket(tr, np.arange(self.shape[0] + 1) - 0.5)
+            i, wr = i_of[first + local_row], wr_of[first + local_row]
+        i = i + granule * n_tie
+        j_of, wc_of = _bracket(np.asarray(self.tie_cols, np.float64), np.arange(self.shape[1] + 1) - 0.5)
+        j, wc = j_of[col], wc_of[col]
+        wr, wc = wr[..., None], wc[..., None]
+        top = tie[i, j] * (1 - wc) + tie[i, j + 1] * wc
+        bottom = tie[i + 1, j] * (1 - wc) + tie[i + 1, j + 1] * wc
+        return _normalise(top * (1 - wr) + bottom * wr)
 
     def expand(self) -> GeolocatedGrid:
         """The full-resolution geolocation (a `GeolocatedGrid`) of an unstacked grid."""
