@@ -4,7 +4,7 @@ VENV ?= .venv
 SNAKEMAKE = $(VENV)/bin/snakemake
 CORES ?= 2
 
-.PHONY: setup demo bran-demo fixtures test lint doctor bench clean
+.PHONY: setup demo bran-demo fixtures test lint doctor bench clean asan-driver
 
 setup:
 	tools/setup.sh
@@ -30,6 +30,10 @@ lint: setup
 # Every benchmark at archive scale -> results/bench/benchmark.md (+ PNG plots).
 bench: setup
 	$(VENV)/bin/python bench/report.py
+
+# The CRI GDAL driver plugin built with AddressSanitizer, its tests run on it.
+asan-driver: setup
+	tools/test_driver_asan.sh $(VENV)/bin/python
 
 doctor: setup
 	$(VENV)/bin/chunkindex doctor

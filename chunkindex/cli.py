@@ -58,6 +58,58 @@ def _info(index: str) -> int:
     return 0
 
 
+def _is_kerchunk(source: str) -> bool:
+    import json
+
+    path = Path(source)
+    if path.is_file():
+        return source.endswith(".json")
+    zmeta = path / ".zmetadata"
+    return zmeta.is_file() and "record_size" in json.loads(zmeta.read_text())
+
+
+def _convert(source: str, target: str, options: list[str]) -> int:
+    """Kerchunk or a Zarr store -> CRI, or CRI -> Kerchunk, by the names given."""
+    from chunkindex.indexes import convert
+
+    store_options = dict(o.split("=", 1) for o in options)
+    if source.endswith(".cri.parquet"):
+        if target.endswith(".cri.parquet"):
+            print("error: both paths are CRI indexes; convert to or from Kerchunk or a Zarr store", file=sys.stderr)
+            return 2
+        out = convert.cri_to_kerchunk(source, target)
+        kind = "Kerchunk JSON" if target.endswith(".json") else "Kerchunk Parquet"
+    elif target.endswith(".cri.parquet"):
+        if _is_kerchunk(source):
+            out = convert.kerchunk_to_cri(source, target)
+            kind = "CRI Parquet (from Kerchunk)"
+        else:
+            out = convert.zarr_to_cri(source, target, store_options)
+            kind = "CRI Parquet (from the Zarr store)"
+    else:
+        print("error: one of SOURCE and TARGET must be a *.cri.parquet file", file=sys.stderr)
+        return 2
+    print(f"wrote {kind}: {out}")
+    return 0
+
+
+def _cri_info(index: str) -> int:
+    from chunkindex.indexes.flat import open_index
+
+    cri = open_index(index)
+    print(f"{index}: CRI Parquet {cri.document['cri_version']}, {cri.num_rows:,} rows in "
+          f"{cri.num_row_groups} row groups" + (f", base {cri.base}" if cri.base else ""))
+    for name, array in cri.arrays.items():
+        print(f"  {name}{tuple(array.dims)} {array.dtype.str} fill {array.fill_value}")
+        for level, meta in sorted(array.levels.items()):
+            codec = " -> ".join(step["name"] for step in meta["codec"]) or "none"
+            print(f"      level {level}: shape {tuple(meta['shape'])} chunks {tuple(meta['chunk_shape'])}; {codec}")
+    files = cri.files
+    if files:
+        print(f"files: {len(files['rows']):,}")
+    return 0
+
+
 def _refs(index: str, array: str, key: str) -> int:
     from chunkindex.indexes.kerchunk import lookup_reference
 
@@ -66,6 +118,17 @@ def _refs(index: str, array: str, key: str) -> int:
     except ValueError:
         print(f"error: chunk key {key!r} must be integers separated by commas, e.g. 0,3,5", file=sys.stderr)
         return 2
+    if index.endswith(".cri.parquet"):
+        from chunkindex.indexes.flat import open_index
+
+        found = open_index(index).refs(array, parts)
+        if found is None:
+            print("(no data: reads as the fill value)")
+        elif "raw" in found:
+            print(f"(inline: {len(found['raw'])} bytes)")
+        else:
+            print(f"{found['url']}\t{found['offset']}\t{found['length']}")
+        return 0
     ref = lookup_reference(index, array, parts)
     if ref.path is not None:
         print(f"{ref.path}\t{ref.offset}\t{ref.size}")
@@ -260,7 +323,7 @@ def _parser() -> argparse.ArgumentParser:
     p_index.add_argument("--out", help="folder for the index files (default: the current folder)")
     p_index.add_argument("--recipe", help="run this recipe on SOURCE instead of inferring one")
     p_index.add_argument("--kinds", nargs="+", metavar="KIND", help="output kinds (recipe output.kinds), "
-                         "e.g. kerchunk-parquet kerchunk-json flat-parquet footprints")
+                         "e.g. kerchunk-parquet kerchunk-json cri-parquet footprints")
     p_index.add_argument("--variable", action="append", help="an array to index (repeatable)")
     p_index.add_argument("--id", help="the recipe id, naming the index files (default: from SOURCE)")
     p_index.add_argument("--validate", action="store_true", help="validate with GDAL against the sources")
@@ -273,7 +336,7 @@ def _parser() -> argparse.ArgumentParser:
     p_doctor = sub.add_parser("doctor", help="check Python, GDAL and its drivers, and the packages")
     p_doctor.add_argument("--gdal-only", action="store_true")
     p_info = sub.add_parser("info", help="arrays, shapes, chunks, codecs, readers, references, files of an index")
-    p_info.add_argument("index", help="a Kerchunk Parquet folder or Kerchunk JSON file")
+    p_info.add_argument("index", help="a Kerchunk Parquet folder, Kerchunk JSON file or *.cri.parquet")
     p_refs = sub.add_parser("refs", help="the file, offset and size of one chunk")
     p_refs.add_argument("index")
     p_refs.add_argument("array")
@@ -288,6 +351,13 @@ def _parser() -> argparse.ArgumentParser:
     p_query.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
     p_query.add_argument("--output", help="file to write (required for parquet)")
     p_query.add_argument("--max-rows", type=int, default=20, help="rows shown by --format table")
+    p_convert = sub.add_parser("convert", help="Kerchunk Parquet/JSON or a Zarr v2/v3 store -> CRI Parquet, "
+                               "or CRI Parquet -> Kerchunk Parquet/JSON (by the file names)")
+    p_convert.add_argument("source", help="a Kerchunk Parquet folder or JSON file, a Zarr store (path or URL), "
+                           "or a *.cri.parquet file")
+    p_convert.add_argument("target", help="*.cri.parquet, or a Kerchunk Parquet folder / *.json")
+    p_convert.add_argument("--store-option", action="append", default=[], metavar="KEY=VALUE",
+                           help="obstore option for a remote Zarr store (endpoint, region, skip_signature, ...)")
     return parser
 
 
@@ -322,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return doctor.main(["--gdal-only"] if args.gdal_only else [])
         if args.command == "info":
-            return _info(args.index)
+            return _cri_info(args.index) if args.index.endswith(".cri.parquet") else _info(args.index)
+        if args.command == "convert":
+            return _convert(args.source, args.target, args.store_option)
         if args.command == "query":
             return _query(args)
         return _refs(args.index, args.array, args.chunk)

@@ -66,6 +66,27 @@ def check_gdal(report: DoctorReport) -> None:
         report.problems.append("GDAL lacks drivers: " + ", ".join(missing))
 
 
+def check_cri_driver(report: DoctorReport) -> None:
+    """Append the CRI driver plugin's presence and version to `report`.
+
+    The plugin is built by `tools/build_driver.sh` after GDAL, so its absence
+    is a problem only for the full check (setup's GDAL check must not rebuild
+    GDAL for it).
+    """
+    try:
+        from osgeo import gdal
+    except ImportError:
+        return
+    driver = gdal.GetDriverByName("CRI")
+    if driver is None:
+        report.lines.append("  driver CRI         MISSING (tools/build_driver.sh builds it)")
+        report.problems.append("the CRI driver plugin (gdal_CRI.so) is not installed")
+        return
+    version = driver.GetMetadataItem("CRI_DRIVER_VERSION") or "?"
+    report.lines.append(f"  driver CRI         present (plugin {version}, reads CRI spec "
+                        f"{driver.GetMetadataItem('CRI_SPEC_VERSIONS') or '?'})")
+
+
 def check_packages(report: DoctorReport) -> None:
     """Append the versions of the Python packages the workflow imports."""
     for name in PYTHON_PACKAGES:
@@ -85,6 +106,7 @@ def run_doctor(gdal_only: bool = False) -> DoctorReport:
     report.lines.append(f"Python: {platform.python_version()} ({sys.executable})")
     check_gdal(report)
     if not gdal_only:
+        check_cri_driver(report)
         check_packages(report)
     return report
 

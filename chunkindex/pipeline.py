@@ -34,7 +34,9 @@ ProgressFactory = Callable[[str], Callable[[int, int], None]]
 OUTPUT_FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "kerchunk-parquet": (("kerchunk_parquet", ".parq"),),
     "kerchunk-json": (("kerchunk_json", ".json"),),
-    "flat-parquet": (("flat_parquet", ".refs.parquet"),),
+    "cri-parquet": (("cri_parquet", ".cri.parquet"),),
+    "cri-gpkg": (("cri_gpkg", ".cri.gpkg"),),
+    "cri-duckdb": (("cri_duckdb", ".cri.duckdb"),),
     "footprints": (("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg"),
                    ("footprints_fgb", ".footprints.fgb")),
 }
@@ -56,7 +58,7 @@ def output_paths(folder: str | Path, name: str, kinds: tuple[str, ...], fmt: str
             per-file GTI coverage (`coverage_gti`) is written too.
 
     Returns:
-        Output name (`kerchunk_parquet`, `flat_parquet`, ...) -> path, plus `summary`.
+        Output name (`kerchunk_parquet`, `cri_parquet`, ...) -> path, plus `summary`.
 
     Example:
         >>> output_paths("out", "sst", ("kerchunk-parquet",))
@@ -230,8 +232,7 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
         >>> headers = extractor_for("cog").read_batch(recipe, spec, manifest)  # doctest: +SKIP
         >>> write_index(recipe, manifest, headers, output_paths("out", "sst", ("kerchunk-parquet",)))  # doctest: +SKIP
     """
-    from chunkindex.indexes import kerchunk
-    from chunkindex.indexes.flat import write_flat_parquet
+    from chunkindex.indexes import flat, kerchunk
     from chunkindex.indexes.footprints import write_footprints
 
     progress = progress or _logged_progress
@@ -261,9 +262,17 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     if "kerchunk_json" in outputs:
         with timed(timings, "kerchunk_json"):
             kerchunk.write_kerchunk_json(zarr_arrays, outputs["kerchunk_json"], root_attrs)
-    if "flat_parquet" in outputs:
-        with timed(timings, "flat_parquet"):
-            write_flat_parquet(arrays, outputs["flat_parquet"])
+    # The flat index (CRI): the same arrays, overviews as levels, the true chains.
+    if "cri_parquet" in outputs:
+        with timed(timings, "cri_parquet"):
+            flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
+                                   threads=threads if threads > 1 else None)
+    if "cri_gpkg" in outputs:
+        with timed(timings, "cri_gpkg"):
+            flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs)
+    if "cri_duckdb" in outputs:
+        with timed(timings, "cri_duckdb"):
+            flat.write_cri_duckdb(assembled, outputs["cri_duckdb"], files=manifest, root_attrs=root_attrs)
     if "footprints_parquet" in outputs:
         with timed(timings, "footprints"):
             write_footprints(arrays, outputs["footprints_parquet"], outputs.get("footprints_gpkg"),
@@ -297,15 +306,19 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     return summary
 
 
-def validate_recipe_index(recipe: Recipe, index_path: str | Path) -> ValidationReport:
+def validate_recipe_index(recipe: Recipe, index_path: str | Path | None,
+                          cri_path: str | Path | None = None) -> ValidationReport:
     """Validate an index against its sources with the recipe's sample, seed and GDAL settings.
 
-    Only Kerchunk indexes (Parquet or JSON) open in GDAL's Zarr driver and
-    are validated; other kinds are derived from the same arrays.
+    The Kerchunk index (Parquet or JSON) is validated through GDAL's Zarr
+    driver, the CRI index through the `chunkindex.flat` reader (its arrays
+    are named `cri:<array>` in the one report); other kinds are derived from
+    the same arrays.
 
     Args:
         recipe: the recipe the index was written from.
-        index_path: its Kerchunk Parquet folder or Kerchunk JSON file.
+        index_path: its Kerchunk Parquet folder or Kerchunk JSON file, or None.
+        cri_path: its CRI Parquet file, or None.
 
     Returns:
         The ValidationReport (every check passed).
@@ -319,16 +332,35 @@ def validate_recipe_index(recipe: Recipe, index_path: str | Path) -> ValidationR
         ...                                "results/ghrsst-demo/index/ghrsst-demo.parq")  # doctest: +SKIP
         >>> print(report.summary())  # doctest: +SKIP
     """
+    from chunkindex.indexes.flat_validate import validate_cri
     from chunkindex.sources.stores import gdal_module
-    from chunkindex.validate import ValidationFailed, validate_index
+    from chunkindex.validate import ValidationFailed, ValidationReport, validate_index
 
     gdal = gdal_module()
 
     for key, value in recipe.source.gdal_config.items():  # endpoints, anonymous access
         gdal.SetConfigOption(key, str(value))
-    report = validate_index(index_path, extractor_for(recipe.format).source(recipe), recipe.validation.sample_chunks,
-                            recipe.validation.seed, recipe.validation.second_reader, recipe.concat.dim,
-                            progress=lambda name: log.info("validating %s", name))
+    if index_path is None and cri_path is None:
+        raise ValueError(f"recipe {recipe.id}: no index to validate")
+    report = ValidationReport(index=str(index_path or cri_path))
+    if index_path is not None:
+        report = validate_index(index_path, extractor_for(recipe.format).source(recipe),
+                                recipe.validation.sample_chunks, recipe.validation.seed,
+                                recipe.validation.second_reader, recipe.concat.dim,
+                                progress=lambda name: log.info("validating %s", name))
+    if cri_path is not None:
+        cri = validate_cri(cri_path, extractor_for(recipe.format).source(recipe), recipe.validation.sample_chunks,
+                           recipe.validation.seed, recipe.concat.dim, dict(recipe.source.store_options),
+                           progress=lambda name: log.info("validating %s (CRI)", name))
+        for result in cri.arrays:
+            result.array = f"cri:{result.array}"
+        for mismatch in cri.mismatches:
+            mismatch.array = f"cri:{mismatch.array}"
+        report.arrays.extend(cri.arrays)
+        report.mismatches.extend(cri.mismatches)
+        report.notes.extend(n for n in cri.notes if n not in report.notes)
+        if index_path is not None:
+            report.index = f"{index_path} and {cri_path}"
     if not report.ok:
         raise ValidationFailed(report.summary(), report)
     return report
@@ -384,7 +416,7 @@ def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, valida
     result = IndexResult(recipe, outputs, summary, manifest.num_rows, timings=timings)
     if validate:
         with timed(timings, "validate"):
-            result.validation = validate_recipe_index(recipe, result.index)
+            result.validation = validate_recipe_index(recipe, result.index, outputs.get("cri_parquet"))
         if validated_through is not None:
             result.validation.notes.append(
                 f"the recipe writes no Kerchunk index ({', '.join(recipe.output.kinds)}); validation checked the "

@@ -149,7 +149,8 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
                              f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
     manifest = read_parquet(manifest_path)
     state = outputs.get("state")
-    if state and set(outputs) <= {"kerchunk_parquet", "summary", "state"}:
+    if state and "kerchunk_parquet" in outputs and set(outputs) <= {"kerchunk_parquet", "cri_parquet", "summary",
+                                                                    "state"}:
         try:
             held = appended_files(state, outputs["kerchunk_parquet"], recipe, manifest, HEADER_FORMAT_VERSION)
             return append_step(recipe, manifest, held, header_paths, outputs)
@@ -180,6 +181,11 @@ def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: lis
         headers = pa.concat_tables([read_rows_from(p, "file_id", held) for p in header_paths])
     with timed(timings, "assemble"):
         assembled = extractor_for(recipe.format).assemble(recipe, new_files, headers)
+    if "cri_parquet" in outputs:  # first: all or nothing, before the Kerchunk index changes
+        from chunkindex.indexes.flat import append_cri_parquet
+
+        with timed(timings, "append_cri"):
+            append_cri_parquet(outputs["cri_parquet"], assembled, new_files, recipe.concat.dim)
     with timed(timings, "append"):
         counts = append_to_index(outputs["kerchunk_parquet"], assembled, recipe.concat.dim,
                                  recipe.output.record_size, held, manifest.num_rows)
@@ -201,7 +207,7 @@ def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: lis
     return summary
 
 
-def validate_step(recipe_path: str, index_path: str, report_out: str) -> ValidationReport:
+def validate_step(recipe_path: str, index_path: str, report_out: str, cri_path: str | None = None) -> ValidationReport:
     from chunkindex.validate import ValidationFailed
 
     def record(report: ValidationReport) -> None:
@@ -211,7 +217,7 @@ def validate_step(recipe_path: str, index_path: str, report_out: str) -> Validat
 
     recipe = load_recipe(recipe_path)
     try:
-        report = validate_recipe_index(recipe, index_path)
+        report = validate_recipe_index(recipe, index_path, cri_path or None)
         if not {"kerchunk-parquet", "kerchunk-json"} & set(recipe.output.kinds):
             report.notes.append(f"the recipe writes no Kerchunk index ({', '.join(recipe.output.kinds)}); validation "
                                 f"checked the same arrays through a Kerchunk Parquet index written for it ({index_path})")

@@ -53,7 +53,7 @@ VALIDATED_INDEX = INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json"))
 # The write rule's outputs; the Kerchunk Parquet index is a folder. The index,
 # its summary and state are updated in place when new files can be appended
 # (Snakemake keeps them, backed up, instead of deleting them first).
-APPENDABLE = {"kerchunk_parquet", "summary", "state"}
+APPENDABLE = {"kerchunk_parquet", "cri_parquet", "summary", "state"}
 WRITE_OUTPUTS = {
     name: (directory(path) if name == "kerchunk_parquet" else path)
     for name, path in INDEX.items()

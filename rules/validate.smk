@@ -4,6 +4,7 @@
 rule validate:
     input:
         index=VALIDATED_INDEX,
+        cri=INDEX.get("cri_parquet", []),
         manifest=f"{RESULTS}/manifest.parquet",
         recipe=RECIPE_FILE,
     output:

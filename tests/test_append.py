@@ -42,6 +42,8 @@ def _run(recipe: Path, work: Path) -> dict:
         headers.append(str(out))
     outputs = {"kerchunk_parquet": str(work / "index.parq"), "summary": str(work / "summary.json"),
                "state": str(work / "state.parquet")}
+    if "cri-parquet" in yaml.safe_load(recipe.read_text())["output"]["kinds"]:
+        outputs["cri_parquet"] = str(work / "index.cri.parquet")
     summary = write_step(str(recipe), str(work / "manifest.parquet"), headers, outputs, threads=2)
     assert manifest.num_rows
     return summary
@@ -96,6 +98,31 @@ def test_a_new_day_is_appended_and_equals_a_full_rewrite(tmp_path, fixtures_root
     np.testing.assert_array_equal(root.OpenMDArray("time").ReadAsArray()[-1] - 19754, 1)  # 2024-02-02
     reference = gdal.OpenEx(f'ZARR:"{fresh}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
     np.testing.assert_array_equal(sst.ReadAsArray(), reference.OpenMDArray("analysed_sst").ReadAsArray())
+
+
+def test_a_new_day_is_appended_to_the_cri_index_too(tmp_path, fixtures_root):
+    """Kerchunk + CRI: the CRI index grows by the new day's row groups (its
+    old pages copied as bytes) and equals the index written from scratch."""
+    from chunkindex.flat import open_index
+    from chunkindex.indexes.parquet_splice import split
+
+    source = _archive(tmp_path, fixtures_root, with_last_day=False)
+    recipe = _recipe(tmp_path, source, kinds=["kerchunk-parquet", "cri-parquet"])
+    _run(recipe, tmp_path / "work")
+    cri = tmp_path / "work/index.cri.parquet"
+    old_pages = split(cri.read_bytes()).data
+    _add_last_day(source, fixtures_root)
+    appended = _run(recipe, tmp_path / "work")
+    assert appended.appended_files == 2 and "append_cri" in appended.timings
+    assert split(cri.read_bytes()).data.startswith(old_pages)
+    _run(_recipe(tmp_path / "fresh", source, kinds=["kerchunk-parquet", "cri-parquet"]), tmp_path / "fresh-work")
+    ours, fresh = open_index(cri), open_index(tmp_path / "fresh-work/index.cri.parquet")
+    assert ours.document["arrays"] == fresh.document["arrays"]
+    assert ours.document["dimensions"] == fresh.document["dimensions"]
+    for name in ours.arrays:
+        for level in ours.arrays[name].levels:
+            assert ours.rows(name, level).to_pylist() == fresh.rows(name, level).to_pylist()
+    np.testing.assert_array_equal(ours.read("analysed_sst", (3,)), fresh.read("analysed_sst", (3,)))
 
 
 def test_a_file_inside_the_time_axis_rewrites_the_index(tmp_path, fixtures_root, caplog):

@@ -71,11 +71,11 @@ def test_index_a_netcdf_folder_infers_variables_and_time(fixtures_root, tmp_path
 
 
 def test_index_without_a_kerchunk_kind_says_what_validation_checked(fixtures_root, tmp_path, capsys):
-    assert main(["index", str(fixtures_root / "edge-cases/tiff/sparse.tif"), "--kinds", "flat-parquet",
+    assert main(["index", str(fixtures_root / "edge-cases/tiff/sparse.tif"), "--kinds", "cri-parquet",
                  "--out", str(tmp_path), "--validate", "-q"]) == 0
     out = capsys.readouterr().out
-    assert (tmp_path / "sparse.refs.parquet").is_file()
-    assert "writes no Kerchunk index (flat-parquet)" in out and "through a Kerchunk Parquet index" in out
+    assert (tmp_path / "sparse.cri.parquet").is_file()
+    assert "writes no Kerchunk index (cri-parquet)" in out and "through a Kerchunk Parquet index" in out
 
 
 def test_index_errors_are_clear(tmp_path, capsys):
@@ -92,7 +92,7 @@ def test_inferred_recipes_follow_the_schema(fixtures_root):
     from chunkindex.infer import infer_recipe_document
     from chunkindex.recipe import load_schema, validate_document
 
-    docs = [infer_recipe_document(str(fixtures_root / "bran"), kinds=("kerchunk-parquet", "flat-parquet")),
+    docs = [infer_recipe_document(str(fixtures_root / "bran"), kinds=("kerchunk-parquet", "cri-parquet")),
             infer_recipe_document(str(fixtures_root / "edge-cases/tiff/sparse.tif")),
             infer_recipe_document(str(fixtures_root / "ghrsst-deflate-pred1"), variables=("analysed_sst",),
                                   pattern="{time:%Y}/{time:%m}/{time:%d}/{time:%Y%m%d}090000-{name}_{variable}.tif")]

@@ -118,7 +118,7 @@ def test_predictor_2_index_is_honest(demo_results, fixtures_root, gdal):
         np.testing.assert_array_equal(group["analysed_sst_ovr8"][:], _source_stack(gdal, files, overview=2))
 
 
-def test_footprints_and_flat_refs(demo_results, gdal):
+def test_footprints_and_cri_index(demo_results, gdal):
     out = demo_results / "ghrsst-demo/index"
     for name in ("ghrsst-demo.footprints.parquet", "ghrsst-demo.footprints.gpkg", "ghrsst-demo.footprints.fgb"):
         ds = gdal.OpenEx(str(out / name), gdal.OF_VECTOR)
@@ -130,9 +130,16 @@ def test_footprints_and_flat_refs(demo_results, gdal):
         assert layer.GetSpatialRef().GetAuthorityCode(None) in ("4326", "CRS84")  # GeoParquet: OGC:CRS84
     import pyarrow.parquet as pq
 
-    flat = pq.read_table(out / "ghrsst-demo.refs.parquet")
-    sst = flat.filter(flat["array"].to_numpy(zero_copy_only=False) == "analysed_sst")
-    assert sst.num_rows == 32 and set(sst["key"].to_pylist()) >= {"0.0.0", "3.1.3"}
+    from chunkindex.flat import open_index
+
+    cri = open_index(out / "ghrsst-demo.cri.parquet")
+    sst = cri.rows("analysed_sst")  # level 0: 4 days x 2 x 4 tiles
+    keys = set(zip(sst["c0"].to_pylist(), sst["c1"].to_pylist(), sst["c2"].to_pylist()))
+    assert sst.num_rows == 32 and keys >= {(0, 0, 0), (3, 1, 3)}
+    assert len(cri.arrays["analysed_sst"].levels) > 1 and pq.read_table(cri.path).num_rows > 32
+    validation = json.loads((demo_results / "ghrsst-demo/validation.json").read_text())
+    checked = {a["array"]: a for a in validation["arrays"]}
+    assert checked["cri:analysed_sst"]["pixels_checked_python"] > 0  # through the CRI reader
 
 
 def test_second_run_does_nothing_and_a_new_day_rereads_one_batch(tmp_path, fixtures_root):

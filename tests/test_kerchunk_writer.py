@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from chunkindex.codecs import CodecChain, decode_chunk, encode_chunk
-from chunkindex.indexes.flat import write_flat_parquet
+from chunkindex.indexes.flat import write_cri_parquet
 from chunkindex.indexes.kerchunk import (
     ChunkReference,
     lookup_reference,
@@ -75,15 +75,15 @@ def test_a_failed_write_keeps_the_old_index(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".idx")] == []
 
 
-def test_json_and_flat_outputs(tmp_path, gdal):
+def test_json_and_cri_outputs(tmp_path, gdal):
     array, expected = _array(tmp_path)
     path = write_kerchunk_json([array], tmp_path / "idx.json")
     refs = json.loads(path.read_text())["refs"]
     assert "v/3.0" not in refs and refs["v/1.0"][1:] == [int(array.offsets[1]), int(array.sizes[1])]
     arr = gdal.OpenEx(f'ZARR:"{path}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("v")
     np.testing.assert_array_equal(arr.ReadAsArray(), expected)
-    flat = pq.read_table(write_flat_parquet([array], tmp_path / "flat.parquet"))
-    assert flat["key"].to_pylist() == ["0.0", "1.0", "2.0", "4.0"]
+    cri = pq.read_table(write_cri_parquet([array], tmp_path / "v.cri.parquet"))  # no row for chunk 3.0
+    assert list(zip(cri["c0"].to_pylist(), cri["c1"].to_pylist())) == [(0, 0), (1, 0), (2, 0), (4, 0)]
     assert read_kerchunk_metadata(path)["metadata"]["v/.zarray"]["fill_value"] == -9
 
 

@@ -236,21 +236,21 @@ def test_compact_datasets_are_carried_inline(tmp_path, gdal):
 
 
 def test_a_recipe_without_kerchunk_kinds_runs_end_to_end(tmp_path, fixtures_root):
-    """Only the flat table is asked for: the workflow writes it, validates the
+    """Only the CRI index is asked for: the workflow writes it, validates the
     same arrays through a Kerchunk Parquet index of its own, and says so."""
     doc = yaml.safe_load((REPO / "recipes/bran-demo.yaml").read_text())
     doc.update(id="bran-flat", source={"url": str(fixtures_root / "bran"), "pattern": doc["source"]["pattern"]})
-    doc["output"]["kinds"] = ["flat-parquet"]
+    doc["output"]["kinds"] = ["cri-parquet"]
     (tmp_path / "recipes").mkdir()
     (tmp_path / "recipes/bran-flat.yaml").write_text(yaml.safe_dump(doc))
     run_snakemake("--config", "dataset=bran-flat", f"recipes_dir={tmp_path / 'recipes'}",
                   f"results_dir={tmp_path / 'results'}")
     results = tmp_path / "results/bran-flat"
-    assert (results / "index/bran-flat.refs.parquet").is_file()
+    assert (results / "index/bran-flat.cri.parquet").is_file()
     assert not (results / "index/bran-flat.parq").exists()
     validation = json.loads((results / "validation.json").read_text())
     assert validation["ok"] and validation["arrays"][0]["refs_checked"] > 0
-    assert any("writes no Kerchunk index (flat-parquet)" in note for note in validation["notes"])
+    assert any("writes no Kerchunk index (cri-parquet)" in note for note in validation["notes"])
     assert (results / "report/report.md").is_file()
     assert (tmp_path / "results/logs/bran-flat/write.log").is_file()  # logs live under results_dir
     assert (tmp_path / "results/benchmarks/bran-flat/write.tsv").is_file()

@@ -15,6 +15,8 @@ on the code alone:
   absolute path, so the digests do not depend on where the repository is.
 * `OGR_CURRENT_DATE` is fixed: GDAL's GeoPackage driver otherwise stamps
   the time of writing into `gpkg_contents.last_change`.
+* The listing's etags and modification times (the CRI index records them
+  beside each row's `path`) are left empty.
 
 The summary (timings) and the workflow's state file (source modification
 times) are not index files and are not hashed.
@@ -43,7 +45,11 @@ OGR_CURRENT_DATE = "2000-01-01T00:00:00Z"
 KINDS = {
     "kerchunk-parquet": [("kerchunk_parquet", ".parq")],
     "kerchunk-json": [("kerchunk_json", ".json")],
-    "flat-parquet": [("flat_parquet", ".refs.parquet")],
+    "cri-parquet": [("cri_parquet", ".cri.parquet")],
+    "cri-gpkg": [("cri_gpkg", ".cri.gpkg")],
+    # A DuckDB database file differs from write to write (block layout,
+    # headers): not written here; the Parquet and GeoPackage forms hold the same rows.
+    "cri-duckdb": [],
     "footprints": [("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg"),
                    ("footprints_fgb", ".footprints.fgb")],
 }
@@ -80,6 +86,12 @@ def write_demo_index(dataset: str, fixtures_root: Path, out: Path) -> Path:
     recipe = dataclasses.replace(recipe, source=source)
     spec = store_spec(recipe, "/")
     manifest = list_sources(recipe, spec)
+    # The CRI index records each file's etag and modification time, which
+    # depend on the checkout: pinned like the URLs.
+    manifest = manifest.set_column(manifest.schema.get_field_index("etag"), "etag",
+                                   pa.nulls(manifest.num_rows, pa.string()))
+    manifest = manifest.set_column(manifest.schema.get_field_index("last_modified"), "last_modified",
+                                   pa.nulls(manifest.num_rows, manifest.schema.field("last_modified").type))
     extractor = extractor_for(recipe.format)
     size = recipe.headers.batch_size
     batches = [extractor.read_batch(recipe, spec, manifest.slice(start, size))

@@ -31,6 +31,7 @@ fi
 
 if "$PY" -m chunkindex.doctor --gdal-only --quiet; then
   log "GDAL is ready: $("$PY" -c 'from osgeo import gdal; print(gdal.__version__)')"
+  tools/build_driver.sh "$PY" >/dev/null  # the CRI driver plugin (cached)
   exit 0
 fi
 
@@ -42,4 +43,5 @@ cat "$PREFIX/site-packages.path" > "$SITE_PACKAGES/chunkindex-gdal.pth"
 for tool in "$PREFIX"/bin/*; do
   ln -sf "$tool" "$VENV/bin/$(basename "$tool")"
 done
+tools/build_driver.sh "$PY" >/dev/null  # the CRI driver plugin (cached)
 "$PY" -m chunkindex.doctor --gdal-only

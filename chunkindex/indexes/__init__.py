@@ -1,0 +1,1 @@
+"""Index kinds written from assembled arrays (Kerchunk, CRI flat index)."""

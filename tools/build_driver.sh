@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Build the CRI GDAL driver plugin (gdal-driver/) against the project's GDAL and
+# install it into that GDAL's plugin folder, so Python, gdalinfo,
+# gdal_translate and gdalmdiminfo load it with no setting.
+#
+# Usage: tools/build_driver.sh [--asan] [PYTHON]
+#   PYTHON  interpreter whose `osgeo` is the GDAL to build against
+#           (default .venv/bin/python); GDAL_PREFIX overrides the prefix.
+#   --asan  build with AddressSanitizer into the cache instead of installing;
+#           prints the folder holding that gdal_CRI.so (for GDAL_DRIVER_PATH).
+#
+# Cached by a hash of gdal-driver/ and the GDAL prefix: a second run with
+# nothing changed takes well under a second. The plugin path is printed last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ASAN=0
+if [[ "${1:-}" == "--asan" ]]; then ASAN=1; shift; fi
+PY=${1:-.venv/bin/python}
+CACHE=${CHUNKINDEX_CACHE:-$HOME/.cache/chunkindex}
+log() { printf '[build_driver] %s\n' "$*" >&2; }
+die() { printf '[build_driver] error: %s\n' "$*" >&2; exit 1; }
+
+# The GDAL prefix: walk up from osgeo's folder to the one holding
+# lib/cmake/gdal (the CMake config package find_package(GDAL CONFIG) reads).
+if [[ -z "${GDAL_PREFIX:-}" ]]; then
+  GDAL_PREFIX=$("$PY" - <<'EOF' 2>/dev/null || true
+import os
+from osgeo import gdal
+d = os.path.dirname(os.path.abspath(gdal.__file__))
+while d != "/":
+    if os.path.isdir(os.path.join(d, "lib", "cmake", "gdal")):
+        print(d)
+        break
+    d = os.path.dirname(d)
+EOF
+)
+fi
+if [[ -z "$GDAL_PREFIX" ]]; then
+  GDAL_PREFIX=$(ls -d "$CACHE"/gdal-*/ 2>/dev/null | while read -r d; do
+    [[ -f "$d/BUILD_OK" ]] && echo "${d%/}"; done | tail -1)
+fi
+[[ -n "$GDAL_PREFIX" && -d "$GDAL_PREFIX/lib/cmake/gdal" ]] \
+  || die "no GDAL with a CMake config package found (run 'make setup' first, or set GDAL_PREFIX)"
+
+KEY=$( { find gdal-driver -type f \( -name '*.cpp' -o -name '*.h' -o -name 'CMakeLists.txt' \) \
+           -print0 | sort -z | xargs -0 sha256sum; echo "$GDAL_PREFIX asan=$ASAN"; } \
+       | sha256sum | cut -c1-12)
+BUILD="$CACHE/build-cri-$KEY"
+if ((ASAN)); then
+  OUT="$BUILD/plugin"
+else
+  OUT="$GDAL_PREFIX/lib/gdalplugins"
+fi
+STAMP="$OUT/.gdal_CRI-$KEY"
+if [[ -f "$STAMP" && -f "$OUT/gdal_CRI.so" ]]; then
+  echo "$OUT/gdal_CRI.so"
+  exit 0
+fi
+
+command -v cmake >/dev/null || die "cmake is not installed"
+log "building gdal_CRI.so against $GDAL_PREFIX$( ((ASAN)) && echo ' (AddressSanitizer)')"
+mkdir -p "$BUILD"
+OPTS=(-DCMAKE_BUILD_TYPE=Release -DGDAL_DIR="$GDAL_PREFIX/lib/cmake/gdal" -DCRI_PLUGIN_DIR="$OUT")
+((ASAN)) && OPTS+=(-DCRI_ASAN=ON -DCMAKE_BUILD_TYPE=Debug)
+command -v ccache >/dev/null && OPTS+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S gdal-driver -B "$BUILD" "${OPTS[@]}" > "$BUILD/configure.log" 2>&1 \
+  || { tail -30 "$BUILD/configure.log" >&2; die "cmake configure failed (log: $BUILD/configure.log)"; }
+cmake --build "$BUILD" -j "${GDAL_BUILD_JOBS:-$(nproc)}" > "$BUILD/build.log" 2>&1 \
+  || { tail -40 "$BUILD/build.log" >&2; die "build failed (log: $BUILD/build.log)"; }
+mkdir -p "$OUT"
+# Replace the plugin atomically (a new inode): every running GDAL process has
+# the old one mapped, and overwriting it in place would crash them.
+cp "$BUILD/gdal_CRI.so" "$OUT/.gdal_CRI.so.$$"
+mv -f "$OUT/.gdal_CRI.so.$$" "$OUT/gdal_CRI.so"
+rm -f "$OUT"/.gdal_CRI-*
+touch "$STAMP"
+log "installed $OUT/gdal_CRI.so"
+echo "$OUT/gdal_CRI.so"
