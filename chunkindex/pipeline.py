@@ -265,11 +265,14 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     # The flat index (CRI): the same arrays, overviews as levels, the true chains.
     if "cri_parquet" in outputs:
         with timed(timings, "cri_parquet"):
+            # With `footprints` among the kinds, every row carries its chunk's footprint too.
             flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
-                                   threads=threads if threads > 1 else None)
+                                   threads=threads if threads > 1 else None,
+                                   footprints="footprints" in recipe.output.kinds)
     if "cri_gpkg" in outputs:
         with timed(timings, "cri_gpkg"):
-            flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs)
+            flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs,
+                                footprints="footprints" in recipe.output.kinds)
     if "cri_duckdb" in outputs:
         with timed(timings, "cri_duckdb"):
             flat.write_cri_duckdb(assembled, outputs["cri_duckdb"], files=manifest, root_attrs=root_attrs)

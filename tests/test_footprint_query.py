@@ -5,8 +5,10 @@ FlatGeobuf) and DuckDB (bbox columns)."""
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ from conftest import REPO
 
 from chunkindex.geo.checks import chunk_of_pixels, pixel_points
 from chunkindex.geo.query import Query, query_index
+from chunkindex.indexes.flat import write_cri_gpkg, write_cri_parquet
 from chunkindex.indexes.footprints import array_grid, write_footprints
 
 BIN = Path(sys.executable).parent
@@ -59,6 +62,8 @@ def indexes(fixtures_root, tmp_path_factory):
         arrays = _assemble(doc, REPO)
         paths = {ext: out / f"{kind}.footprints.{ext}" for ext in ("parquet", "gpkg", "fgb")}
         write_footprints(arrays, paths["parquet"], paths["gpkg"], paths["fgb"])
+        paths["cri"] = write_cri_parquet(arrays, out / f"{kind}.cri.parquet", footprints=True)
+        paths["cri_gpkg"] = write_cri_gpkg(arrays, out / f"{kind}.cri.gpkg", footprints=True)
         built[kind] = (arrays, paths)
     return built
 
@@ -149,11 +154,11 @@ def test_query_equals_brute_force(indexes, kind):
     print(f"{kind}: {extra_total} chunks returned beyond brute force (footprint margins)")
 
 
-def _ogr_rows(path: Path, bbox, where: str) -> set[tuple]:
+def _ogr_rows(path: Path, bbox, where: str, fields_from: Path | None = None) -> set[tuple]:
     """The chunks `ogr2ogr -spat ... -where ...` selects (GeoJSON on stdout: this GDAL has no CSV driver)."""
     import json
 
-    fields = [k for k in KEY if k in pq.read_schema(path.with_suffix(".parquet")).names]
+    fields = [k for k in KEY if k in pq.read_schema(fields_from or path.with_suffix(".parquet")).names]
     out = subprocess.run([str(BIN / "ogr2ogr"), "-f", "GeoJSON", "/vsistdout/", str(path), "-spat", *map(str, bbox),
                           "-where", where, "-select", ",".join(fields)], capture_output=True, text=True, check=True)
     return {tuple(f["properties"].get(k) for k in KEY) for f in json.loads(out.stdout)["features"]}
@@ -205,6 +210,48 @@ def test_gpkg_has_an_rtree_and_parquet_geo_metadata(indexes):
     column = geo["columns"]["geometry"]
     assert geo["version"] == "1.1.0" and column["encoding"] == "WKB"
     assert column["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+
+
+@pytest.mark.parametrize("kind", sorted(BOXES))
+def test_cri_parquet_with_footprints_answers_as_the_footprint_index(indexes, kind):
+    """The flat CRI index written with footprints: `geometry` + `bbox` columns
+    with row-group statistics and GeoParquet `geo` metadata; `chunkindex
+    query` on it returns the chunks it returns on the footprint GeoParquet,
+    and so does GDAL's spatial filter on it."""
+    import json
+
+    _, paths = indexes[kind]
+    cri = paths["cri"]
+    pf = pq.ParquetFile(cri)
+    assert pf.schema_arrow.field("geometry").type == pa.binary()
+    assert [f.name for f in pf.schema_arrow.field("bbox").type] == ["xmin", "ymin", "xmax", "ymax"]
+    geo = json.loads(pf.metadata.metadata[b"geo"])
+    assert geo["columns"]["geometry"]["covering"]["bbox"]["ymax"] == ["bbox", "ymax"]
+    assert b"cri" in pf.metadata.metadata  # still a CRI index
+    leaf = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
+    stats = [pf.metadata.row_group(g).column(leaf["bbox.xmin"]).statistics for g in range(pf.num_row_groups)]
+    assert any(st is not None and st.has_min_max for st in stats)  # (coordinate rows: null geometry)
+    key = [k for k in KEY if k in pf.schema_arrow.names]
+
+    def keys(table: pa.Table) -> set[tuple]:
+        return set(zip(*[pa.compute.cast(table[k], pa.string()).to_pylist() if k == "variable"
+                         else table[k].to_pylist() for k in key]))
+
+    for bbox in BOXES[kind]:
+        ours = keys(query_index(cri, Query(bbox)))
+        assert ours == keys(query_index(paths["parquet"], Query(bbox))), f"{kind} {bbox}"
+        assert ours
+    bbox = next(b for b in BOXES[kind] if b[0] <= b[2])  # -spat does not wrap the antimeridian
+    via_gdal = _ogr_rows(cri, bbox, "level = 0")
+    expected = {(*r, *([None] * (len(KEY) - len(key)))) for r in keys(query_index(cri, Query(bbox, level=0)))}
+    assert via_gdal == expected, f"{kind}: GDAL returns {len(via_gdal)} chunks of the CRI, chunkindex {len(expected)}"
+    # The GeoPackage form: the same rows, the footprint as its geometry (R-tree).
+    via_gpkg = _ogr_rows(paths["cri_gpkg"], bbox, "level = 0", fields_from=cri)
+    assert via_gpkg == expected, f"{kind}: GDAL returns {len(via_gpkg)} chunks of the CRI GeoPackage"
+    with sqlite3.connect(paths["cri_gpkg"]) as db:
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'rtree_chunks_geometry'").fetchone()[0]
+    with pytest.raises(ValueError, match="no 'time' column"):
+        query_index(cri, Query(bbox, start=dt.datetime(2022, 1, 1)))
 
 
 def test_query_cli_formats_and_errors(indexes, tmp_path):

@@ -126,7 +126,8 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
     footprints are then tested exactly.
 
     Args:
-        index: a footprint GeoParquet (`<id>.footprints.parquet`) or any
+        index: a footprint GeoParquet (`<id>.footprints.parquet`), a CRI
+            index written with footprints (`<id>.cri.parquet`), or any
             Parquet with `geometry` (WKB, WGS84) and `bbox` columns.
         query: the box and filters.
         with_geometry: keep the `geometry` column in the result.
@@ -147,6 +148,9 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
     for needed in ("geometry", "bbox"):
         if needed not in names:
             raise ValueError(f"{index}: no {needed!r} column: not a footprint index")
+    if (query.start or query.end) and "time" not in names:
+        raise ValueError(f"{index}: no 'time' column to filter on (a CRI index holds time as the c0 chunk "
+                         "index: query without --time, or the <id>.footprints.parquet index)")
     leaf = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
     geometry = query_geometry(query.bbox, query.crs)
     shapely.prepare(geometry)

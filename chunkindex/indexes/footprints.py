@@ -213,20 +213,50 @@ def index_footprints(arrays: list[ArraySpec], k: int | None = None) -> pa.Table:
     return pa.concat_tables(tables, promote_options="default").combine_chunks()
 
 
+@dataclass
+class ChunkFootprints:
+    """One array's chunk footprints, looked up by chunk number: the distinct
+    spatial footprints are computed once; rows take them by number."""
+
+    array: ArraySpec
+    found: ArrayGrid
+    prints: Footprints
+    spatial: tuple[int, int]
+
+    def columns(self, numbers: np.ndarray) -> tuple[pa.Array, pa.StructArray]:
+        """(`geometry` WKB, `bbox` covering) of the chunks `numbers` (C order)."""
+        which = _footprint_of_chunk(self.array, self.found, self.spatial, np.asarray(numbers, np.int64))
+        return self.prints.wkb.take(pa.array(which)), bbox_column(self.prints.bounds[which])
+
+    @property
+    def extent(self) -> np.ndarray:
+        """(xmin, ymin, xmax, ymax) of every footprint."""
+        b = self.prints.bounds
+        return np.array([b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()])
+
+
+def chunk_footprints(array: ArraySpec, arrays: list[ArraySpec] | dict[str, ArraySpec]) -> ChunkFootprints | None:
+    """The footprints of `array`'s chunks (None when the index does not say
+    where its pixels lie)."""
+    found = array_grid(array, arrays)
+    if found is None:
+        return None
+    prints, spatial = _spatial(array, found)
+    return ChunkFootprints(array, found, prints, spatial)
+
+
 def footprint_columns(array: ArraySpec, arrays: list[ArraySpec]) -> pa.Table:
     """Footprint columns for every chunk number of `array` in C order
     (`geometry` WKB, `bbox` struct, `native_crs`), for a writer that takes
     the rows it writes (e.g. the CRI flat writer: `table.take(chunk_numbers)`)."""
-    found = array_grid(array, arrays)
-    if found is None:
+    lookup = chunk_footprints(array, arrays)
+    if lookup is None:
         raise ValueError(f"{array.name}: the index does not say where its pixels lie")
-    prints, spatial = _spatial(array, found)
     number = np.arange(array.n_chunks)
-    which = _footprint_of_chunk(array, found, spatial, number)
-    return pa.table({"geometry": prints.wkb.take(pa.array(which)),
-                     "bbox": bbox_column(prints.bounds[which]),
+    geometry, bbox = lookup.columns(number)
+    return pa.table({"geometry": geometry, "bbox": bbox,
                      "native_crs": pa.DictionaryArray.from_arrays(np.zeros(number.size, np.int32),
-                                                                  pa.array([prints.native_crs]))})
+                                                                  pa.array([lookup.prints.native_crs]))})
 
 
 def _spatial(array: ArraySpec, found: ArrayGrid) -> tuple[Footprints, tuple[int, int]]:
@@ -284,25 +314,29 @@ def _array_rows(array: ArraySpec, found: ArrayGrid, variable: str, level: int, k
 def geo_metadata(table: pa.Table) -> dict[str, Any]:
     """The GeoParquet 1.1 `geo` metadata of a table with `geometry` (WKB,
     WGS84 lon/lat) and its `bbox` covering column."""
-    from pyproj import CRS
-
-    bbox = table["bbox"]
     import pyarrow.compute as pc
 
+    bbox = table["bbox"]
     extent = [pc.min(pc.struct_field(bbox, "xmin")).as_py(), pc.min(pc.struct_field(bbox, "ymin")).as_py(),
               pc.max(pc.struct_field(bbox, "xmax")).as_py(), pc.max(pc.struct_field(bbox, "ymax")).as_py()]
-    return {
-        "version": GEOPARQUET_VERSION,
-        "primary_column": "geometry",
-        "columns": {"geometry": {
-            "encoding": "WKB",
-            "geometry_types": ["Polygon", "MultiPolygon"],
-            "crs": CRS.from_user_input(WGS84).to_json_dict(),
-            "edges": "planar",
-            "bbox": extent,
-            "covering": {"bbox": {c: ["bbox", c] for c in ("xmin", "ymin", "xmax", "ymax")}},
-        }},
+    return geoparquet_metadata(extent)
+
+
+def geoparquet_metadata(extent: list[float | None] | None) -> dict[str, Any]:
+    """GeoParquet 1.1 `geo` metadata: `geometry` (WKB, WGS84 lon/lat, planar
+    edges) with the `bbox` struct as its covering; `extent` the data's bounds."""
+    from pyproj import CRS
+
+    column: dict[str, Any] = {
+        "encoding": "WKB",
+        "geometry_types": ["Polygon", "MultiPolygon"],
+        "crs": CRS.from_user_input(WGS84).to_json_dict(),
+        "edges": "planar",
     }
+    if extent is not None and None not in extent:
+        column["bbox"] = list(extent)
+    column["covering"] = {"bbox": {c: ["bbox", c] for c in ("xmin", "ymin", "xmax", "ymax")}}
+    return {"version": GEOPARQUET_VERSION, "primary_column": "geometry", "columns": {"geometry": column}}
 
 
 def _staging(path: Path) -> Path:
