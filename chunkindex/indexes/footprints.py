@@ -345,15 +345,44 @@ def _staging(path: Path) -> Path:
     return staging.with_name(staging.name + path.suffix)
 
 
-def write_geoparquet(table: pa.Table, path: str | Path, row_group_bytes: int = 8 << 20) -> None:
-    """Write `table` as GeoParquet 1.1 (under a temporary name, then renamed),
-    in row groups of about `row_group_bytes` of geometry (so that a query
-    reads the footprints of the row groups its bbox statistics keep only)."""
-    path = Path(path)
-    import pyarrow.compute as pc
+def spatial_order(bounds: np.ndarray) -> np.ndarray:
+    """A stable row order that keeps nearby footprints together: by the Morton
+    (Z-order) code of each bbox centre on a 1024 x 1024 lon/lat grid, so that
+    a row group's bbox statistics span a small region. Footprints wider than
+    180 degrees (split at the antimeridian, polar caps) go last, together.
 
-    wkb_bytes = pc.sum(pc.binary_length(table["geometry"])).as_py() or 0
-    row_group_size = int(np.clip(row_group_bytes * table.num_rows / max(wkb_bytes, 1), 1024, 131072))
+    Example:
+        >>> spatial_order(np.array([[170.0, 0, 171, 1], [-180, -5, 180, 5], [-10, 0, -9, 1], [10, 0, 11, 1]]))
+        array([2, 3, 0, 1])
+    """
+    cx = (bounds[:, 0] + bounds[:, 2]) / 2
+    cy = (bounds[:, 1] + bounds[:, 3]) / 2
+    qx = np.clip((cx + 180.0) / 360.0 * 1024, 0, 1023).astype(np.uint64)
+    qy = np.clip((cy + 90.0) / 180.0 * 1024, 0, 1023).astype(np.uint64)
+    key = _spread_bits(qx) | (_spread_bits(qy) << np.uint64(1))
+    key[(bounds[:, 2] - bounds[:, 0]) > 180.0] = np.uint64(1 << 40)
+    return np.argsort(key, kind="stable")
+
+
+def _spread_bits(v: np.ndarray) -> np.ndarray:
+    """Bits 0..9 of `v` to the even bit positions 0..18 (Morton interleave)."""
+    v = v & np.uint64(0x3FF)
+    for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):
+        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
+    return v
+
+
+def write_geoparquet(table: pa.Table, path: str | Path, row_group_rows: int = 8192) -> None:
+    """Write `table` as GeoParquet 1.1 (under a temporary name, then renamed),
+    its rows in `spatial_order` (time, depth and band steps of one spatial
+    chunk side by side), in row groups of `row_group_rows`: a query's bbox
+    statistics keep the few row groups of its region, whatever the time span
+    (`chunkindex query` then filters time on those rows)."""
+    path = Path(path)
+    bbox = table["bbox"].combine_chunks()
+    bounds = np.stack([bbox.field(c).to_numpy(zero_copy_only=False) for c in ("xmin", "ymin", "xmax", "ymax")],
+                      axis=1) if table.num_rows else np.zeros((0, 4))
+    table = table.take(pa.array(spatial_order(bounds)))
     tmp = _staging(path)
     meta = dict(table.schema.metadata or {})
     meta[b"geo"] = json.dumps(geo_metadata(table)).encode()
@@ -362,7 +391,7 @@ def write_geoparquet(table: pa.Table, path: str | Path, row_group_bytes: int = 8
     table = pa.table({name: (col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col)
                       for name, col in zip(table.column_names, table.columns)}).replace_schema_metadata(meta)
     try:
-        pq.write_table(table, tmp, row_group_size=row_group_size, compression="zstd",
+        pq.write_table(table, tmp, row_group_size=row_group_rows, compression="zstd",
                        write_statistics=True, use_dictionary=True)
         commit(tmp, path)
     finally:
