@@ -46,6 +46,9 @@ def test_validation_and_report(demo_results):
         report = (demo_results / dataset / "report/report.md").read_text()
         assert "refs/s" in report and "files/s" in report
         assert (demo_results / dataset / "report/steps.png").stat().st_size > 1000
+        # Recipes with footprints: the footprint map is in the report.
+        assert "![chunk footprints](footprints.png)" in report
+        assert (demo_results / dataset / "report/footprints.png").stat().st_size > 10_000
     zstd = json.loads((demo_results / "ghrsst-demo/validation.json").read_text())
     assert {a["array"]: a for a in zstd["arrays"]}["analysed_sst"]["pixels_checked_python"] > 0
     deflate = json.loads((demo_results / "ghrsst-demo-deflate/validation.json").read_text())
