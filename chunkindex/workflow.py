@@ -54,7 +54,7 @@ def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
     A recipe that asks for no Kerchunk index still gets a Kerchunk Parquet
     one, under `validation/`: GDAL's Zarr driver validates the arrays through
     it (validation's report says so)."""
-    outputs = output_paths(f"{results}/index", dataset, recipe.output.kinds)
+    outputs = output_paths(f"{results}/index", dataset, recipe.output.kinds, recipe.format)
     if not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
         outputs["kerchunk_parquet"] = f"{results}/validation/{dataset}.parq"
     outputs["state"] = f"{results}/index/{dataset}.state.parquet"

@@ -55,6 +55,8 @@ INDEX = index_outputs(RESULTS, DATASET, RECIPE) if RECIPE else {}
 # What GDAL validates: the Kerchunk index (one is written under validation/
 # when the recipe asks for no Kerchunk kind).
 VALIDATED_INDEX = INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json"))
+# The report's footprint map, for recipes with footprints ([] otherwise).
+FOOTPRINT_MAP = f"{RESULTS}/report/footprints.png" if "footprints_parquet" in INDEX else []
 # The write rule's outputs; the Kerchunk Parquet index is a folder. The index,
 # its summary and state are updated in place when new files can be appended
 # (Snakemake keeps them, backed up, instead of deleting them first).

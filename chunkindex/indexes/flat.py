@@ -372,17 +372,25 @@ def file_facts(files: pa.Table | None, base: str) -> dict[str, tuple[Any, Any, A
             for u, size, etag, when in zip(urls, sizes, etags, times)}
 
 
-def cri_schema(k: int, raw: bool = True, facts: bool = False) -> pa.Schema:
+# The footprint columns (GeoParquet 1.1): WKB polygon in WGS84 lon/lat and its
+# bbox covering struct, whose per-row-group statistics prune spatial queries.
+BBOX_TYPE = pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()),
+                       ("xmax", pa.float64()), ("ymax", pa.float64())])
+FOOTPRINT_FIELDS = (("geometry", pa.binary()), ("bbox", BBOX_TYPE))
+
+
+def cri_schema(k: int, raw: bool = True, facts: bool = False, footprints: bool = False) -> pa.Schema:
     """Arrow schema of the rows (spec §1) for `k` chunk-coordinate columns
     (`raw` only when some chunk is inline; the per-file fact columns of §2.5
-    when the files are known)."""
+    when the files are known; `geometry` and `bbox` with footprints)."""
     text = pa.dictionary(pa.int32(), pa.string())
     return pa.schema([("variable", text), ("level", pa.int32()),
                       *[(f"c{j}", pa.int32()) for j in range(k)],
                       ("path", text), ("offset", pa.int64()),
                       ("length", pa.int64()), *([("raw", pa.binary())] if raw else []),
                       *([("file_size", pa.dictionary(pa.int32(), pa.int64())), ("file_etag", text),
-                         ("file_last_modified", text)] if facts else [])])
+                         ("file_last_modified", text)] if facts else []),
+                      *(FOOTPRINT_FIELDS if footprints else ())])
 
 
 @dataclass
@@ -429,6 +437,9 @@ class CriRows:
     parts: list[_Part]
     facts: list[pa.Array] | None = None  # file_size, file_etag, file_last_modified by path id
     c0_offset: int = 0  # added to c0 (rows of files appended after the first c0_offset steps)
+    # Array name -> its chunk footprints (`indexes.footprints.ChunkFootprints`;
+    # None: the index does not say where its pixels lie, geometry null).
+    footprints: dict[str, Any] | None = None
 
     @property
     def num_rows(self) -> int:
@@ -492,6 +503,13 @@ class CriRows:
                 for row, value in zip(np.flatnonzero(inline).tolist(), values):
                     slots[row] = value
                 raw = pa.array(slots, pa.binary())
+        geometry_columns: list[pa.Array] = []
+        if self.footprints is not None:
+            lookup = self.footprints.get(array.name) if array.inline is None else None
+            if lookup is None:
+                geometry_columns = [pa.nulls(n, pa.binary()), pa.nulls(n, BBOX_TYPE)]
+            else:
+                geometry_columns = list(lookup.columns(numbers))
         if self.c0_offset and coords and array.inline is None:
             coords[0] = coords[0] + np.int32(self.c0_offset)
         coords += [None] * (k - len(coords))
@@ -502,6 +520,7 @@ class CriRows:
             path, pa.array(np.asarray(offsets, np.int64)), pa.array(np.asarray(lengths, np.int64)),
             *([raw] if "raw" in self.schema.names else []),
             *fact_columns,
+            *geometry_columns,
         ]
         return pa.record_batch(columns, schema=self.schema)
 
@@ -523,10 +542,12 @@ class CriRows:
 
 def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None,
              raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None,
-             facts: dict[str, tuple[Any, Any, Any]] | None = None) -> CriRows:
+             facts: dict[str, tuple[Any, Any, Any]] | None = None,
+             footprints: dict[str, Any] | None = None) -> CriRows:
     """The rows of every (variable, level) in spec order; nothing per chunk
     is made until a row group is asked for. `raw` maps an array name to the
-    chunk numbers (sorted) and bytes of its inline chunks (converters)."""
+    chunk numbers (sorted) and bytes of its inline chunks (converters);
+    `footprints` an array name to its chunk footprints (geometry columns)."""
     raw = raw or {}
     all_levels = [item for v in variables.values() for item in v.levels]
     k = k if k is not None else max((len(item.array.shape) for item in all_levels), default=0)
@@ -560,8 +581,8 @@ def cri_rows(variables: dict[str, _Variable], base: str, k: int | None = None,
         known = [facts.get(path, (None, None, None)) for path in path_ids]
         fact_arrays = [pa.array([f[0] for f in known], pa.int64()), pa.array([f[1] for f in known], pa.string()),
                        pa.array([f[2] for f in known], pa.string())]
-    return CriRows(cri_schema(k, raw=inline, facts=fact_arrays is not None), list(path_ids), k, list(variables),
-                   parts, fact_arrays)
+    return CriRows(cri_schema(k, raw=inline, facts=fact_arrays is not None, footprints=footprints is not None),
+                   list(path_ids), k, list(variables), parts, fact_arrays, footprints=footprints)
 
 
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "store_schema": False, "version": "2.6"}
@@ -572,7 +593,7 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
                       relative_paths: bool = True, crs: str | None = None,
                       row_group_rows: int = ROW_GROUP_ROWS,
                       raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None,
-                      threads: int | None = None, file_facts: bool = True) -> Path:
+                      threads: int | None = None, file_facts: bool = True, footprints: bool = False) -> Path:
     """Write a CRI Parquet index (spec docs/spec/cri-parquet.md) atomically.
 
     Args:
@@ -593,6 +614,10 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
         threads: encoding threads (default: one per core).
         file_facts: write each file's size, etag and modification time
             beside `path` (spec §2.5); False leaves them out (a faster write).
+        footprints: add each chunk's WGS84 footprint as GeoParquet 1.1
+            columns `geometry` (WKB) and `bbox` (xmin, ymin, xmax, ymax
+            covering, with row-group statistics) and the `geo` metadata; null
+            for arrays whose grid the index does not give.
 
     Returns:
         The path written.
@@ -601,11 +626,14 @@ def write_cri_parquet(assembled: AssembledIndex | list[ArraySpec], target: str |
         CriError: arrays the spec cannot express (an unknown codec, overview
             levels with other dimensions).
     """
-    doc, rows = _document_and_rows(assembled, files if file_facts else None, root_attrs, crs, relative_paths, raw)
+    doc, rows = _document_and_rows(assembled, files if file_facts else None, root_attrs, crs, relative_paths, raw,
+                                   footprints)
     target = Path(target)
     options = _parquet_options(rows.schema)
     # Key-value metadata goes in the footer (the Arrow schema is not stored).
     metadata = {CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
+    if rows.footprints is not None:
+        metadata["geo"] = json.dumps(_geo_metadata(rows.footprints))
     tasks = [(part, a, b) for part in rows.parts for a, b in itertools.pairwise(part.cuts(row_group_rows))]
     # Runs of row groups are encoded by several threads into separate buffers
     # (pyarrow releases the GIL), then laid end to end in spec order under one
@@ -629,12 +657,15 @@ def _parquet_options(schema: pa.Schema) -> dict[str, Any]:
     inner = coordinate_columns[-1:] if len(coordinate_columns) > 1 else []
     return dict(
         PARQUET_OPTIONS,
+        # A footprint repeats at every time step: dictionary-encoded per row group.
         use_dictionary=["variable", "path", *coordinate_columns[1:len(coordinate_columns) - len(inner)],
+                        *(["geometry"] if "geometry" in names else []),
                         *[c for c in FACT_COLUMNS if c in names]],
         column_encoding={"offset": "DELTA_BINARY_PACKED", "length": "DELTA_BINARY_PACKED", "level": "PLAIN",
                          **({"c0": "DELTA_BINARY_PACKED"} if coordinate_columns else {}),
                          **{c: "PLAIN" for c in inner}},
-        write_statistics=["variable", "level", *coordinate_columns],
+        write_statistics=["variable", "level", *coordinate_columns,
+                          *([f"bbox.{c}" for c in ("xmin", "ymin", "xmax", "ymax")] if "bbox" in names else [])],
         sorting_columns=[pq.SortingColumn(names.index(c)) for c in ("variable", "level", *coordinate_columns)],
         write_batch_size=65_536,
     )
@@ -653,7 +684,7 @@ def _encode_row_groups(rows: CriRows, tasks: list[tuple[_Part, int, int]],
 
 def _document_and_rows(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | None,
                        root_attrs: dict[str, Any] | None, crs: str | None, relative_paths: bool = True,
-                       raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None
+                       raw: dict[str, tuple[np.ndarray, list[bytes]]] | None = None, footprints: bool = False
                        ) -> tuple[dict[str, Any], CriRows]:
     arrays = assembled.arrays if isinstance(assembled, AssembledIndex) else assembled
     # The common folder of all URLs is that of the smallest and largest.
@@ -662,35 +693,68 @@ def _document_and_rows(assembled: AssembledIndex | list[ArraySpec], files: pa.Ta
     if base and not urlparse(base).scheme and not base.startswith("/"):
         base = ""
     doc, variables = cri_document(assembled, files, base, root_attrs, crs)
-    return doc, cri_rows(variables, base, raw=raw, facts=file_facts(files, base))
+    lookups = None
+    if footprints:
+        from chunkindex.indexes.footprints import chunk_footprints
+
+        by_name = {a.name: a for a in arrays}
+        lookups = {item.array.name: chunk_footprints(item.array, by_name)
+                   for v in variables.values() for item in v.levels if item.array.inline is None}
+    return doc, cri_rows(variables, base, raw=raw, facts=file_facts(files, base), footprints=lookups)
+
+
+def _geo_metadata(lookups: dict[str, Any]) -> dict[str, Any]:
+    """GeoParquet `geo` metadata of the footprint columns, the extent of every array's footprints."""
+    from chunkindex.indexes.footprints import geoparquet_metadata
+
+    extents = np.array([f.extent for f in lookups.values() if f is not None])
+    extent = ([float(v) for v in (*extents[:, :2].min(axis=0), *extents[:, 2:].max(axis=0))]
+              if len(extents) else None)
+    return geoparquet_metadata(extent)
 
 
 def write_cri_gpkg(assembled: AssembledIndex | list[ArraySpec], target: str | Path,
                    files: pa.Table | None = None, root_attrs: dict[str, Any] | None = None,
-                   crs: str | None = None) -> Path:
+                   crs: str | None = None, footprints: bool = False) -> Path:
     """Write the GeoPackage form (spec §7.1): table `chunks` with the Parquet
-    columns, a unique key index, the document as layer metadata item `cri`."""
-    from osgeo import gdal, ogr
+    columns, a unique key index, the document as layer metadata item `cri`;
+    with `footprints`, each chunk's WGS84 footprint as the layer's geometry
+    `geometry` with its R-tree (no `bbox` column: the R-tree holds the boxes)."""
+    from osgeo import gdal, ogr, osr
 
     gdal.UseExceptions()
-    doc, rows = _document_and_rows(assembled, files, root_attrs, crs)
+    doc, rows = _document_and_rows(assembled, files, root_attrs, crs, footprints=footprints)
     target = Path(target)
     table = rows.table()
+    srs, geom_type, layer_options = None, ogr.wkbNone, ["FID=fid"]
+    if rows.footprints is not None:
+        table = table.drop_columns(["bbox"])
+        position = table.schema.get_field_index("geometry")
+        table = table.set_column(position, pa.field("geometry", pa.binary(),
+                                                    metadata={b"ARROW:extension:name": b"geoarrow.wkb"}),
+                                 table["geometry"])
+        srs = osr.SpatialReference()
+        srs.ImportFromEPSG(4326)
+        srs.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        # Polygons and MultiPolygons (antimeridian) side by side: a generic type.
+        geom_type, layer_options = ogr.wkbUnknown, ["FID=fid", "GEOMETRY_NAME=geometry", "SPATIAL_INDEX=YES"]
     # OGR takes plain columns: dictionaries decoded (SQLite has no such encoding).
     for position, column in enumerate(table.schema):
         if pa.types.is_dictionary(column.type):
             table = table.set_column(position, column.name, pc.cast(table[column.name], column.type.value_type))
     with atomic_path(target) as staging:
         ds = gdal.GetDriverByName("GPKG").CreateVector(str(staging))
-        layer = ds.CreateLayer("chunks", geom_type=ogr.wkbNone, options=["FID=fid"])
+        layer = ds.CreateLayer("chunks", srs, geom_type=geom_type, options=layer_options)
         for name in table.schema.names:
+            if name == "geometry":
+                continue
             kind = {"variable": ogr.OFTString, "path": ogr.OFTString, "raw": ogr.OFTBinary,
                     "offset": ogr.OFTInteger64, "length": ogr.OFTInteger64, "file_size": ogr.OFTInteger64,
                     "file_etag": ogr.OFTString, "file_last_modified": ogr.OFTString}.get(name, ogr.OFTInteger)
             layer.CreateField(ogr.FieldDefn(name, kind))
         ds.StartTransaction()
         for batch in table.to_batches(max_chunksize=65536):
-            layer.WriteArrow(batch)
+            layer.WriteArrow(batch, options=["GEOMETRY_NAME=geometry"] if rows.footprints is not None else [])
         ds.CommitTransaction()
         layer.SetMetadataItem("cri", json.dumps(doc, separators=(",", ":")))
         key = ", ".join(["variable", "level", *[f"c{j}" for j in range(rows.k)]])

@@ -48,7 +48,9 @@ VARIABLES_SCHEMA = pa.schema([
 
 KEPT_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_range", "valid_min",
                    "valid_max", "units", "long_name", "standard_name", "calendar", "axis", "positive",
-                   "cell_methods", "cartesian_axis")
+                   "cell_methods", "cartesian_axis",
+                   # Geolocation: CF `coordinates` (2-D latitude/longitude), tie points and scans.
+                   "coordinates", "coordinate_interpolation", "scan_lines")
 
 
 class HdfLayoutError(ValueError):
@@ -205,14 +207,17 @@ def read_file(store: Any, path: str, url: str, file_id: int, recipe: Recipe,
                 # Compact layout: the values live in the object header, not at an offset.
                 inline_data = np.ascontiguousarray(dataset[()]).tobytes()
             concat_values: list[float] = []
-            if concat in dims and concat in h5:
+            # A variable without the concat dimension, in a file whose concat
+            # coordinate has one value (a swath granule), stacks along it.
+            stacks = concat not in dims and concat in h5 and h5[concat].shape == (1,)
+            if (concat in dims or stacks) and concat in h5:
                 concat_values = [float(v) for v in np.asarray(h5[concat][:], dtype=np.float64)]
             coords = {}
             for dim in dims:
                 if dim != concat and dim in h5 and h5[dim].ndim == 1:
                     coords[dim] = {"values": np.asarray(h5[dim][:], dtype=np.float64).tolist(),
                                    "attrs": _attributes(h5[dim])}
-            if concat in dims and concat in h5:
+            if (concat in dims or stacks) and concat in h5:
                 coords[concat] = {"values": [], "attrs": _attributes(h5[concat])}
             fill = dataset.fillvalue
             rows.append({
