@@ -282,14 +282,16 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
                              outputs.get("footprints_fgb"))
     if "coverage_gti" in outputs:
         from chunkindex.indexes.coverage import write_gti
-        from chunkindex.sources.stores import gdal_path
+        from chunkindex.sources.stores import gdal_module, gdal_path
 
         with timed(timings, "coverage"):
             # One variable's files (the first recipe variable): a GTI mosaics one band set.
             first = recipe.variables[0].name
             rows = [r for r in manifest.select(["url", "time", "variable"]).to_pylist()
                     if r["variable"] in (None, first)]
-            write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"])
+            # The files are opened through GDAL, with the recipe's endpoint and credentials settings.
+            with gdal_module().config_options({k: str(v) for k, v in recipe.source.gdal_config.items()}):
+                write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"])
     referenced = [a for a in arrays if a.inline is None]
     summary = WriteSummary(
         refs=sum(a.n_chunks for a in referenced), arrays=[a.name for a in arrays], timings=timings,
