@@ -5,9 +5,10 @@ never replaces a good index, and `KerchunkIndex`, the one reader of both
 
 Parquet layout, as GDAL (>= 3.11) and fsspec's LazyReferenceMapper read it:
 `.zmetadata` = `{"metadata": {<key>: <JSON object>}, "record_size": N}`, and
-per array `<name>/refs.<k>.parq` with columns `path` (dictionary-encoded
-string), `offset` int64, `size` int64 and `raw` binary, where row `r` of file
-`k` is C-order chunk number `k * N + r`.
+per array `<name>/refs.<k>.parq` with columns `path` (optional string,
+dictionary-encoded), `offset` and `size` (required int64) and `raw`
+(optional binary), as kerchunk's own writer declares them, where row `r` of
+file `k` is C-order chunk number `k * N + r`.
 """
 
 from __future__ import annotations
@@ -36,18 +37,28 @@ from chunkindex.tables import read_parquet
 # stored in the file: GDAL's Parquet driver would read an Arrow dictionary
 # type as an integer field with a coded domain, which its Kerchunk reader
 # rejects; without it every reader sees a plain string column.
+#
+# Column types and nullability are kerchunk's own (`refs_to_dataframe`):
+# `path` and `raw` optional, `offset` and `size` *required* int64 with
+# statistics. fsspec's default Parquet engine (fastparquet) reads an int64
+# column with no null count as float64, which its ReferenceFileSystem cannot
+# use as a byte range.
 REFS_SCHEMA = pa.schema([
-    ("path", pa.dictionary(pa.int32(), pa.string())),
-    ("offset", pa.int64()),
-    ("size", pa.int64()),
-    ("raw", pa.binary()),
+    pa.field("path", pa.dictionary(pa.int32(), pa.string())),
+    pa.field("offset", pa.int64(), nullable=False),
+    pa.field("size", pa.int64(), nullable=False),
+    pa.field("raw", pa.binary()),
 ])
+REQUIRED_COLUMNS = ("offset", "size")
 JSON_MAX_REFS = 2_000_000
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "use_dictionary": ["path"],
     "column_encoding": {"offset": "DELTA_BINARY_PACKED", "size": "DELTA_BINARY_PACKED"},
-    "write_statistics": False,
+    # fastparquet takes an int64 column without a null count for one that
+    # may hold nulls and reads it as float64, whatever its repetition:
+    # offset and size carry statistics (null count 0), as kerchunk's do.
+    "write_statistics": list(REQUIRED_COLUMNS),
     "store_schema": False,
 }
 
@@ -98,6 +109,12 @@ def write_refs_table(table: pa.Table | pa.RecordBatch, path: Path) -> None:
     """Write one Kerchunk Parquet record file (`refs.<k>.parq`)."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
+    # Rows read back from an older record file (append) may declare offset and
+    # size optional: write them required, as kerchunk does (the writer checks
+    # that they hold no null).
+    schema = pa.schema([f.with_nullable(f.name not in REQUIRED_COLUMNS) for f in table.schema])
+    if not schema.equals(table.schema):
+        table = pa.Table.from_arrays(table.columns, schema=schema)
     pq.write_table(table, path, **PARQUET_OPTIONS)
 
 
