@@ -302,6 +302,11 @@ def _level_attributes(name: str, full: dict[str, Any], level: dict[str, Any], va
         attrs["scale_factor"] = full["scale"]
     if full["offset"] is not None:
         attrs["add_offset"] = full["offset"]
+    if full["units"] and not is_mask:
+        attrs["units"] = full["units"]
+    if full["description"] and not is_mask:
+        # GDAL's netCDF driver maps a band description to long_name too.
+        attrs["long_name"] = full["description"]
     crs_attr = _crs_attribute(full["crs"])
     if crs_attr:
         attrs["_CRS"] = crs_attr
