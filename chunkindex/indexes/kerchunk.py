@@ -98,11 +98,36 @@ def zarr_readable(arrays: list[ArraySpec]) -> tuple[list[ArraySpec], list[str]]:
 
 
 def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
+    """`.zmetadata`'s `metadata`: the root group, every sub-group an array
+    path names (`ovr2/`, `refs_only/`, ...) and every array."""
     metadata: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": root_attrs}
     for array in arrays:
+        parts = array.name.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            group = "/".join(parts[:depth])
+            if f"{group}/.zgroup" not in metadata:
+                metadata[f"{group}/.zgroup"] = {"zarr_format": 2}
+                metadata[f"{group}/.zattrs"] = group_attributes(parts[depth - 1])
         metadata[f"{array.name}/.zarray"] = array.zarray()
         metadata[f"{array.name}/.zattrs"] = array.zattrs()
-    return metadata
+    # Sorted, so the keys of each group are contiguous: zarr-python 3.1 nests
+    # consolidated v2 metadata with itertools.groupby and loses a group's
+    # children otherwise (GroupNotFoundError on open).
+    return dict(sorted(metadata.items()))
+
+
+def group_attributes(name: str) -> dict[str, Any]:
+    """What a sub-group holds, for a reader who lists it."""
+    from chunkindex.arrays import REFS_ONLY_GROUP
+    from chunkindex.codecs import REFS_ONLY_NOTE
+
+    if name == REFS_ONLY_GROUP:
+        return {"description": "arrays whose chunks no GDAL reader decodes: " + REFS_ONLY_NOTE,
+                "chunkindex_warning": REFS_ONLY_NOTE.upper()}
+    if name.startswith("ovr") and name[3:].isdigit():
+        return {"description": f"internal overview of the source files, 1/{name[3:]} of the full resolution "
+                               "in x and y", "overview_factor": int(name[3:])}
+    return {}
 
 
 def write_refs_table(table: pa.Table | pa.RecordBatch, path: Path) -> None:
@@ -119,7 +144,7 @@ def write_refs_table(table: pa.Table | pa.RecordBatch, path: Path) -> None:
 
 
 def same_references(array: ArraySpec, other: ArraySpec) -> bool:
-    """Whether two arrays have the very same reference rows (a `_refs_only`
+    """Whether two arrays have the very same reference rows (a references-only
     variant and its array, unless their encoded fill chunks differ)."""
     return (array.inline is None and other.inline is None and array.urls is other.urls
             and array.url_index is other.url_index and array.offsets is other.offsets
@@ -198,7 +223,7 @@ def write_kerchunk_parquet(
         same_refs: dict[str, str] = {}  # array -> the array whose reference files it shares
         for array in arrays:
             folder = staging / array.name
-            folder.mkdir()
+            folder.mkdir(parents=True)
             twin = next((other for other in arrays[:arrays.index(array)] if same_references(array, other)), None)
             if twin is not None:
                 same_refs[array.name] = same_refs.get(twin.name, twin.name)
