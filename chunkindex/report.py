@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chunkindex.model import REFS_ONLY_GROUP
 from chunkindex.codecs import REFS_ONLY_NOTE
+from chunkindex.model import REFS_ONLY_GROUP
 from chunkindex.pipeline import WriteSummary
 from chunkindex.recipe import load_recipe
 from chunkindex.tables import chunk_table_metadata, read_chunk_table, read_parquet

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from client_support import cog_files, is_refs_only, metadata
 
-from chunkindex.arrays import ArraySpec, AssembledIndex
-from chunkindex.codecs import tiff_chain
-from chunkindex.hdf import hdf5_chain
-from chunkindex.kerchunk import write_kerchunk_parquet
+from chunkindex.formats.hdf.chain import hdf5_chain
+from chunkindex.formats.tiff.chain import tiff_chain
+from chunkindex.indexes.kerchunk import write_kerchunk_parquet
+from chunkindex.model import ArraySpec, AssembledIndex
 
 # Every chain chunkindex writes that GDAL cannot decode (a `_refs_only` variant is made for each).
 REFS_ONLY_CHAINS = {

@@ -105,7 +105,7 @@ def appended_files(state_path: str | Path, index_path: str | Path, recipe: Recip
 def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
     """References with `path` as plain strings and the writer's nullability
     (to join old and new rows, whichever chunkindex wrote the old ones)."""
-    from chunkindex.kerchunk import REQUIRED_COLUMNS
+    from chunkindex.indexes.kerchunk import REQUIRED_COLUMNS
 
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     index = table.schema.get_field_index("path")

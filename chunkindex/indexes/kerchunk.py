@@ -29,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chunkindex.atomic import atomic_path
-from chunkindex.model import COMPLEX_INT, ArraySpec, ChunkGrid
+from chunkindex.codecs import REFS_ONLY_NOTE
+from chunkindex.model import COMPLEX_INT, REFS_ONLY_GROUP, ArraySpec, ChunkGrid
 from chunkindex.tables import read_parquet
 
 # `path` is written from an Arrow dictionary (no string per row is ever made)
@@ -118,9 +119,6 @@ def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any
 
 def group_attributes(name: str) -> dict[str, Any]:
     """What a sub-group holds, for a reader who lists it."""
-    from chunkindex.arrays import REFS_ONLY_GROUP
-    from chunkindex.codecs import REFS_ONLY_NOTE
-
     if name == REFS_ONLY_GROUP:
         return {"description": "arrays whose chunks no GDAL reader decodes: " + REFS_ONLY_NOTE,
                 "chunkindex_warning": REFS_ONLY_NOTE.upper()}

@@ -204,9 +204,9 @@ def gdal_dimension_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
         if "axis" not in attrs:
             out["axis"] = "Z"
         return out
-    if axis == "t" or standard == "time" or units.startswith(_TIME_UNITS):
-        if "standard_name" not in attrs:
-            out["standard_name"] = "time"
+    time = axis == "t" or standard == "time" or units.startswith(_TIME_UNITS)
+    if time and "standard_name" not in attrs:
+        out["standard_name"] = "time"
     return out
 
 
