@@ -188,7 +188,10 @@ class ArraySpec:
         }
 
     def zattrs(self) -> dict[str, Any]:
-        return {"_ARRAY_DIMENSIONS": list(self.dims), **self.attrs}
+        # `_FillValue` is left to the .zarray fill_value, as kerchunk does:
+        # GDAL's netCDF writer fails on a `_FillValue` attribute copied after
+        # the data (gdalmdimtranslate to netCDF), and readers take fill_value.
+        return {"_ARRAY_DIMENSIONS": list(self.dims), **{k: v for k, v in self.attrs.items() if k != "_FillValue"}}
 
     def fill_missing(self, encodable: bool | None = None) -> None:
         """Encode the fill chunk that stands in for chunks with no data

@@ -94,9 +94,13 @@ def cog_files(fixtures_root: Path, fixture_set: str, variable: str) -> list[Path
     return sorted((fixtures_root / fixture_set).rglob(f"*_{variable}.tif"))
 
 
+_OPENED: dict[str, Any] = {}  # datasets stay open while their bands are used
+
+
 def cog_band_of_width(gdal: Any, path: Path, width: int, band: int = 1) -> Any:
     """The band (full resolution or the overview) of `path` that is `width` pixels wide."""
-    b = gdal.Open(str(path)).GetRasterBand(band)
+    ds = _OPENED.setdefault(str(path), gdal.Open(str(path)))
+    b = ds.GetRasterBand(band)
     if b.XSize == width:
         return b
     for i in range(b.GetOverviewCount()):

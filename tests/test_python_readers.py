@@ -112,9 +112,9 @@ def test_xarray_reads_demo_chunks_equal_to_the_sources(dataset, demo_indexes, fi
     meta = metadata(index)
     checked = 0
     for name in data_arrays(index):
-        variable = name.split("/")[-1]
-        if variable not in ds.data_vars:
-            continue  # arrays in sub-groups: tests/test_python_layout.py
+        if "/" in name:
+            continue  # arrays in sub-groups (levels): tests/test_readme_python.py reads one through DataTree
+        variable = name
         zarray = meta[f"{name}/.zarray"]
         for key in sample_chunk_keys(zarray, 3, seed=7):
             raw, scale, offset, nodata = source_chunk_values(gdal, fixtures_root, dataset, name, zarray, key)
@@ -123,7 +123,7 @@ def test_xarray_reads_demo_chunks_equal_to_the_sources(dataset, demo_indexes, fi
             np.testing.assert_array_equal(got, cf_decoded(raw, scale, offset, nodata),
                                           err_msg=f"{dataset} {name} chunk {key}")
             checked += 1
-    assert checked >= 6
+    assert checked >= 3
 
 
 @pytest.mark.parametrize("name", EDGE_TIFFS)

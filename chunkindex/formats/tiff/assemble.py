@@ -294,8 +294,11 @@ def _level_attributes(name: str, full: dict[str, Any], level: dict[str, Any], va
         # GDAL ignores such a nodata value too.
         notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
         nodata = None
-    fill: Any = nodata if nodata is not None else 0
-    if kind in "iu":
+    # No nodata, no fill value: GDAL then reports none, as on the source, and
+    # xarray masks nothing (a chunk with no data still reads as 0, as GDAL
+    # reads a sparse tile).
+    fill: Any = nodata
+    if fill is not None and kind in "iu":
         fill = int(fill)
     elif kind == "c":
         fill = None  # Zarr v2 has no JSON form of a complex fill value GDAL reads; 0 either way
