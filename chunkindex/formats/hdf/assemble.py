@@ -162,9 +162,12 @@ def _coordinates(recipe: Recipe, meta: list[dict[str, Any]], order: list[int], v
             coord_attrs = dict(coord["attrs"])
             if recipe.concat.units:
                 coord_attrs["units"] = recipe.concat.units
-            coordinate_arrays.setdefault(name, coordinate_array(name, np.asarray(values, np.float64), coord_attrs))
+            coordinate_arrays.setdefault(name, coordinate_array(
+                name, np.asarray(values, np.float64), gdal_dimension_attributes(coord_attrs)))
         else:
-            coordinate_arrays.setdefault(name, coordinate_array(name, np.asarray(coord["values"]), coord["attrs"]))
+            coordinate_arrays.setdefault(name, coordinate_array(
+                name, np.asarray(coord["values"]), gdal_dimension_attributes(coord["attrs"])))
+
 
 # How GDAL's netCDF driver recognises each axis (NCDFIsVarLongitude & co. in
 # frmts/netcdf/netcdfdataset.cpp, values compared case-insensitively).
@@ -265,25 +268,5 @@ def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Assem
             array.inline = inline[0]
         result.add_data_array(array, recipe.output.gdal_readable_variant)
         _coordinates(recipe, meta, order, values, urls, coordinate_arrays)
-        # Coordinates: the concat one from every file, the others from the first file (must agree).
-        coords = json.loads(first["coords"])
-        for i in order[1:]:
-            other = json.loads(meta[i]["coords"])
-            for name, coord in coords.items():
-                if name != concat and name in other and not np.allclose(other[name]["values"], coord["values"]):
-                    raise HdfLayoutError(f"{urls[meta[i]['file_id']]}: coordinate {name} differs from "
-                                         f"{urls[first['file_id']]}'s")
-        for name, coord in coords.items():
-            if name in recipe.variable_names:
-                continue  # indexed as a variable of its own
-            if name == concat:
-                coord_attrs = dict(coord["attrs"])
-                if recipe.concat.units:
-                    coord_attrs["units"] = recipe.concat.units
-                coordinate_arrays.setdefault(name, coordinate_array(
-                    name, np.asarray(values, np.float64), gdal_dimension_attributes(coord_attrs)))
-            else:
-                coordinate_arrays.setdefault(name, coordinate_array(
-                    name, np.asarray(coord["values"]), gdal_dimension_attributes(coord["attrs"])))
     result.arrays.extend(coordinate_arrays.values())
     return result
