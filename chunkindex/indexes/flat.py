@@ -277,7 +277,9 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
     crs_value = crs
     for variable in variables.values():
         full = variable.levels[0].array
-        attrs = {k: v for k, v in full.attrs.items() if k not in ("chunkindex", "_CRS", "chunkindex_geotransform")
+        # _FillValue is the fill value (as in the Kerchunk index's .zattrs, which leave it to fill_value).
+        attrs = {k: v for k, v in full.attrs.items() if k not in ("chunkindex", "_CRS", "chunkindex_geotransform",
+                                                                   "_FillValue")
                  and not k.startswith("chunkindex_")}
         if crs_value is None and isinstance(full.attrs.get("_CRS"), dict):
             crs_value = full.attrs["_CRS"].get("url") or full.attrs["_CRS"].get("wkt")
