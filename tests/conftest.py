@@ -72,5 +72,5 @@ def edge_indexes(tmp_path_factory, fixtures_root) -> dict[str, Path]:
         path = fixtures_root / "edge-cases" / "tiff" / name
         recipe = quick_recipe(Path(name).stem, str(path.parent), glob=path.name)
         result = run_recipe(recipe, "/", tmp_path_factory.mktemp(Path(name).stem), validate=False)
-        out[name] = Path(result["outputs"]["kerchunk_parquet"])
+        out[name] = Path(result.outputs["kerchunk_parquet"])
     return out

@@ -165,7 +165,7 @@ def test_cog_archives_classic_view(fixtures_root, demo_indexes, edge_indexes, gd
 
 
 def test_cog_archives_multidimensional_view(fixtures_root, demo_indexes, edge_indexes, gdal):
-    for label, source_path, index, name, t in cog_cases(fixtures_root, demo_indexes, edge_indexes):
+    for label, source_path, index, name, _t in cog_cases(fixtures_root, demo_indexes, edge_indexes):
         src = gdal.Open(str(source_path))
         if src.RasterCount != 1:
             continue  # a multi-band source has no single multidimensional array to compare with
