@@ -19,7 +19,16 @@ import numpy as np
 
 GDAL_COMPRESSORS = {"zlib", "gzip", "zstd", "lz4", "lzma", "blosc"}
 GDAL_FILTERS = {"shuffle", "delta", "quantize", "fixedscaleoffset"}
-REFS_ONLY_NOTE = "references only: GDAL pixel reads are not valid"
+REFS_ONLY_NOTE = "references only: every pixel read fails (use GetRawBlockInfo, or the array itself with zarr-python)"
+# The chain of a references-only array: one that no reader can apply to raw
+# tile bytes, so every pixel read fails in GDAL and in zarr-python, while GDAL
+# still opens the array (for GetRawBlockInfo). `imagecodecs_tiff` decodes whole
+# TIFF files only (GDAL's Zarr driver and imagecodecs both refuse tile bytes).
+# GDAL 3.13 skips that decompressor in multi-threaded reads (GDAL_NUM_THREADS)
+# and takes the raw bytes: a shuffle filter of an element size GDAL refuses
+# makes those reads fail too (zarr-python never gets that far).
+REFS_ONLY_COMPRESSOR: dict[str, Any] = {"id": "imagecodecs_tiff"}
+REFS_ONLY_FILTERS: tuple[dict[str, Any], ...] = ({"id": "shuffle", "elementsize": 3},)
 
 
 class UnsupportedCodec(ValueError):
@@ -58,13 +67,11 @@ class CodecChain:
                 "description": self.description, "readers": self.readers,
                 "notes": list(self.notes)}
 
-    def gdal_openable(self) -> CodecChain:
-        """The nearest chain GDAL will open: the GDAL-known compressor (if any)
-        and no filters. Pixels read through it are not valid unless the chain
-        already was GDAL-decodable."""
-        compressor = self.compressor if (self.compressor and self.compressor["id"] in GDAL_COMPRESSORS) else None
-        return CodecChain(compressor, (), self.description + " (" + REFS_ONLY_NOTE + ")",
-                          python_decodable=False)
+    def refs_only(self) -> CodecChain:
+        """The chain of this chain's references-only variant: GDAL opens it,
+        and every pixel read through it fails (REFS_ONLY_COMPRESSOR)."""
+        return CodecChain(REFS_ONLY_COMPRESSOR, REFS_ONLY_FILTERS,
+                          f"references only; the data are {self.description}", python_decodable=False)
 
 
 def _codec(config: dict[str, Any]) -> Any:

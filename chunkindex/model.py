@@ -188,7 +188,10 @@ class ArraySpec:
         }
 
     def zattrs(self) -> dict[str, Any]:
-        return {"_ARRAY_DIMENSIONS": list(self.dims), **self.attrs}
+        # `_FillValue` is left to the .zarray fill_value, as kerchunk does:
+        # GDAL's netCDF writer fails on a `_FillValue` attribute copied after
+        # the data (gdalmdimtranslate to netCDF), and readers take fill_value.
+        return {"_ARRAY_DIMENSIONS": list(self.dims), **{k: v for k, v in self.attrs.items() if k != "_FillValue"}}
 
     def fill_missing(self, encodable: bool | None = None) -> None:
         """Encode the fill chunk that stands in for chunks with no data
@@ -205,15 +208,28 @@ class ArraySpec:
             self.missing_raw = encode_chunk(self.chain, block)
 
     def refs_only_variant(self) -> ArraySpec:
-        """The same references under a chain GDAL opens, flagged: pixels read
-        through it are not valid; the true chain stays in the attributes."""
+        """The same references under a chain GDAL opens and no reader can
+        decode (`CodecChain.refs_only`): GetRawBlockInfo works, every pixel
+        read fails. The true chain stays in the attributes."""
         info = dict(self.attrs["chunkindex"], codec=self.chain.as_attribute(), gdal_decodable=False,
-                    variant_of=self.name, warning=REFS_ONLY_NOTE)
+                    refs_only=True, variant_of=self.name, warning=REFS_ONLY_NOTE)
         attrs = {**self.attrs, "chunkindex": info, "chunkindex_warning": REFS_ONLY_NOTE.upper()}
-        variant = dataclasses.replace(self, name=f"{self.name}_refs_only", chain=self.chain.gdal_openable(),
-                                      attrs=attrs, missing_raw=None)
-        variant.fill_missing(encodable=True)
-        return variant
+        # Chunks with no data stay without a reference (no fill chunk can be
+        # encoded in a chain that cannot decode): zarr-python reads them as
+        # the fill value, which is their true value; GDAL refuses them.
+        return dataclasses.replace(self, name=refs_only_name(self.name), chain=self.chain.refs_only(),
+                                   attrs=attrs, missing_raw=None)
+
+
+REFS_ONLY_GROUP = "refs_only"
+
+
+def refs_only_name(name: str) -> str:
+    """Where the references-only variant of array `name` lives: the sub-group
+    `refs_only/` of the array's own group (so it shares its dimensions and
+    coordinates, and stays out of the group's data variables)."""
+    group, _, base = name.rpartition("/")
+    return f"{group}/{REFS_ONLY_GROUP}/{base}" if group else f"{REFS_ONLY_GROUP}/{base}"
 
 
 @dataclass
@@ -226,7 +242,7 @@ class AssembledIndex:
 
     def add_data_array(self, array: ArraySpec, gdal_variant: bool) -> None:
         """Add an array; one GDAL cannot decode is noted, and with
-        `gdal_variant` gets its `_refs_only` variant for GDAL."""
+        `gdal_variant` gets its references-only variant for GDAL."""
         array.fill_missing()
         self.arrays.append(array)
         if array.chain.gdal_decodable:
@@ -234,7 +250,7 @@ class AssembledIndex:
         self.notes.append(f"{array.name}: {array.chain.description} is not decodable by GDAL")
         if gdal_variant:
             self.arrays.append(array.refs_only_variant())
-            log.warning("%s_refs_only written for GDAL: %s", array.name, REFS_ONLY_NOTE.upper())
+            log.warning("%s written for GDAL: %s", refs_only_name(array.name), REFS_ONLY_NOTE.upper())
 
 
 COMPLEX_INT = re.compile(r"^[<>]ci[24]$")

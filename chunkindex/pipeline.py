@@ -80,7 +80,7 @@ class WriteSummary:
     """What `write_index` wrote (also the `<id>.summary.json` beside the index).
 
     Attributes:
-        refs: chunk references written (data arrays, `_refs_only` variants included).
+        refs: chunk references written (data arrays, references-only variants included).
         arrays: every array of the index, coordinates included.
         timings: seconds per part of the write (assemble, each index kind).
         notes: what the assembly noticed (gaps in time, skipped levels, ...).
@@ -296,7 +296,7 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     summary = WriteSummary(
         refs=sum(a.n_chunks for a in referenced), arrays=[a.name for a in arrays], timings=timings,
         notes=assembled.notes, skipped_files=assembled.skipped_files,
-        # A `_refs_only` variant opens in GDAL, but no reader decodes its pixels.
+        # A references-only variant opens in GDAL, but no reader decodes its pixels.
         readers={a.name: ([] if "variant_of" in a.attrs["chunkindex"] else a.chain.readers)
                  for a in arrays if "chunkindex" in a.attrs},
         refs_per_array={a.name: a.n_chunks for a in referenced},

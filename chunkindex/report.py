@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chunkindex.codecs import REFS_ONLY_NOTE
+from chunkindex.model import REFS_ONLY_GROUP
 from chunkindex.pipeline import WriteSummary
 from chunkindex.recipe import load_recipe
 from chunkindex.tables import chunk_table_metadata, read_chunk_table, read_parquet
@@ -147,12 +148,12 @@ def _array_lines(summary: WriteSummary) -> list[str]:
         decodable = ", ".join(readers) if readers else f"**none: {REFS_ONLY_NOTE}** (GDAL opens it for the references)"
         lines.append(f"| {name} | {refs:,} | {summary.missing_per_array.get(name, 0):,} | {decodable} |")
     lines.append("")
-    refs_only = [n for n in summary.refs_per_array if n.endswith("_refs_only")]
+    refs_only = [n for n in summary.refs_per_array if REFS_ONLY_GROUP in n.split("/")[:-1]]
     if refs_only:
         lines += [f"> **WARNING** {', '.join(refs_only)}: {REFS_ONLY_NOTE.upper()}. GDAL opens these arrays and "
-                  "reports exact chunk references, but their true codec chain (recorded in the `chunkindex` "
-                  "attribute) includes a step GDAL cannot decode. Read pixels with zarr-python + imagecodecs "
-                  "from the array without the suffix.", ""]
+                  "reports exact chunk references (GetRawBlockInfo); their true codec chain (recorded in the "
+                  "`chunkindex` attribute) includes a step GDAL cannot decode, so any pixel read fails. Read "
+                  "pixels with zarr-python + imagecodecs from the array of the same name outside `refs_only/`.", ""]
     lines += [f"- note: {note}" for note in summary.notes]
     lines += [f"- skipped: {skipped}" for skipped in summary.skipped_files]
     return lines

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from chunkindex.codecs import CodecChain, decode_chunk
+from chunkindex.codecs import REFS_ONLY_COMPRESSOR, CodecChain, decode_chunk
 from chunkindex.formats import SourceTruth
 from chunkindex.indexes.kerchunk import ArrayReferences, KerchunkIndex
 from chunkindex.model import ChunkGrid
@@ -191,7 +191,7 @@ class _ArrayCheck:
     dims: list[str]
     chain: CodecChain         # the chain GDAL sees (.zarray)
     true_chain: CodecChain    # the source's own chain (attribute chunkindex.codec)
-    is_variant: bool          # a `_refs_only` variant: references only
+    is_variant: bool          # a references-only variant (`refs_only/<name>`)
     result: ArrayResult
     arr: Any = None           # GDAL's MDArray through the index, when it opens
 
@@ -247,7 +247,7 @@ def validate_index(
     root = ds.GetRootGroup()
     reader = _SecondReader(index, remote_options, second_reader)
     names = kerchunk.array_names
-    # A `_refs_only` variant right after its array: they share one reference table.
+    # A references-only variant right after its array: they share one reference table.
     base_of = {n: kerchunk.zattrs(n).get("chunkindex", {}).get("variant_of", n) for n in names}
     names.sort(key=lambda n: (base_of[n], n != base_of[n], n))
     loaded: tuple[str, ArrayReferences | None] = ("", None)
@@ -305,12 +305,12 @@ def _array_check(kerchunk: KerchunkIndex, name: str) -> _ArrayCheck | None:
 def _open_through_gdal(root: Any, check: _ArrayCheck, index: Path) -> list[Mismatch]:
     """GDAL opens every array it can decode (the others are noted)."""
     try:
-        check.arr = root.OpenMDArray(check.name)
+        check.arr = root.OpenMDArrayFromFullname("/" + check.name)
         check.result.gdal_opened = check.arr is not None
     except RuntimeError as exc:
         if check.chain.gdal_decodable:
             return [Mismatch(check.name, "-", str(index), "GDAL opens the array", "opened", str(exc))]
-        check.result.notes.append(f"GDAL does not open it ({exc}); the _refs_only variant carries its references")
+        check.result.notes.append(f"GDAL does not open it ({exc}); its references-only variant carries its references")
     return []
 
 
@@ -354,7 +354,11 @@ def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: Ar
         found.append(Mismatch(check.name, key, url, "the file of the chunk", "the file of its coordinate", problem))
     check.result.refs_checked += 1
     if check.is_variant:
-        return found  # references only: pixels through GDAL are not valid by design
+        # References only: a pixel read must fail, never return values.
+        if check.arr is not None and _read_succeeds(check.arr, start, count):
+            found.append(Mismatch(check.name, key, url, "a pixel read of a references-only array", "an error",
+                                  "values"))
+        return found
     return found + _guarded(check, key, url, "reading the chunk",
                             lambda: check_pixels(check, source, group, url, chunk_index, key, offset, size, start,
                                                  count))
@@ -505,6 +509,15 @@ def _add_decoder(result: ArrayResult, decoder: str) -> None:
         result.decoders.append(decoder)
 
 
+def _read_succeeds(arr: Any, start: list[int], count: list[int]) -> bool:
+    """Whether GDAL returns values for a region (an error is what a
+    references-only array must give)."""
+    try:
+        return arr.ReadAsArray(array_start_idx=start, count=count) is not None
+    except RuntimeError:
+        return False
+
+
 def check_missing(check: _ArrayCheck, group: Any, start: list[int], count: list[int], key: str) -> list[Mismatch]:
     """A chunk with no data reads as the fill value, through GDAL and zarr-python."""
     name, zarray = check.name, check.zarray
@@ -515,7 +528,7 @@ def check_missing(check: _ArrayCheck, group: Any, start: list[int], count: list[
     if check.arr is not None and check.chain.gdal_decodable:
         got = check.arr.ReadAsArray(array_start_idx=start, count=count)
         found += _compare(name, key, "(no data)", "no-data chunk through GDAL reads the fill value", expected, got)
-    if group is not None and "_refs_only" not in name:
+    if group is not None and zarray["compressor"] != REFS_ONLY_COMPRESSOR:  # references-only: no values
         try:
             got_z = np.asarray(group[name][tuple(slice(s, s + c) for s, c in zip(start, count))])
         except Exception as exc:  # noqa: BLE001  any reader failure is a named mismatch

@@ -45,3 +45,32 @@ def shared_fixture(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"third-party fixture {path} is not present (../shared/fixtures)")
     return path
+
+
+DEMO_DATASETS = ("ghrsst-demo", "ghrsst-demo-deflate", "bran-demo")
+
+
+@pytest.fixture(scope="session")
+def demo_indexes(tmp_path_factory, fixtures_root) -> dict[str, Path]:
+    """The Kerchunk Parquet index of every demo dataset, written by the
+    workflow (`snakemake --until write`) into a temporary results folder."""
+    results = tmp_path_factory.mktemp("demo-results")
+    for dataset in DEMO_DATASETS:
+        run_snakemake("--until", "write", "--config", f"dataset={dataset}", f"results_dir={results}")
+    return {d: results / d / "index" / f"{d}.parq" for d in DEMO_DATASETS}
+
+
+@pytest.fixture(scope="session")
+def edge_indexes(tmp_path_factory, fixtures_root) -> dict[str, Path]:
+    """A Kerchunk Parquet index of each edge-case TIFF the indexer accepts."""
+    from client_support import EDGE_TIFFS
+
+    from chunkindex.pipeline import quick_recipe, run_recipe
+
+    out = {}
+    for name in EDGE_TIFFS:
+        path = fixtures_root / "edge-cases" / "tiff" / name
+        recipe = quick_recipe(Path(name).stem, str(path.parent), glob=path.name)
+        result = run_recipe(recipe, "/", tmp_path_factory.mktemp(Path(name).stem), validate=False)
+        out[name] = Path(result.outputs["kerchunk_parquet"])
+    return out

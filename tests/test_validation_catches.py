@@ -40,7 +40,9 @@ def _edit_refs(index, array, edit):
     table = pq.read_table(path)
     columns = table.to_pydict()
     edit(columns)
-    pq.write_table(pa.table(columns, schema=table.schema), path)
+    # The edits may null any column (the writer declares offset and size required).
+    schema = pa.schema([field.with_nullable(True) for field in table.schema])
+    pq.write_table(pa.table(columns, schema=schema), path)
 
 
 def _edit_zarray(index, array, **changes):

@@ -77,8 +77,8 @@ class Extractor(Protocol):
 
 # Bumped whenever the header tables change shape: a rule parameter, so that
 # Snakemake re-reads headers cached by an older chunkindex.
-HEADER_FORMAT_VERSION = 5  # 3: Arrow IPC files; 4: TIFF short_edges, bits, colour map, RPC, GCPs;
-# 5: TIFF `geographic` from the GeoKeys
+HEADER_FORMAT_VERSION = 6  # 3: Arrow IPC files; 4: TIFF short_edges, bits, colour map, RPC, GCPs;
+# 5: TIFF `geographic` from the GeoKeys; 6: TIFF units/description, every HDF5 attribute
 
 # Format -> "module:class" (imported on first use: each format's libraries load only when needed).
 EXTRACTORS = {

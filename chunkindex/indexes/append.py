@@ -103,10 +103,15 @@ def appended_files(state_path: str | Path, index_path: str | Path, recipe: Recip
 
 
 def _plain(batch: pa.RecordBatch | pa.Table) -> pa.Table:
-    """References with `path` as plain strings (to join old and new rows)."""
+    """References with `path` as plain strings and the writer's nullability
+    (to join old and new rows, whichever chunkindex wrote the old ones)."""
+    from chunkindex.indexes.kerchunk import REQUIRED_COLUMNS
+
     table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
     index = table.schema.get_field_index("path")
-    return table.set_column(index, "path", table["path"].cast(pa.string()))
+    table = table.set_column(index, "path", table["path"].cast(pa.string()))
+    schema = pa.schema([f.with_nullable(f.name not in REQUIRED_COLUMNS) for f in table.schema])
+    return pa.Table.from_arrays(table.columns, schema=schema)
 
 
 def plan_append(index: KerchunkIndex, assembled: AssembledIndex, time_dim: str,

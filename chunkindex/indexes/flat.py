@@ -42,7 +42,9 @@ SUPPORTED_MAJOR = 0
 ROW_GROUP_ROWS = 131_072
 # Row groups per buffer encoded by one thread (the write is spliced from them).
 GROUPS_PER_BUFFER = 8
-_OVERVIEW = re.compile(r"^(?P<base>.+)_ovr(?P<factor>\d+)$")
+# An overview level's array (`ovr<f>/<var>`, or `<var>_ovr<f>` in indexes
+# written before levels moved to sub-groups) or coordinate (`lat_ovr<f>`).
+_OVERVIEW = re.compile(r"^(?:ovr\d+/)?(?P<base>.+?)(?:_ovr(?P<factor>\d+))?$")
 
 
 class CriError(ValueError):
@@ -169,7 +171,8 @@ def _dimension_kind(name: str, attrs: dict[str, Any]) -> str | None:
 
 
 def _is_coordinate(array: ArraySpec) -> bool:
-    return array.inline is not None and len(array.dims) == 1 and array.dims[0] == array.name
+    # A level's coordinates live in its group (`ovr2/lat_ovr2`): the name's last part.
+    return array.inline is not None and len(array.dims) == 1 and array.dims[0] == array.name.rsplit("/", 1)[-1]
 
 
 def _crs_document(crs: str | None) -> dict[str, Any] | None:
@@ -263,7 +266,7 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
     """The `cri` JSON document (spec §2) of assembled arrays, and the
     variables with their levels in row order."""
     arrays = assembled.arrays if isinstance(assembled, AssembledIndex) else assembled
-    coordinate_arrays = {a.name: a for a in arrays if _is_coordinate(a)}
+    coordinate_arrays = {a.dims[0]: a for a in arrays if _is_coordinate(a)}
     coords = {name: np.frombuffer(a.inline, np.dtype(a.dtype)).astype(np.float64)
               for name, a in coordinate_arrays.items()}
     variables = _group_levels(arrays)
@@ -274,7 +277,9 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
     crs_value = crs
     for variable in variables.values():
         full = variable.levels[0].array
-        attrs = {k: v for k, v in full.attrs.items() if k not in ("chunkindex", "_CRS", "chunkindex_geotransform")
+        # _FillValue is the fill value (as in the Kerchunk index's .zattrs, which leave it to fill_value).
+        attrs = {k: v for k, v in full.attrs.items() if k not in ("chunkindex", "_CRS", "chunkindex_geotransform",
+                                                                   "_FillValue")
                  and not k.startswith("chunkindex_")}
         if crs_value is None and isinstance(full.attrs.get("_CRS"), dict):
             crs_value = full.attrs["_CRS"].get("url") or full.attrs["_CRS"].get("wkt")

@@ -5,9 +5,10 @@ never replaces a good index, and `KerchunkIndex`, the one reader of both
 
 Parquet layout, as GDAL (>= 3.11) and fsspec's LazyReferenceMapper read it:
 `.zmetadata` = `{"metadata": {<key>: <JSON object>}, "record_size": N}`, and
-per array `<name>/refs.<k>.parq` with columns `path` (dictionary-encoded
-string), `offset` int64, `size` int64 and `raw` binary, where row `r` of file
-`k` is C-order chunk number `k * N + r`.
+per array `<name>/refs.<k>.parq` with columns `path` (optional string,
+dictionary-encoded), `offset` and `size` (required int64) and `raw`
+(optional binary), as kerchunk's own writer declares them, where row `r` of
+file `k` is C-order chunk number `k * N + r`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chunkindex.atomic import atomic_path
-from chunkindex.model import COMPLEX_INT, ArraySpec, ChunkGrid
+from chunkindex.codecs import REFS_ONLY_NOTE
+from chunkindex.model import COMPLEX_INT, REFS_ONLY_GROUP, ArraySpec, ChunkGrid
 from chunkindex.tables import read_parquet
 
 # `path` is written from an Arrow dictionary (no string per row is ever made)
@@ -36,18 +38,28 @@ from chunkindex.tables import read_parquet
 # stored in the file: GDAL's Parquet driver would read an Arrow dictionary
 # type as an integer field with a coded domain, which its Kerchunk reader
 # rejects; without it every reader sees a plain string column.
+#
+# Column types and nullability are kerchunk's own (`refs_to_dataframe`):
+# `path` and `raw` optional, `offset` and `size` *required* int64 with
+# statistics. fsspec's default Parquet engine (fastparquet) reads an int64
+# column with no null count as float64, which its ReferenceFileSystem cannot
+# use as a byte range.
 REFS_SCHEMA = pa.schema([
-    ("path", pa.dictionary(pa.int32(), pa.string())),
-    ("offset", pa.int64()),
-    ("size", pa.int64()),
-    ("raw", pa.binary()),
+    pa.field("path", pa.dictionary(pa.int32(), pa.string())),
+    pa.field("offset", pa.int64(), nullable=False),
+    pa.field("size", pa.int64(), nullable=False),
+    pa.field("raw", pa.binary()),
 ])
+REQUIRED_COLUMNS = ("offset", "size")
 JSON_MAX_REFS = 2_000_000
 PARQUET_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
     "use_dictionary": ["path"],
     "column_encoding": {"offset": "DELTA_BINARY_PACKED", "size": "DELTA_BINARY_PACKED"},
-    "write_statistics": False,
+    # fastparquet takes an int64 column without a null count for one that
+    # may hold nulls and reads it as float64, whatever its repetition:
+    # offset and size carry statistics (null count 0), as kerchunk's do.
+    "write_statistics": list(REQUIRED_COLUMNS),
     "store_schema": False,
 }
 
@@ -87,22 +99,50 @@ def zarr_readable(arrays: list[ArraySpec]) -> tuple[list[ArraySpec], list[str]]:
 
 
 def consolidated_metadata(arrays: Iterable[ArraySpec], root_attrs: dict[str, Any]) -> dict[str, Any]:
+    """`.zmetadata`'s `metadata`: the root group, every sub-group an array
+    path names (`ovr2/`, `refs_only/`, ...) and every array."""
     metadata: dict[str, Any] = {".zgroup": {"zarr_format": 2}, ".zattrs": root_attrs}
     for array in arrays:
+        parts = array.name.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            group = "/".join(parts[:depth])
+            if f"{group}/.zgroup" not in metadata:
+                metadata[f"{group}/.zgroup"] = {"zarr_format": 2}
+                metadata[f"{group}/.zattrs"] = group_attributes(parts[depth - 1])
         metadata[f"{array.name}/.zarray"] = array.zarray()
         metadata[f"{array.name}/.zattrs"] = array.zattrs()
-    return metadata
+    # Sorted, so the keys of each group are contiguous: zarr-python 3.1 nests
+    # consolidated v2 metadata with itertools.groupby and loses a group's
+    # children otherwise (GroupNotFoundError on open).
+    return dict(sorted(metadata.items()))
+
+
+def group_attributes(name: str) -> dict[str, Any]:
+    """What a sub-group holds, for a reader who lists it."""
+    if name == REFS_ONLY_GROUP:
+        return {"description": "arrays whose chunks no GDAL reader decodes: " + REFS_ONLY_NOTE,
+                "chunkindex_warning": REFS_ONLY_NOTE.upper()}
+    if name.startswith("ovr") and name[3:].isdigit():
+        return {"description": f"internal overview of the source files, 1/{name[3:]} of the full resolution "
+                               "in x and y", "overview_factor": int(name[3:])}
+    return {}
 
 
 def write_refs_table(table: pa.Table | pa.RecordBatch, path: Path) -> None:
     """Write one Kerchunk Parquet record file (`refs.<k>.parq`)."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
+    # Rows read back from an older record file (append) may declare offset and
+    # size optional: write them required, as kerchunk does (the writer checks
+    # that they hold no null).
+    schema = pa.schema([f.with_nullable(f.name not in REQUIRED_COLUMNS) for f in table.schema])
+    if not schema.equals(table.schema):
+        table = pa.Table.from_arrays(table.columns, schema=schema)
     pq.write_table(table, path, **PARQUET_OPTIONS)
 
 
 def same_references(array: ArraySpec, other: ArraySpec) -> bool:
-    """Whether two arrays have the very same reference rows (a `_refs_only`
+    """Whether two arrays have the very same reference rows (a references-only
     variant and its array, unless their encoded fill chunks differ)."""
     return (array.inline is None and other.inline is None and array.urls is other.urls
             and array.url_index is other.url_index and array.offsets is other.offsets
@@ -181,7 +221,7 @@ def write_kerchunk_parquet(
         same_refs: dict[str, str] = {}  # array -> the array whose reference files it shares
         for array in arrays:
             folder = staging / array.name
-            folder.mkdir()
+            folder.mkdir(parents=True)
             twin = next((other for other in arrays[:arrays.index(array)] if same_references(array, other)), None)
             if twin is not None:
                 same_refs[array.name] = same_refs.get(twin.name, twin.name)

@@ -162,9 +162,55 @@ def _coordinates(recipe: Recipe, meta: list[dict[str, Any]], order: list[int], v
             coord_attrs = dict(coord["attrs"])
             if recipe.concat.units:
                 coord_attrs["units"] = recipe.concat.units
-            coordinate_arrays.setdefault(name, coordinate_array(name, np.asarray(values, np.float64), coord_attrs))
+            coordinate_arrays.setdefault(name, coordinate_array(
+                name, np.asarray(values, np.float64), gdal_dimension_attributes(coord_attrs)))
         else:
-            coordinate_arrays.setdefault(name, coordinate_array(name, np.asarray(coord["values"]), coord["attrs"]))
+            coordinate_arrays.setdefault(name, coordinate_array(
+                name, np.asarray(coord["values"]), gdal_dimension_attributes(coord["attrs"])))
+
+
+# How GDAL's netCDF driver recognises each axis (NCDFIsVarLongitude & co. in
+# frmts/netcdf/netcdfdataset.cpp, values compared case-insensitively).
+_GEOGRAPHIC = {"X": ("longitude", {"degrees_east", "degree_east", "degrees_e"}),
+               "Y": ("latitude", {"degrees_north", "degree_north", "degrees_n"})}
+_VERTICAL_UNITS = {"bar", "bars", "millibar", "millibars", "decibar", "decibars", "atmosphere", "atmospheres",
+                   "atm", "pascal", "pascals", "pa", "hpa", "meter", "meters", "m", "kilometer", "kilometers",
+                   "km", "level", "layer", "sigma_level"}
+_TIME_UNITS = ("days since", "day since", "d since", "hours since", "hour since", "h since", "hr since",
+               "minutes since", "minute since", "min since", "seconds since", "second since", "sec since",
+               "s since")
+
+
+def gdal_dimension_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
+    """A coordinate's attributes plus the CF ones GDAL's Zarr driver needs to
+    give its dimension the type GDAL's netCDF driver infers on the source.
+
+    The netCDF driver types a dimension from units, axis, positive,
+    standard_name or long_name; the Zarr driver only from `standard_name`
+    (longitude/latitude/projection_*_coordinate, time) and `axis: Z`. Added
+    only where the source has none of its own (its own value is never
+    replaced); the Zarr driver consumes what it uses, so GDAL lists neither.
+    """
+    low = {k: v.lower() for k, v in attrs.items() if isinstance(v, str)}
+    units, standard, axis = low.get("units", ""), low.get("standard_name", ""), low.get("axis", "")
+    out = dict(attrs)
+    for letter, (geo_name, geo_units) in _GEOGRAPHIC.items():
+        geographic = (units in geo_units or standard == geo_name or axis == letter.lower()
+                      or low.get("long_name") == geo_name) and units not in ("m", "1")
+        projected = (standard in (f"projection_{letter.lower()}_coordinate", f"grid_{geo_name}")
+                     or axis == letter.lower()) and units != "1"
+        if geographic or projected:
+            if "standard_name" not in attrs:
+                out["standard_name"] = geo_name if geographic else f"projection_{letter.lower()}_coordinate"
+            return out
+    if axis == "z" or low.get("positive") in ("up", "down") or units in _VERTICAL_UNITS:
+        if "axis" not in attrs:
+            out["axis"] = "Z"
+        return out
+    time = axis == "t" or standard == "time" or units.startswith(_TIME_UNITS)
+    if time and "standard_name" not in attrs:
+        out["standard_name"] = "time"
+    return out
 
 
 def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> AssembledIndex:

@@ -46,11 +46,10 @@ VARIABLES_SCHEMA = pa.schema([
     ("seconds", pa.float64()),
 ])
 
-KEPT_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_range", "valid_min",
-                   "valid_max", "units", "long_name", "standard_name", "calendar", "axis", "positive",
-                   "cell_methods", "cartesian_axis",
-                   # Geolocation: CF `coordinates` (2-D latitude/longitude), tie points and scans.
-                   "coordinates", "coordinate_interpolation", "scan_lines")
+# HDF5 and netCDF-4 bookkeeping attributes (dimension scales, netCDF ids):
+# every other attribute of a variable is kept, as kerchunk keeps them.
+HIDDEN_ATTRIBUTES = frozenset({"REFERENCE_LIST", "CLASS", "DIMENSION_LIST", "NAME", "_Netcdf4Dimid",
+                               "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"})
 
 
 class HdfLayoutError(ValueError):
@@ -68,15 +67,22 @@ def _json_default(value: Any) -> Any:
 
 
 def _attributes(obj: Any) -> dict[str, Any]:
+    """Every attribute of an HDF5 object but HDF5/netCDF bookkeeping, JSON-ready."""
     out = {}
-    for key in KEPT_ATTRIBUTES:
-        if key in obj.attrs:
+    for key in obj.attrs:
+        if key in HIDDEN_ATTRIBUTES:
+            continue
+        try:
             value = obj.attrs[key]
-            if isinstance(value, bytes):
-                value = value.decode("utf-8", "replace")
-            elif isinstance(value, np.ndarray) and value.size == 1:
-                value = value.reshape(()).item()
-            out[key] = value
+        except (OSError, TypeError):  # types h5py cannot read (object references, ...)
+            continue
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        elif isinstance(value, np.ndarray) and value.size == 1:
+            value = value.reshape(()).item()
+        if isinstance(value, str) and value == "DIMENSION_SCALE":
+            continue
+        out[key] = value
     return json.loads(json.dumps(out, default=_json_default))
 
 

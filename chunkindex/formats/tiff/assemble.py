@@ -2,13 +2,17 @@
 
 Each variable becomes one array (time, y, x) - (time, y, x, band) for
 pixel-interleaved and (time, band, y, x) for band-separate files - and each
-internal overview its own array `<variable>_ovr<factor>`. TIFF tile order is
+internal overview an array of the same name in the sub-group
+`ovr<factor>/` with its own coordinates (`lat_ovr<factor>`, ...), where it
+does not crowd the root and xarray's `open_datatree` reads each level as a
+dataset (GDAL lists every level among its subdatasets). TIFF tile order is
 the Zarr C order of those arrays, so a file's tile columns are placed into
 the reference columns with one slice assignment.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -290,8 +294,11 @@ def _level_attributes(name: str, full: dict[str, Any], level: dict[str, Any], va
         # GDAL ignores such a nodata value too.
         notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")
         nodata = None
-    fill: Any = nodata if nodata is not None else 0
-    if kind in "iu":
+    # No nodata, no fill value: GDAL then reports none, as on the source, and
+    # xarray masks nothing (a chunk with no data still reads as 0, as GDAL
+    # reads a sparse tile).
+    fill: Any = nodata
+    if fill is not None and kind in "iu":
         fill = int(fill)
     elif kind == "c":
         fill = None  # Zarr v2 has no JSON form of a complex fill value GDAL reads; 0 either way
@@ -302,6 +309,11 @@ def _level_attributes(name: str, full: dict[str, Any], level: dict[str, Any], va
         attrs["scale_factor"] = full["scale"]
     if full["offset"] is not None:
         attrs["add_offset"] = full["offset"]
+    if full["units"] and not is_mask:
+        attrs["units"] = full["units"]
+    if full["description"] and not is_mask:
+        # GDAL's netCDF driver maps a band description to long_name too.
+        attrs["long_name"] = full["description"]
     crs_attr = _crs_attribute(full["crs"])
     if crs_attr:
         attrs["_CRS"] = crs_attr
@@ -325,9 +337,17 @@ def _level_space(full: dict[str, Any], level: dict[str, Any], suffix: str,
     level_gt = [gt[0], gt[1] * full["width"] / level["width"], 0.0,
                 gt[3], 0.0, gt[5] * full["height"] / level["height"]]
     (y_dim, x_dim), coords = spatial_coordinates(level_gt, level["width"], level["height"], geographic, suffix)
+    group = level_group(suffix)
     for coord in coords:
-        coordinate_arrays.setdefault(coord.name, coord)
+        # An overview's coordinates live in its group; their dimension names
+        # differ from the root's (xarray's DataTree aligns same-named dimensions).
+        coordinate_arrays.setdefault(group + coord.name, dataclasses.replace(coord, name=group + coord.name))
     return y_dim, x_dim
+
+
+def level_group(suffix: str) -> str:
+    """The sub-group of an overview level (`_ovr4` -> `ovr4/`; "" for full resolution)."""
+    return f"{suffix[1:]}/" if suffix else ""
 
 
 def _variable_arrays(recipe: Recipe, variable: Variable, manifest: pa.Table, levels: pa.Table, urls: dict[int, str],
@@ -353,7 +373,7 @@ def _variable_arrays(recipe: Recipe, variable: Variable, manifest: pa.Table, lev
             continue
         suffix = "" if factor == 1 else f"_ovr{factor}"
         # An internal mask IFD (GDAL's per-dataset mask) is a variable of its own.
-        name = variable.name + ("_mask" if is_mask else "") + suffix
+        name = level_group(suffix) + variable.name + ("_mask" if is_mask else "")
         y_dim, x_dim = _level_space(full, level, suffix, coordinate_arrays)
         dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, recipe.concat.dim)
         dtype = "|u1" if is_mask else level["dtype"]

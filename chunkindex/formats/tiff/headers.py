@@ -58,6 +58,8 @@ LEVELS_SCHEMA = pa.schema([
     ("nodata", pa.float64()),
     ("scale", pa.float64()),
     ("offset", pa.float64()),
+    ("units", pa.string()),         # GDAL_METADATA: the first band's unit type
+    ("description", pa.string()),   # GDAL_METADATA: the first band's description
     ("geotransform", pa.list_(pa.float64())),
     ("crs", pa.string()),           # "EPSG:<code>" when the GeoKeys name one
     ("geographic", pa.bool_()),     # the GeoKeys' model type: geographic (lat/lon) or not; null without
@@ -175,21 +177,25 @@ def _crs(ifd: Any) -> tuple[str | None, str | None, bool | None]:
 
 
 @functools.lru_cache(maxsize=1024)  # archives repeat the same GDAL metadata in every file
-def _gdal_scale_offset(xml: str | None) -> tuple[float | None, float | None]:
+def _gdal_band_metadata(xml: str | None) -> tuple[float | None, float | None, str | None, str | None]:
+    """Scale, offset, unit type and description of the first band, from the
+    GDAL_METADATA tag (items with role scale/offset/unittype/description)."""
     if not xml:
-        return None, None
+        return None, None, None, None
     import xml.etree.ElementTree as ET
 
     try:
         root = ET.fromstring(xml)
     except ET.ParseError:
-        return None, None
-    values: dict[str, float] = {}
+        return None, None, None, None
+    values: dict[str, str] = {}
     for item in root.iter("Item"):
         role = item.get("role")
-        if role in ("scale", "offset") and item.get("sample", "0") == "0" and item.text:
-            values[role] = float(item.text)
-    return values.get("scale"), values.get("offset")
+        if role in ("scale", "offset", "unittype", "description") and item.get("sample", "0") == "0" and item.text:
+            values[role] = item.text
+    scale, offset = values.get("scale"), values.get("offset")
+    return (float(scale) if scale is not None else None, float(offset) if offset is not None else None,
+            values.get("unittype"), values.get("description"))
 
 
 def chunk_table_attrs(ifd: Any) -> tuple[str, str]:
@@ -273,7 +279,7 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
         nodata = float(nodata_text) if nodata_text not in (None, "") else None
     except ValueError:
         nodata = None
-    scale, offset = _gdal_scale_offset(first.gdal_metadata)
+    scale, offset, units, description = _gdal_band_metadata(first.gdal_metadata)
     note = "; ".join(n for n in (gt_note, crs_note) if n) or None
     tiepoints = list(first.model_tiepoint or ())
     keys = first.geo_key_directory
@@ -321,7 +327,7 @@ def _level_rows(tiff: Any, file_id: int, path: str, size: int) -> list[dict[str,
             "photometric": int(ifd.photometric_interpretation),
             "jpeg_tables": ifd.jpeg_tables, "lerc_parameters": list(lerc) if lerc else None,
             "tile_offsets": offsets, "tile_byte_counts": counts,
-            "nodata": nodata, "scale": scale, "offset": offset,
+            "nodata": nodata, "scale": scale, "offset": offset, "units": units, "description": description,
             "geotransform": gt, "crs": crs, "geographic": geographic, "georef_note": note,
             "header_bytes": int(tiff.header_byte_size),
             "short_edges": _short_edges(ifd, offsets_attr == "tile_offsets", tile_width, tile_height,

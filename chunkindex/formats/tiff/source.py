@@ -131,7 +131,7 @@ class TiffSource:
         if match is None:
             return f"{url} does not match the recipe's pattern {self.pattern.text!r}"
         info = attrs["chunkindex"]
-        variable = info.get("variant_of", name)
+        variable = info.get("variant_of", name).rsplit("/", 1)[-1]  # levels live in ovr<f>/
         if info["overview_factor"] != 1:
             variable = variable.removesuffix(f"_ovr{info['overview_factor']}")
         if info.get("mask"):
