@@ -2,8 +2,10 @@
 tools equal GDAL's own read of the source files; GetRawBlockInfo equals the
 source's tile/chunk table; bad input gives errors naming the file or chunk.
 
-The CRI indexes here are written by tests/cri_testdata.py (temporary, until
-the project's CRI writer lands on main).
+Most CRI indexes here are written by tests/cri_testdata.py (a small test-only
+writer kept for layouts and codecs the project's writer does not produce from
+a single file, e.g. HDF5 filter masks); the last tests index real files with
+the project's writer (`chunkindex index --kinds cri-parquet`).
 """
 
 from __future__ import annotations
@@ -687,3 +689,31 @@ def test_doctor_reports_cri_driver(gdal):
     assert report.ok
     line = next(x for x in report.lines if "driver CRI" in x)
     assert "present (plugin 0.1.0" in line
+
+
+# --- The project's CRI writer (issue 10), through `chunkindex index` ---------------------
+
+WRITER_FILES = [
+    "rasterio__rasterio/tests/data/RGB.byte.tif",  # short last strip, pixel-interleaved
+    "cogeotiff__rio-tiler/tests/fixtures/cog.tif",  # DEFLATE COG with overviews
+    "cogeotiff__rio-tiler/tests/fixtures/cog_rgb.tif",  # JPEG YCbCr with JPEGTables
+    "chai2010__tiff/testdata/gdal_autotest/gcore/data/separate_tiled.tif",  # big-endian band-separate PackBits
+    "corteva__rioxarray/test/test_data/input/test_rpcs.tif",  # LZW + predictor 2 strips
+]
+
+
+@pytest.mark.parametrize("rel", WRITER_FILES, ids=lambda r: r.split("/")[-1])
+def test_project_writer_index_pixel_equal(gdal, tmp_path, rel):
+    src = REAL_COGS / rel
+    if not src.exists():
+        pytest.skip(f"{src} is not present")
+    done = subprocess.run([sys.executable, "-m", "chunkindex.cli", "index", str(src), "--kinds", "cri-parquet",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    index = next(tmp_path.glob("*.cri.parquet"))
+    arr = gdal.OpenEx(f'CRI:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("data")
+    dims = [d.GetName() for d in arr.GetDimensions()]
+    got = arr.ReadAsArray()[0]  # the one time step
+    if dims[-1] == "band":
+        got = np.moveaxis(got, -1, 0)
+    assert_same(got, read_all(gdal, src))
