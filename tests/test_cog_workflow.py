@@ -4,6 +4,8 @@ GDAL's read of the source COGs."""
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -139,6 +141,59 @@ def test_footprints_and_cri_index(demo_results, gdal):
     validation = json.loads((demo_results / "ghrsst-demo/validation.json").read_text())
     checked = {a["array"]: a for a in validation["arrays"]}
     assert checked["cri:analysed_sst"]["pixels_checked_python"] > 0  # through the CRI reader
+
+
+def _gdal_cli(*args: str) -> str:
+    """Run one of GDAL's command-line programs (the venv's, else PATH's): no Python on the read path."""
+    exe = Path(sys.executable).with_name(args[0])
+    result = subprocess.run([str(exe) if exe.exists() else args[0], *args[1:]], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize(("dataset", "fixture_set", "codec"), [
+    ("ghrsst-demo", "ghrsst-zstd-pred2", {"COMPRESSION": "ZSTD", "PREDICTOR": "2"}),
+    ("ghrsst-demo-deflate", "ghrsst-deflate-pred1", {"COMPRESSION": "DEFLATE"}),
+])
+def test_cri_demo_index_through_gdal_command_line(demo_results, fixtures_root, gdal, tmp_path, dataset,
+                                                  fixture_set, codec):
+    """Issue 11 "Done when": the workflow's CRI index, read by gdalinfo and
+    gdal_translate, equals GDAL's read of the source COG — locally and over HTTP."""
+    import pyarrow.parquet as pq
+
+    from chunkindex.testing.servers import HttpServer
+
+    if gdal.GetDriverByName("CRI") is None:
+        pytest.fail("the CRI driver plugin is not loaded: run `make setup` (tools/build_driver.sh)")
+    index = demo_results / dataset / "index" / f"{dataset}.cri.parquet"
+    day = 2
+    source = gdal.Open(str(_files(fixtures_root, fixture_set, "analysed_sst")[day]))
+    assert codec.items() <= source.GetMetadata("IMAGE_STRUCTURE").items()  # the real codec, predictor included
+    info = json.loads(_gdal_cli("gdalinfo", "-json", f'CRI:"{index}":analysed_sst:{day}'))
+    assert info["geoTransform"] == pytest.approx(source.GetGeoTransform())
+    assert info["size"] == [source.RasterXSize, source.RasterYSize]
+    assert 'ID["EPSG",4326]' in info["coordinateSystem"]["wkt"]
+    band = info["bands"][0]
+    assert (band["type"], band["noDataValue"], band["scale"], band["offset"]) == ("Int16", -32768, 0.001, 25.0)
+    assert len(band["overviews"]) == source.GetRasterBand(1).GetOverviewCount()
+    window = (300, 100, 900, 700)  # crosses tile edges and the short last tile row and column
+    expected = source.ReadAsArray(*window)
+
+    def translated(idx: Path, name: str) -> np.ndarray:
+        out = tmp_path / f"{name}.tif"
+        _gdal_cli("gdal_translate", "-q", "-srcwin", *map(str, window), f'CRI:"{idx}":analysed_sst:{day}', str(out))
+        return gdal.Open(str(out)).ReadAsArray()
+
+    np.testing.assert_array_equal(translated(index, "local"), expected)
+    table = pq.read_table(index)
+    meta = json.loads(table.schema.metadata[b"cri"])
+    with HttpServer(Path(meta["base"])) as server:
+        meta["base"] = server.url + "/"
+        remote = tmp_path / f"{dataset}-http.cri.parquet"
+        pq.write_table(table.replace_schema_metadata({"cri": json.dumps(meta)}), remote)
+        np.testing.assert_array_equal(translated(remote, "http"), expected)
+        assert server.requests > 0
 
 
 def test_second_run_does_nothing_and_a_new_day_rereads_one_batch(tmp_path, fixtures_root):
