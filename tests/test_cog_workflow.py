@@ -141,6 +141,14 @@ def test_footprints_and_cri_index(demo_results, gdal):
     validation = json.loads((demo_results / "ghrsst-demo/validation.json").read_text())
     checked = {a["array"]: a for a in validation["arrays"]}
     assert checked["cri:analysed_sst"]["pixels_checked_python"] > 0  # through the CRI reader
+    # ... and through GDAL's CRI driver: the report says GDAL decodes ZSTD + predictor 2 that way.
+    assert checked["cri:analysed_sst"]["pixels_checked_gdal"] > 0
+    assert checked["cri:analysed_sst@level5"]["pixels_checked_gdal"] > 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in
+            (demo_results / "ghrsst-demo/report/report.md").read_text().split("## Validation")[0].splitlines()
+            if line.startswith("| ")}  # the "Arrays and readers" table
+    assert "GDAL (CRI driver)" in rows["analysed_sst"] and "GDAL (CRI driver)" in rows["analysed_sst_ovr32"]
+    assert "GDAL (CRI driver)" not in rows["analysed_sst_refs_only"]
 
 
 def _gdal_cli(*args: str) -> str:
