@@ -38,6 +38,7 @@ OUTPUT_FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "cri-gpkg": (("cri_gpkg", ".cri.gpkg"),),
     "cri-duckdb": (("cri_duckdb", ".cri.duckdb"),),
     "footprints": (("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg")),
+    "vrt": (("vrt", ".vrt"),),
 }
 
 
@@ -269,6 +270,11 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     if "footprints_parquet" in outputs:
         with timed(timings, "footprints"):
             write_footprints(arrays, outputs["footprints_parquet"], outputs["footprints_gpkg"])
+    if "vrt" in outputs:  # for a GDAL without the CRI plugin: its GTiff driver reads the source files
+        from chunkindex.indexes.vrt import write_multidim_vrt
+
+        with timed(timings, "vrt"):
+            write_multidim_vrt(arrays, outputs["vrt"], recipe.concat.dim)
     referenced = [a for a in arrays if a.inline is None]
     summary = WriteSummary(
         refs=sum(a.n_chunks for a in referenced), arrays=[a.name for a in arrays], timings=timings,

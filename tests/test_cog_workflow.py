@@ -3,6 +3,7 @@ GDAL opens holds exact references, and every pixel read through it equals
 GDAL's read of the source COGs."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -202,6 +203,47 @@ def test_cri_demo_index_through_gdal_command_line(demo_results, fixtures_root, g
         pq.write_table(table.replace_schema_metadata({"cri": json.dumps(meta)}), remote)
         np.testing.assert_array_equal(translated(remote, "http"), expected)
         assert server.requests > 0
+
+
+_READ_VRT_WITHOUT_CRI = """
+import sys
+import numpy as np
+from osgeo import gdal
+gdal.UseExceptions()
+assert gdal.GetDriverByName("CRI") is None, "the CRI plugin is loaded"
+root = gdal.OpenEx(sys.argv[1], gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+arrays = {}
+for name in sys.argv[3:]:
+    arr = root.OpenMDArray(name)
+    arrays[name] = arr.ReadAsArray()
+    arrays[name + "/dims"] = np.array([d.GetName() + ":" + (d.GetType() or "") for d in arr.GetDimensions()])
+    arrays[name + "/meta"] = np.array([arr.GetNoDataValueAsDouble() or 0, arr.GetScale() or 1, arr.GetOffset() or 0])
+    arrays[name + "/srs"] = np.array([arr.GetSpatialRef().GetAuthorityCode(None)])
+arrays["time"] = root.OpenMDArray("time").ReadAsArray()
+np.savez(sys.argv[2], **arrays)
+"""
+
+
+@pytest.mark.parametrize(("dataset", "fixture_set"), [("ghrsst-demo", "ghrsst-zstd-pred2"),
+                                                      ("ghrsst-demo-deflate", "ghrsst-deflate-pred1")])
+def test_vrt_over_the_cogs_read_by_a_gdal_without_the_cri_plugin(demo_results, fixtures_root, gdal, tmp_path,
+                                                                 dataset, fixture_set):
+    """Issue 11 §4: `<id>.vrt` (time x y x x over the source COGs), opened by a
+    GDAL with no plugin at all (GDAL_DRIVER_PATH an empty folder), equals the
+    stack of GDAL's reads of the sources."""
+    vrt = demo_results / dataset / "index" / f"{dataset}.vrt"
+    empty = tmp_path / "no-plugins"
+    empty.mkdir()
+    out = tmp_path / "read.npz"
+    subprocess.run([sys.executable, "-c", _READ_VRT_WITHOUT_CRI, str(vrt), str(out), "analysed_sst", "mask"],
+                   check=True, env={**os.environ, "GDAL_DRIVER_PATH": str(empty)}, timeout=300)
+    read = np.load(out)
+    for variable in ("analysed_sst", "mask"):
+        np.testing.assert_array_equal(read[variable], _source_stack(gdal, _files(fixtures_root, fixture_set, variable)))
+        assert list(read[f"{variable}/dims"]) == ["time:TEMPORAL", "lat:HORIZONTAL_Y", "lon:HORIZONTAL_X"]
+        assert read[f"{variable}/srs"][0] == "4326"
+    assert list(read["analysed_sst/meta"]) == [-32768, 0.001, 25.0]
+    np.testing.assert_array_equal(read["time"], [19752, 19753, 19754, 19755])
 
 
 def test_second_run_does_nothing_and_a_new_day_rereads_one_batch(tmp_path, fixtures_root):

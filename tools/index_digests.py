@@ -51,6 +51,7 @@ KINDS = {
     # headers): not written here; the Parquet and GeoPackage forms hold the same rows.
     "cri-duckdb": [],
     "footprints": [("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg")],
+    "vrt": [("vrt", ".vrt")],
 }
 
 
