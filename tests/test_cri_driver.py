@@ -293,6 +293,38 @@ def test_overviews_are_the_index_levels(gdal, cog, tmp_path):
     assert_same(read_all(gdal, tmp_path / "o1.tif"), sband.GetOverview(1).ReadAsArray())
 
 
+def test_direct_row_group_reader_agrees_with_ogr(gdal, cog, tmp_path):
+    """The direct Parquet row-group reader (row groups picked by their
+    statistics) and the OGR route give the same rows, every level, on an
+    index split into many small row groups (several arrays' rows per group)."""
+    tif, index = cog
+    small = tmp_path / "small-groups.cri.parquet"
+    pq.write_table(pq.read_table(index), small, row_group_size=2)
+    assert pq.ParquetFile(small).metadata.num_row_groups > 5
+    seen = {}
+    for use_ogr in ("NO", "YES"):
+        messages: list[str] = []
+        gdal.PushErrorHandler(lambda _cls, _no, msg, messages=messages: messages.append(msg))
+        try:
+            with gdal.config_options({"CRI_USE_OGR": use_ogr, "CPL_DEBUG": "CRI"}):
+                arr = gdal.OpenEx(f'CRI:"{small}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("band_data")
+                rows = []
+                for level in (arr, arr.GetOverview(0), arr.GetOverview(1)):
+                    counts = [-(-s // b) for s, b in zip((d.GetSize() for d in level.GetDimensions()),
+                                                          level.GetBlockSize())]
+                    rows += [(info.GetOffset(), info.GetSize()) for i in range(counts[0]) for j in range(counts[1])
+                             for info in [level.GetRawBlockInfo([i, j])]]
+                seen[use_ogr] = (rows, arr.ReadAsArray(array_start_idx=[37, 101], count=[200, 333]))
+        finally:
+            gdal.PopErrorHandler()
+        direct = any("direct row-group reader" in m for m in messages)
+        built_with = gdal.GetDriverByName("CRI").GetMetadataItem("CRI_PARQUET_READER")
+        assert direct == (use_ogr == "NO" and built_with == "DIRECT"), messages
+    assert seen["NO"][0] == seen["YES"][0]
+    np.testing.assert_array_equal(seen["NO"][1], seen["YES"][1])
+    assert_same(seen["NO"][1], read_all(gdal, tif, (101, 37, 333, 200)))
+
+
 def test_multidim_array_dims_srs_and_overviews(gdal, cog):
     tif, index = cog
     ds = gdal.OpenEx(f'CRI:"{index}"', gdal.OF_MULTIDIM_RASTER)
