@@ -112,7 +112,7 @@ def test_edge_case_tiffs_through_the_cri_reader(name, fixtures_root, tmp_path, g
     source = fixtures_root / "edge-cases/tiff" / name
     recipe = quick_recipe("one", str(source.parent), glob=source.name)
     path, _ = write_cri_for(recipe, Path("/"), tmp_path / "one.cri.parquet")
-    report = validate_cri(path, TiffSource(), 50, 0)
+    report = validate_cri(path, TiffSource(recipe), 50, 0)
     assert report.ok, report.summary()
     data = {r.array: r for r in report.arrays}["data"]
     assert data.pixels_checked_python > 0
@@ -146,7 +146,7 @@ def test_real_world_tiffs_through_the_cri_reader(relative, tmp_path, gdal):
         path, _ = write_cri_for(recipe, Path("/"), tmp_path / "one.cri.parquet")
     except TiffHeaderError as refused:  # refused by the header reader (issue 15 lifts these)
         pytest.skip(f"refused by the indexer: {refused}")
-    report = validate_cri(path, TiffSource(), 20, 0)
+    report = validate_cri(path, TiffSource(recipe), 20, 0)
     assert report.ok, report.summary()
 
 
@@ -181,14 +181,15 @@ def test_jpeg_cogs_with_shared_tables(tmp_path, gdal, bands):
         mem.GetRasterBand(band + 1).WriteArray(image[band])
     gdal.GetDriverByName("COG").CreateCopy(str(tmp_path / "j.tif"), mem, options=[
         "COMPRESS=JPEG", "BLOCKSIZE=128", "OVERVIEWS=NONE"])
-    path, _ = write_cri_for(quick_recipe("one", str(tmp_path), glob="j.tif"), Path("/"), tmp_path / "j.cri.parquet")
+    recipe = quick_recipe("one", str(tmp_path), glob="j.tif")
+    path, _ = write_cri_for(recipe, Path("/"), tmp_path / "j.cri.parquet")
     index = open_index(path)
     (step,) = index.document["arrays"]["data"]["levels"][0]["codec"]
     assert step["name"] == "jpeg" and step["tables"] and step.get("colorspace") == ("YCbCr" if bands == 3 else None)
     expected = gdal.Open(str(tmp_path / "j.tif")).ReadAsArray()
     got = index.read("data", (0,))[0]
     np.testing.assert_array_equal(got, np.moveaxis(expected, 0, -1) if bands == 3 else expected)
-    report = validate_cri(path, TiffSource(), 10, 0)
+    report = validate_cri(path, TiffSource(recipe), 10, 0)
     assert report.ok, report.summary()
 
 
