@@ -233,7 +233,7 @@ def cri_from_hdf5(path: Path, out: Path) -> Path:
                     continue
                 if isinstance(v, bytes):
                     attrs[k] = v.decode()
-                elif isinstance(v, np.ndarray) and v.size == 1 or isinstance(v, np.generic):
+                elif (isinstance(v, np.ndarray) and v.size == 1) or isinstance(v, np.generic):
                     attrs[k] = v.item()
                 elif isinstance(v, str):
                     attrs[k] = v
