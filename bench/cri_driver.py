@@ -38,7 +38,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from chunkindex.synthetic.ghrsst import FULL_HEIGHT, FULL_WIDTH, RELATIVE_PATH  # noqa: E402 - after the sys.path insert above
+from chunkindex.synthetic.ghrsst import FULL_HEIGHT, FULL_WIDTH, RELATIVE_PATH  # noqa: E402 (after sys.path)
 
 
 def build_archive(root: Path, count: int, scale: float) -> tuple[list[Path], list[float]]:

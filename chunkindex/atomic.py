@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,24 @@ def staging_path(target: str | Path, tag: str = "partial") -> Path:
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     return target.parent / f".{target.name}.{tag}-{os.getpid()}"
+
+
+_STAGING = re.compile(r"^\.(?P<name>.+)\.[a-z]+-\d+$")
+
+
+def leftovers(target: str | Path) -> list[Path]:
+    """Temporary paths a killed writer left behind: the staging siblings of
+    `target` (`.<name>.<tag>-<pid>`) and, when `target` is a folder, those
+    of the files inside it. Only safe to remove when no writer of `target`
+    runs (the workflow checks at start, holding Snakemake's lock)."""
+    target = Path(target)
+    found: list[Path] = []
+    if target.parent.is_dir():
+        found += [p for p in target.parent.iterdir()
+                  if (m := _STAGING.match(p.name)) and m["name"] == target.name]
+    if target.is_dir() and not target.is_symlink():
+        found += [p for p in target.rglob(".*") if _STAGING.match(p.name)]
+    return sorted(found)
 
 
 def fsync(path: str | Path) -> None:

@@ -274,6 +274,43 @@ def _print_report(report: ValidationReport) -> None:
         print(f"  note: {note}")
 
 
+def _query(args: argparse.Namespace) -> int:
+    import json
+
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    from chunkindex.geo.query import Query, parse_time_range, query_index
+
+    try:
+        bbox = tuple(float(v) for v in args.bbox.split(","))
+    except ValueError:
+        bbox = ()
+    if len(bbox) != 4:
+        raise ValueError(f"--bbox {args.bbox!r}: expected MINX,MINY,MAXX,MAXY")
+    start, end = parse_time_range(args.time) if args.time else (None, None)
+    query = Query(bbox, args.crs, start, end, args.variable, args.level)  # type: ignore[arg-type]
+    table = query_index(args.index, query, with_geometry=args.format == "parquet")
+    if args.format == "parquet":
+        if not args.output:
+            raise ValueError("--format parquet needs --output FILE")
+        pq.write_table(table, args.output)
+        print(f"{table.num_rows} chunks -> {args.output}", file=sys.stderr)
+    elif args.format == "csv":
+        pacsv.write_csv(table, args.output or sys.stdout.buffer)
+    elif args.format == "json":
+        rows = table.to_pylist()
+        text = json.dumps(rows, default=str, indent=None)
+        if args.output:
+            Path(args.output).write_text(text + "\n")
+        else:
+            sys.stdout.write(text + "\n")
+    else:
+        print(table.to_pandas().to_string(max_rows=args.max_rows) if table.num_rows else "(no chunks)")
+        print(f"{table.num_rows} chunks", file=sys.stderr)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chunkindex", description="Chunk-reference indexes GDAL reads natively.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log each step")
@@ -304,6 +341,16 @@ def _parser() -> argparse.ArgumentParser:
     p_refs.add_argument("index")
     p_refs.add_argument("array")
     p_refs.add_argument("chunk", help="chunk indices, e.g. 0,3,5")
+    p_query = sub.add_parser("query", help="the chunks whose footprint intersects a box (from a footprint index)")
+    p_query.add_argument("index", help="a footprint GeoParquet (<id>.footprints.parquet)")
+    p_query.add_argument("--bbox", required=True, help="MINX,MINY,MAXX,MAXY (lon/lat: MINX > MAXX crosses 180)")
+    p_query.add_argument("--crs", default="EPSG:4326", help="CRS of --bbox (default EPSG:4326 lon/lat)")
+    p_query.add_argument("--time", help="START/END, ISO 8601 (either side may be empty)")
+    p_query.add_argument("--variable")
+    p_query.add_argument("--level", type=int)
+    p_query.add_argument("--format", choices=["table", "csv", "json", "parquet"], default="table")
+    p_query.add_argument("--output", help="file to write (required for parquet)")
+    p_query.add_argument("--max-rows", type=int, default=20, help="rows shown by --format table")
     p_convert = sub.add_parser("convert", help="Kerchunk Parquet/JSON or a Zarr v2/v3 store -> CRI Parquet, "
                                "or CRI Parquet -> Kerchunk Parquet/JSON (by the file names)")
     p_convert.add_argument("source", help="a Kerchunk Parquet folder or JSON file, a Zarr store (path or URL), "
@@ -348,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cri_info(args.index) if args.index.endswith(".cri.parquet") else _info(args.index)
         if args.command == "convert":
             return _convert(args.source, args.target, args.store_option)
+        if args.command == "query":
+            return _query(args)
         return _refs(args.index, args.array, args.chunk)
     except (InferenceError, RecipeError, ListingError, ValueError, KeyError, IndexError, FileNotFoundError) as exc:
         message = exc.args[0] if exc.args else str(exc)

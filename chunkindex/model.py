@@ -201,7 +201,7 @@ class ArraySpec:
             can_encode = False
         if self.inline is None and self.missing_raw is None and can_encode and self.n_missing:
             block = np.full(self.chunks, self.fill_value if self.fill_value is not None else 0,
-                            dtype=np.dtype(self.dtype))
+                            dtype=storage_dtype(self.dtype))
             self.missing_raw = encode_chunk(self.chain, block)
 
     def refs_only_variant(self) -> ArraySpec:
@@ -235,6 +235,19 @@ class AssembledIndex:
         if gdal_variant:
             self.arrays.append(array.refs_only_variant())
             log.warning("%s_refs_only written for GDAL: %s", array.name, REFS_ONLY_NOTE.upper())
+
+
+COMPLEX_INT = re.compile(r"^[<>]ci[24]$")
+
+
+def storage_dtype(dtype: str) -> np.dtype:
+    """The NumPy dtype of a sample type string. Complex integers (`<ci2`,
+    `<ci4`: TIFF/GDAL CInt16, CInt32), which NumPy and Zarr lack, are
+    (real, imag) integer pairs."""
+    if COMPLEX_INT.match(dtype):
+        part = f"{dtype[0]}i{dtype[-1]}"
+        return np.dtype([("real", part), ("imag", part)])
+    return np.dtype(dtype)
 
 
 def json_fill_value(value: Any) -> Any:

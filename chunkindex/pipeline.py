@@ -37,12 +37,15 @@ OUTPUT_FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "cri-parquet": (("cri_parquet", ".cri.parquet"),),
     "cri-gpkg": (("cri_gpkg", ".cri.gpkg"),),
     "cri-duckdb": (("cri_duckdb", ".cri.duckdb"),),
-    "footprints": (("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg")),
+    "footprints": (("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg"),
+                   ("footprints_fgb", ".footprints.fgb")),
     "vrt": (("vrt", ".vrt"),),
 }
+# Per-file coverage that stock GDAL mosaics (GTI): for COG recipes with footprints.
+COVERAGE_GTI = ("coverage_gti", ".gti.gpkg")
 
 
-def output_paths(folder: str | Path, name: str, kinds: tuple[str, ...]) -> dict[str, str]:
+def output_paths(folder: str | Path, name: str, kinds: tuple[str, ...], fmt: str | None = None) -> dict[str, str]:
     """The files `write_index` writes for output `kinds` into `folder`, by output name.
 
     Kinds this version does not know are named in the error (the recipe schema
@@ -52,6 +55,8 @@ def output_paths(folder: str | Path, name: str, kinds: tuple[str, ...]) -> dict[
         folder: where the index files go.
         name: the file name stem (the recipe id).
         kinds: the recipe's `output.kinds`.
+        fmt: the recipe's source format; with `cog` and `footprints`, the
+            per-file GTI coverage (`coverage_gti`) is written too.
 
     Returns:
         Output name (`kerchunk_parquet`, `cri_parquet`, ...) -> path, plus `summary`.
@@ -65,6 +70,8 @@ def output_paths(folder: str | Path, name: str, kinds: tuple[str, ...]) -> dict[
         raise ValueError(f"output kinds {', '.join(unknown)} are not written by this chunkindex "
                          f"(known: {', '.join(OUTPUT_FILES)})")
     outputs = {out: str(Path(folder) / f"{name}{suffix}") for kind in kinds for out, suffix in OUTPUT_FILES[kind]}
+    if fmt == "cog" and "footprints" in kinds:
+        outputs[COVERAGE_GTI[0]] = str(Path(folder) / f"{name}{COVERAGE_GTI[1]}")
     outputs["summary"] = str(Path(folder) / f"{name}.summary.json")
     return outputs
 
@@ -259,17 +266,31 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     # The flat index (CRI): the same arrays, overviews as levels, the true chains.
     if "cri_parquet" in outputs:
         with timed(timings, "cri_parquet"):
+            # With `footprints` among the kinds, every row carries its chunk's footprint too.
             flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
-                                   threads=threads if threads > 1 else None)
+                                   threads=threads if threads > 1 else None,
+                                   footprints="footprints" in recipe.output.kinds)
     if "cri_gpkg" in outputs:
         with timed(timings, "cri_gpkg"):
-            flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs)
+            flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs,
+                                footprints="footprints" in recipe.output.kinds)
     if "cri_duckdb" in outputs:
         with timed(timings, "cri_duckdb"):
             flat.write_cri_duckdb(assembled, outputs["cri_duckdb"], files=manifest, root_attrs=root_attrs)
     if "footprints_parquet" in outputs:
         with timed(timings, "footprints"):
-            write_footprints(arrays, outputs["footprints_parquet"], outputs["footprints_gpkg"])
+            write_footprints(arrays, outputs["footprints_parquet"], outputs.get("footprints_gpkg"),
+                             outputs.get("footprints_fgb"))
+    if "coverage_gti" in outputs:
+        from chunkindex.indexes.coverage import write_gti
+        from chunkindex.sources.stores import gdal_path
+
+        with timed(timings, "coverage"):
+            # One variable's files (the first recipe variable): a GTI mosaics one band set.
+            first = recipe.variables[0].name
+            rows = [r for r in manifest.select(["url", "time", "variable"]).to_pylist()
+                    if r["variable"] in (None, first)]
+            write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"])
     if "vrt" in outputs:  # for a GDAL without the CRI plugin: its GTiff driver reads the source files
         from chunkindex.indexes.vrt import write_multidim_vrt
 
@@ -394,7 +415,7 @@ def run_recipe(recipe: Recipe, base_dir: str | Path, workdir: str | Path, valida
         manifest = list_sources(recipe, spec)
     with timed(timings, "headers"):
         headers = extractor_for(recipe.format).read_batch(recipe, spec, manifest, progress("headers"))
-    outputs = output_paths(workdir, recipe.id, recipe.output.kinds)
+    outputs = output_paths(workdir, recipe.id, recipe.output.kinds, recipe.format)
     validated_through: str | None = None
     if validate and not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
         validated_through = str(workdir / ".validation" / f"{recipe.id}.parq")

@@ -27,6 +27,7 @@ class ReportInputs:
     headers: list[str]
     benchmarks: dict[str, list[str]]
     write_summary: str
+    footprint_map: str | None = None  # the footprint map PNG (recipes with footprints)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,12 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
     lines += _array_lines(summary, _cri_driver_arrays(validation))
     lines += _validation_lines(validation)
     lines += ["", "![step times](steps.png)", "", "![references per array](refs.png)", ""]
+    if inputs.footprint_map:
+        lines += ["## Chunk footprints", "",
+                  "Each chunk's WGS84 footprint (`<id>.footprints.parquet`, also in the CRI index with "
+                  "`footprints` among the kinds), drawn once per spatial chunk, coloured by its first time step; "
+                  "query it with `chunkindex query INDEX --bbox ...`.", "",
+                  f"![chunk footprints]({Path(inputs.footprint_map).name})", ""]
     _plots(recipe.id, steps, summary, steps_png, refs_png)
     text = "\n".join(lines)
     Path(markdown_out).write_text(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from chunkindex.atomic import write_text
+from chunkindex.atomic import leftovers, write_text
 from chunkindex.formats import HEADER_FORMAT_VERSION, extractor_for
 from chunkindex.pipeline import (
     WriteSummary,
@@ -53,11 +54,54 @@ def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
     A recipe that asks for no Kerchunk index still gets a Kerchunk Parquet
     one, under `validation/`: GDAL's Zarr driver validates the arrays through
     it (validation's report says so)."""
-    outputs = output_paths(f"{results}/index", dataset, recipe.output.kinds)
+    outputs = output_paths(f"{results}/index", dataset, recipe.output.kinds, recipe.format)
     if not {"kerchunk_parquet", "kerchunk_json"} & set(outputs):
         outputs["kerchunk_parquet"] = f"{results}/validation/{dataset}.parq"
     outputs["state"] = f"{results}/index/{dataset}.state.parquet"
     return outputs
+
+
+def snakemake_backup_path(output: str | Path, persistence_dir: str | Path) -> Path:
+    """Where Snakemake (9.x, `persistence.backup_output`) keeps the copy of an
+    update() output while the job that updates it runs."""
+    output = Path(output)
+    if output.is_absolute():
+        output = output.relative_to(output.anchor)
+    return Path(persistence_dir) / "backups" / output
+
+
+def clear_interrupted_write(update_outputs: list[str], outputs: list[str],
+                            persistence_dir: str | Path) -> list[str]:
+    """Remove what a killed write step left behind; returns what was removed.
+
+    Run at workflow start (`onstart`, the output lock held, so no write job of
+    this index is running). Snakemake copies each update() output to
+    `.snakemake/backups/<path>` before the job and deletes the copy when the
+    job ends; after a kill -9 the copy stays and every later run fails with
+    `FileExistsError` when it backs the output up again. The copies are
+    dropped rather than restored: one caught half-written would be worse
+    than the index itself, which the write step checks against its state
+    record (a half-done append no longer matches it and the index is
+    rewritten in full). The write step's own temporary files and folders
+    (`chunkindex.atomic.leftovers`) are removed with them.
+    """
+    removed: list[str] = []
+
+    def remove(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(str(path))
+
+    for output in update_outputs:
+        backup = snakemake_backup_path(output, persistence_dir)
+        if backup.exists() or backup.is_symlink():
+            remove(backup)
+    for output in outputs:
+        for leftover in leftovers(output):
+            remove(leftover)
+    return removed
 
 
 def batch_ids(manifest: str | Path) -> list[str]:
@@ -99,6 +143,29 @@ def with_batch_count(table: pa.Table, count: int) -> pa.Table:
     return table.replace_schema_metadata(meta)
 
 
+RECIPE_KEY = b"chunkindex.recipe"
+
+
+def _with_recipe(table: pa.Table, recipe: Recipe) -> pa.Table:
+    """`table` stamped with the digest of the recipe it was made from."""
+    from chunkindex.indexes.append import recipe_digest
+
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), RECIPE_KEY: recipe_digest(recipe).encode()})
+
+
+def check_same_recipe(recipe_path: str, recipe: Recipe, made_from: dict[str, bytes | None]) -> None:
+    """Refuse inputs made from another version of the recipe (edited while the
+    workflow ran: Snakemake reruns every step of an edited recipe, but only
+    in the next run). `made_from` maps an input's path to its stamp."""
+    from chunkindex.indexes.append import recipe_digest
+
+    digest = recipe_digest(recipe).encode()
+    for path, stamp in made_from.items():
+        if stamp is not None and stamp != digest:
+            raise ValueError(f"{path} was made from another version of {recipe_path}, edited while the "
+                             "workflow ran: run the workflow again (the edited recipe reruns every step)")
+
+
 def list_step(recipe_path: str, base_dir: str, manifest_out: str, batches_dir: str) -> pa.Table:
     from chunkindex.sources.listing import list_sources
 
@@ -107,7 +174,7 @@ def list_step(recipe_path: str, base_dir: str, manifest_out: str, batches_dir: s
     start = time.perf_counter()
     manifest = list_sources(recipe, spec)
     count = write_batches(manifest, batches_dir, recipe.headers.batch_size)
-    manifest = with_batch_count(manifest, count)
+    manifest = _with_recipe(with_batch_count(manifest, count), recipe)
     write_parquet(manifest, manifest_out)
     log.info("listed %d files (%d bytes) from %s in %.2f s; %d header batches",
              manifest.num_rows, sum(manifest["size"].to_pylist()), spec.url,
@@ -125,7 +192,7 @@ def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: s
     elapsed = time.perf_counter() - start
     meta = {b"chunkindex.seconds": str(elapsed).encode(), b"chunkindex.files": str(batch.num_rows).encode(),
             b"chunkindex.header_format": str(HEADER_FORMAT_VERSION).encode()}
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+    table = _with_recipe(table.replace_schema_metadata({**(table.schema.metadata or {}), **meta}), recipe)
     write_chunk_table(table, levels_out)
     log.info("read %d headers in %.2f s (%.0f files/s)", batch.num_rows, elapsed,
              batch.num_rows / max(elapsed, 1e-9))
@@ -142,12 +209,21 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
     recipe = load_recipe(recipe_path)
     if not header_paths:
         raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
+    stamps: dict[str, bytes | None] = {}
     for path in header_paths:
-        found = chunk_table_metadata(path).get(b"chunkindex.header_format", b"1").decode()
+        try:
+            metadata = chunk_table_metadata(path)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise ValueError(f"{path}: unreadable header table ({exc}); damaged? rerun with "
+                             "--forcerun headers") from None
+        found = metadata.get(b"chunkindex.header_format", b"1").decode()
         if found != str(HEADER_FORMAT_VERSION):
             raise ValueError(f"{path} was written by another chunkindex version (header format {found}, "
                              f"this one reads {HEADER_FORMAT_VERSION}): rerun with --forcerun headers")
+        stamps[path] = metadata.get(RECIPE_KEY)
     manifest = read_parquet(manifest_path)
+    stamps[manifest_path] = (manifest.schema.metadata or {}).get(RECIPE_KEY)
+    check_same_recipe(recipe_path, recipe, stamps)
     state = outputs.get("state")
     if state and "kerchunk_parquet" in outputs and set(outputs) <= {"kerchunk_parquet", "cri_parquet", "summary",
                                                                     "state"}:

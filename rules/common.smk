@@ -8,7 +8,7 @@ sys.path.insert(0, workflow.basedir)
 
 from chunkindex.formats import HEADER_FORMAT_VERSION
 from chunkindex.recipe import RecipeError, load_recipe, validate_config
-from chunkindex.workflow import batch_ids, index_outputs
+from chunkindex.workflow import batch_ids, clear_interrupted_write, index_outputs
 
 try:
     validate_config(config)
@@ -46,10 +46,17 @@ else:
             f"(defined: {', '.join(sorted(FIXTURE_SETS))})"
         )
 
+# The recipe is a workflow source (versioned with it): with a default storage
+# provider (profiles/kubernetes) it stays a local file, shipped to the jobs in
+# Snakemake's source archive, instead of an object expected in the bucket.
+RECIPE_INPUT = local(RECIPE_FILE) if RECIPE_FILE else None
+
 INDEX = index_outputs(RESULTS, DATASET, RECIPE) if RECIPE else {}
 # What GDAL validates: the Kerchunk index (one is written under validation/
 # when the recipe asks for no Kerchunk kind).
 VALIDATED_INDEX = INDEX.get("kerchunk_parquet", INDEX.get("kerchunk_json"))
+# The report's footprint map, for recipes with footprints ([] otherwise).
+FOOTPRINT_MAP = f"{RESULTS}/report/footprints.png" if "footprints_parquet" in INDEX else []
 # The write rule's outputs; the Kerchunk Parquet index is a folder. The index,
 # its summary and state are updated in place when new files can be appended
 # (Snakemake keeps them, backed up, instead of deleting them first).
@@ -62,6 +69,19 @@ WRITE_OUTPUTS = {
     name: update(path) if name in APPENDABLE else path
     for name, path in WRITE_OUTPUTS.items()
 }
+
+
+onstart:
+    # A job killed (kill -9, node failure) while it updates update() outputs
+    # (the index, the listing's batches/) leaves Snakemake's backup of them
+    # behind, which fails every later run: clear it.
+    if RECIPE is not None:
+        for path in clear_interrupted_write(
+            [INDEX[name] for name in APPENDABLE if name in INDEX] + [f"{RESULTS}/batches"],
+            list(INDEX.values()) + [f"{RESULTS}/manifest.parquet"],
+            workflow.persistence.path,
+        ):
+            print(f"chunkindex: removed {path} (left by an interrupted job)", file=sys.stderr)
 
 
 wildcard_constraints:

@@ -5,7 +5,7 @@
 rule headers:
     input:
         batch=f"{RESULTS}/batches/batch-{{batch}}.parquet",
-        recipe=RECIPE_FILE,
+        recipe=RECIPE_INPUT,
     output:
         levels=f"{RESULTS}/headers/batch-{{batch}}.arrow",
     params:

@@ -6,7 +6,7 @@
 
 checkpoint list_sources:
     input:
-        recipe=RECIPE_FILE,
+        recipe=RECIPE_INPUT,
         synthetic=synthetic_inputs,
     output:
         manifest=f"{RESULTS}/manifest.parquet",

@@ -11,7 +11,8 @@ rule report:
         write_benchmark=f"{BENCHMARKS}/write.tsv",
         validate_benchmark=f"{BENCHMARKS}/validate.tsv",
         summary=INDEX.get("summary"),
-        recipe=RECIPE_FILE,
+        recipe=RECIPE_INPUT,
+        footprint_map=FOOTPRINT_MAP,
     output:
         markdown=report(f"{RESULTS}/report/report.md", category="Report"),
         steps_plot=report(f"{RESULTS}/report/steps.png", category="Plots"),
@@ -28,3 +29,25 @@ rule report:
         runtime=20,
     script:
         "../scripts/report.py"
+
+
+if FOOTPRINT_MAP:
+
+    # The chunk footprints on a lon/lat map, coloured by time (recipes with footprints).
+    rule footprint_map:
+        input:
+            footprints=INDEX["footprints_parquet"],
+        output:
+            png=report(FOOTPRINT_MAP, category="Plots"),
+        log:
+            f"{LOGS}/footprint_map.log",
+        benchmark:
+            f"{BENCHMARKS}/footprint_map.tsv"
+        conda:
+            "../envs/chunkindex.yaml"
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=20,
+        script:
+            "../scripts/footprint_map.py"

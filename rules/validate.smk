@@ -6,7 +6,7 @@ rule validate:
         index=VALIDATED_INDEX,
         cri=INDEX.get("cri_parquet", []),
         manifest=f"{RESULTS}/manifest.parquet",
-        recipe=RECIPE_FILE,
+        recipe=RECIPE_INPUT,
     output:
         report=f"{RESULTS}/validation.json",
     params:

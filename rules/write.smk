@@ -5,7 +5,7 @@ rule write:
     input:
         manifest=f"{RESULTS}/manifest.parquet",
         headers=header_batches,
-        recipe=RECIPE_FILE,
+        recipe=RECIPE_INPUT,
     output:
         **WRITE_OUTPUTS,
     params:

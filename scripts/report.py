@@ -3,6 +3,10 @@ from _step import run_step
 
 from chunkindex.report import ReportInputs, write_report
 
+# One path for recipes with footprints; an empty input list otherwise.
+FOOTPRINT_MAP = snakemake.input.footprint_map
+FOOTPRINT_MAP = FOOTPRINT_MAP if isinstance(FOOTPRINT_MAP, str) else next(iter(FOOTPRINT_MAP), None)
+
 inputs = ReportInputs(
     recipe=snakemake.input.recipe,
     manifest=snakemake.input.manifest,
@@ -15,6 +19,7 @@ inputs = ReportInputs(
         "validate": [snakemake.input.validate_benchmark],
     },
     write_summary=snakemake.input.summary,
+    footprint_map=FOOTPRINT_MAP,
 )
 run_step(snakemake.log[0], lambda log: write_report(
     inputs, snakemake.output.markdown, snakemake.output.steps_plot, snakemake.output.refs_plot))

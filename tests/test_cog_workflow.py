@@ -49,6 +49,9 @@ def test_validation_and_report(demo_results):
         report = (demo_results / dataset / "report/report.md").read_text()
         assert "refs/s" in report and "files/s" in report
         assert (demo_results / dataset / "report/steps.png").stat().st_size > 1000
+        # Recipes with footprints: the footprint map is in the report.
+        assert "![chunk footprints](footprints.png)" in report
+        assert (demo_results / dataset / "report/footprints.png").stat().st_size > 10_000
     zstd = json.loads((demo_results / "ghrsst-demo/validation.json").read_text())
     assert {a["array"]: a for a in zstd["arrays"]}["analysed_sst"]["pixels_checked_python"] > 0
     deflate = json.loads((demo_results / "ghrsst-demo-deflate/validation.json").read_text())
@@ -123,13 +126,14 @@ def test_predictor_2_index_is_honest(demo_results, fixtures_root, gdal):
 
 def test_footprints_and_cri_index(demo_results, gdal):
     out = demo_results / "ghrsst-demo/index"
-    for name in ("ghrsst-demo.footprints.parquet", "ghrsst-demo.footprints.gpkg"):
+    for name in ("ghrsst-demo.footprints.parquet", "ghrsst-demo.footprints.gpkg", "ghrsst-demo.footprints.fgb"):
         ds = gdal.OpenEx(str(out / name), gdal.OF_VECTOR)
         layer = ds.GetLayer(0)
-        features = [f for f in layer if f.GetField("array") == "analysed_sst"]
-        assert len(features) == 8  # 4 x 2 tiles of 512 in 1800 x 900
-        assert sum(f.GetField("refs") for f in features) == 32
-        assert layer.GetSpatialRef().GetAuthorityCode(None) == "4326"
+        layer.SetAttributeFilter("variable = 'analysed_sst' AND level = 0")
+        features = list(layer)
+        assert len(features) == 32  # 4 days x 4 x 2 tiles of 512 in 1800 x 900: one row per chunk
+        assert len({f.GetGeometryRef().ExportToWkt() for f in features}) == 8  # days share footprints
+        assert layer.GetSpatialRef().GetAuthorityCode(None) in ("4326", "CRS84")  # GeoParquet: OGC:CRS84
     import pyarrow.parquet as pq
 
     from chunkindex.flat import open_index

@@ -185,7 +185,7 @@ def test_jpeg_cogs_with_shared_tables(tmp_path, gdal, bands):
     path, _ = write_cri_for(recipe, Path("/"), tmp_path / "j.cri.parquet")
     index = open_index(path)
     (step,) = index.document["arrays"]["data"]["levels"][0]["codec"]
-    assert step["name"] == "jpeg" and step["tables"] and step.get("colorspace") == ("YCbCr" if bands == 3 else None)
+    assert step["name"] == "jpeg" and step["tables"] and step.get("colorspace") == ("YCbCr" if bands == 3 else "GRAY")
     expected = gdal.Open(str(tmp_path / "j.tif")).ReadAsArray()
     got = index.read("data", (0,))[0]
     np.testing.assert_array_equal(got, np.moveaxis(expected, 0, -1) if bands == 3 else expected)

@@ -21,7 +21,8 @@ KERCHUNK_READERS = ("GDAL via ZARR:", "zarr-python")
 # listed reads pixel-equal through zarr-python, and through GDAL's ZARR:
 # driver wherever GDAL decodes the codec (else "references only").
 SYNTHETIC_REFUSED = {
-    "cint16.tif": r"refused: .*complex integer samples \(16-bit integer pairs, GDAL's CInt16\) have no NumPy/Zarr",
+    "cint16.tif": r"refused: .*left out of the Kerchunk index: complex integer samples \(16-bit integer pairs, "
+                  r"GDAL's CInt16\) have no NumPy/Zarr data type; the CRI index \(output kind cri-parquet\) holds",
     "cint32.tif": r"refused: .*complex integer samples \(32-bit integer pairs, GDAL's CInt32\)",
     "short-strip-deflate-pred2.tif": r"refused: .*left out of the Kerchunk index .*: its last chunk along y is stored "
                                      r"short .* the CRI index \(output kind cri-parquet\) holds it",
@@ -35,6 +36,15 @@ SYNTHETIC_REFUSED = {
     "lerc-nan.tif": r"refused: validation .* \d+ NaN pixels read as 0 \(imagecodecs' Lerc codec decodes LERC "
                     r"no-data pixels as 0; GDAL reads NaN\)",
 }
+
+
+CRI_READERS = ("GDAL via CRI", "Python CRI reader")
+
+
+def _assert_cri(readers: dict[str, str]) -> None:
+    """Every file (synthetic and real-world) reads pixel-equal through both CRI readers."""
+    for reader in CRI_READERS:
+        assert readers[reader] == PIXEL_EQUAL, f"{reader}: {readers[reader]}"
 
 
 def _features_root(fixtures_root):
@@ -54,6 +64,7 @@ def test_feature_file(name, fixtures_root, gdal):
             assert got.startswith(PIXEL_EQUAL), f"{reader}: {got}"
         else:
             assert got.startswith((PIXEL_EQUAL, "references only")), f"{reader}: {got}"
+    _assert_cri(result.readers)
 
 
 def _real_cogs() -> list[str]:
@@ -61,6 +72,15 @@ def _real_cogs() -> list[str]:
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix.lower() in (".tif", ".tiff"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("relative", _real_cogs())
+def test_real_world_file_through_cri(relative, gdal):
+    """Each real-world TIFF reads pixel-equal to GDAL through the CRI driver
+    and the Python CRI reader (the run is shared with the coverage table)."""
+    result = outcome(str(SHARED_FIXTURES / "real-cogs" / relative), relative)
+    _assert_cri(result.readers)
 
 
 @pytest.mark.slow
@@ -175,3 +195,48 @@ def pc_equal(column, value):
     import pyarrow.compute as pc
 
     return pc.equal(column, value)
+
+
+@pytest.fixture(scope="module")
+def cli_cri_indexes(fixtures_root, tmp_path_factory):
+    """`chunkindex index FILE --kinds cri-parquet --out DIR` on a real-world
+    RGB file and on a file with an internal (1-bit) mask IFD."""
+    from chunkindex.cli import main
+
+    out = {}
+    for key, path in (("rgb", SHARED_FIXTURES / "real-cogs/rasterio__rasterio/tests/data/RGB.byte.tif"),
+                      ("mask", _features_root(fixtures_root) / "mask.tif")):
+        if not path.exists():
+            pytest.skip(f"{path} is not here")
+        folder = tmp_path_factory.mktemp(f"cli-{key}")
+        assert main(["index", str(path), "--kinds", "cri-parquet", "--out", str(folder)]) == 0
+        (index,) = folder.glob("*.cri.parquet")
+        out[key] = (path, index)
+    return out
+
+
+def test_cli_cri_index_opens_multidimensionally(cli_cri_indexes, gdal):
+    """The CLI writes one *.cri.parquet for a single TIFF; GDAL opens it as
+    CRI:"<index>" with dimensions y/x, and band for a multi-band file; values
+    and the internal mask equal GDAL's read of the source."""
+    path, index = cli_cri_indexes["rgb"]
+    root = gdal.OpenEx(f'CRI:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+    array = root.OpenMDArray("data")
+    assert [d.GetName() for d in array.GetDimensions()] == ["time", "y", "x", "band"]
+    np.testing.assert_array_equal(np.moveaxis(array.ReadAsArray()[0], -1, 0), gdal.Open(str(path)).ReadAsArray())
+
+    path, index = cli_cri_indexes["mask"]
+    root = gdal.OpenEx(f'CRI:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+    data, mask = root.OpenMDArray("data"), root.OpenMDArray("data_mask")
+    source = gdal.Open(str(path))
+    dims = [d.GetName() for d in data.GetDimensions()]
+    assert dims[1:3] in (["y", "x"], ["lat", "lon"]) and [d.GetName() for d in mask.GetDimensions()] == dims[:3]
+    values = data.ReadAsArray()[0]
+    np.testing.assert_array_equal(np.moveaxis(values, -1, 0) if dims[-1] == "band" else values, source.ReadAsArray())
+    want = source.GetRasterBand(1).GetMaskBand().ReadAsArray()
+    assert 0 < (want == 0).sum() < want.size  # the mask masks something
+    np.testing.assert_array_equal(mask.ReadAsArray()[0] * 255, want)
+
+    from chunkindex.indexes.flat import CriIndex
+
+    np.testing.assert_array_equal(CriIndex(index).read("data_mask")[0] * 255, want)

@@ -59,6 +59,14 @@ if [[ -f "$STAMP" && -f "$OUT/gdal_CRI.so" ]]; then
 fi
 
 command -v cmake >/dev/null || die "cmake is not installed"
+# LERC chunks decode through liblerc (the project's GDAL has no MRF driver);
+# without it the driver still builds and refuses LERC naming the codec.
+if ! dpkg-query -W -f='${Status}' liblerc-dev 2>/dev/null | grep -q "install ok installed"; then
+  SUDO=""; [[ $(id -u) -ne 0 ]] && SUDO=sudo
+  log "installing Debian's liblerc-dev (LERC decoding)"
+  { $SUDO apt-get install -y -qq liblerc-dev >&2 || { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq liblerc-dev >&2; }; } \
+    || log "liblerc-dev could not be installed: LERC chunks will be refused"
+fi
 log "building gdal_CRI.so against $GDAL_PREFIX$( ((ASAN)) && echo ' (AddressSanitizer)')"
 mkdir -p "$BUILD"
 OPTS=(-DCMAKE_BUILD_TYPE=Release -DGDAL_DIR="$GDAL_PREFIX/lib/cmake/gdal" -DCRI_PLUGIN_DIR="$OUT")

@@ -50,7 +50,8 @@ KINDS = {
     # A DuckDB database file differs from write to write (block layout,
     # headers): not written here; the Parquet and GeoPackage forms hold the same rows.
     "cri-duckdb": [],
-    "footprints": [("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg")],
+    "footprints": [("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg"),
+                   ("footprints_fgb", ".footprints.fgb")],
     "vrt": [("vrt", ".vrt")],
 }
 

@@ -83,7 +83,12 @@ def _source_view(cri: CriIndex, name: str, level: int) -> tuple[dict[str, Any], 
         factor = round(array.shape[y] / meta["shape"][y])
     zarray = {"shape": meta["shape"], "chunks": meta["chunk_shape"], "dtype": entry["dtype"]}
     source = entry.get("source", {})
-    attrs = {"chunkindex": {"ifd": 0 if level == 0 else level, "overview_factor": factor,
+    levels = [int(item["level"]) for item in entry["levels"]]
+    if "ifd" in meta.get("source", {}):
+        ifd = int(meta["source"]["ifd"])
+    else:
+        ifd = source["ifds"][levels.index(level)] if "ifds" in source else level
+    attrs = {"chunkindex": {"ifd": ifd, "overview_factor": factor, **({"mask": True} if source.get("mask") else {}),
                             "source_variable": source.get("source_variable", name),
                             "codec": {"description": " -> ".join(s["name"] for s in meta["codec"]) or "none"}}}
     return zarray, attrs, list(array.dims)

@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from chunkindex.atomic import atomic_path
-from chunkindex.model import ArraySpec, ChunkGrid
+from chunkindex.model import COMPLEX_INT, ArraySpec, ChunkGrid
 from chunkindex.tables import read_parquet
 
 # `path` is written from an Arrow dictionary (no string per row is ever made)
@@ -61,12 +61,20 @@ def zarr_readable(arrays: list[ArraySpec]) -> tuple[list[ArraySpec], list[str]]:
 
     A Zarr chunk is always full, so arrays whose edge chunks are stored
     short (`short_edge_dims`: a TIFF's short last strip or short edge tiles)
-    are left out of the Kerchunk index; the CRI index holds them.
+    are left out of the Kerchunk index, as are complex integer arrays (no
+    Zarr data type); the CRI index holds them.
     """
     kept, notes = [], []
     for array in arrays:
-        if array.short_edge_dims and "variant_of" in array.attrs.get("chunkindex", {}):
+        variant = "variant_of" in array.attrs.get("chunkindex", {})
+        if (array.short_edge_dims or COMPLEX_INT.match(array.dtype)) and variant:
             continue  # a `_refs_only` variant goes with its array, without a note of its own
+        if COMPLEX_INT.match(array.dtype):
+            bits = 8 * int(array.dtype[-1])
+            notes.append(f"{array.name}: left out of the Kerchunk index: complex integer samples ({bits}-bit integer "
+                         f"pairs, GDAL's CInt{bits}) have no NumPy/Zarr data type; the CRI index (output kind "
+                         "cri-parquet) holds them, or convert them to complex floats (gdal_translate -ot CFloat32)")
+            continue
         if array.short_edge_dims:
             where = f" ({array.urls[0]}{' and others' if len(array.urls) > 1 else ''})" if array.urls else ""
             notes.append(

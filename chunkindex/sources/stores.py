@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -40,11 +41,23 @@ def resolve_local(url: str, base_dir: str | Path) -> str:
     return path.resolve().as_uri()
 
 
+# obstore retries 5xx answers (503, S3's SlowDown), dropped connections and
+# timeouts with exponential backoff and jitter; bounded here so a source that
+# stays throttled fails in seconds (the header reader retries each range a
+# few times more) rather than after obstore's default 10 retries of up to 15 s.
+RETRY_CONFIG = {"max_retries": 3, "retry_timeout": timedelta(seconds=30),
+                "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=2),
+                            "base": 2}}
+
+
 def open_store(spec: StoreSpec) -> Any:
-    """An obstore store rooted at `spec.url`."""
+    """An obstore store rooted at `spec.url` (remote ones retry as RETRY_CONFIG
+    unless the recipe's `store_options` give a `retry_config`)."""
     from obstore.store import from_url
 
     options = dict(spec.options)
+    if spec.scheme not in {"file", "memory"}:
+        options.setdefault("retry_config", RETRY_CONFIG)
     client_options = options.pop("client_options", None)
     if spec.scheme in {"http", "https", "s3"} and urlparse(
         options.get("endpoint", spec.url)

@@ -62,6 +62,10 @@ GENERATOR_MODULES = {
     "ghrsst-scale-cog": "chunkindex.synthetic.ghrsst_scale",
     "bran-netcdf": "chunkindex.synthetic.bran",
     "edge-cases": "chunkindex.synthetic.edge_cases",
+    "modis-swath": "chunkindex.synthetic.swath",
+    "roms-curvilinear": "chunkindex.synthetic.curvilinear",
+    "utm-cog": "chunkindex.synthetic.utm",
+    "gcp-tiff": "chunkindex.synthetic.gcp",
     "tiff-features": "chunkindex.synthetic.tiff_features",
 }
 

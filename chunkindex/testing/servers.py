@@ -1,6 +1,6 @@
 """Local servers for tests and benchmarks: a static HTTP server with Range
-support (and an optional fixed delay per request, to imitate cloud latency)
-and moto's S3 server, both on 127.0.0.1 only."""
+support (and an optional fixed delay per request, to imitate cloud latency,
+and injected faults) and moto's S3 server, both on 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -23,13 +23,24 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Faults a GET can be answered with (HttpServer.faults): throttling as S3
+# sends it, a connection reset in the middle of the body, an object deleted,
+# access refused.
+FAULTS = ("503", "slowdown", "reset", "gone", "forbidden")
+_SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+             b"<Message>Please reduce your request rate.</Message></Error>")
+
+
 class RangeHandler(BaseHTTPRequestHandler):
-    """GET/HEAD of files under `root`, honouring single byte ranges."""
+    """GET/HEAD of files under `root`, honouring single byte ranges and
+    `If-Match`; GETs of a path listed in `faults` take its next fault."""
 
     root: Path
     delay: float = 0.0
     counter: list[int]
     failures: list[int]  # GET requests still to refuse with 503 (a transient server error)
+    faults: dict[str, list[str]]
+    gets: dict[str, int]
     protocol_version = "HTTP/1.1"
 
     def log_message(self, *args: object) -> None:  # quiet
@@ -53,13 +64,18 @@ class RangeHandler(BaseHTTPRequestHandler):
             return None
         return path
 
+    @staticmethod
+    def _etag(path: Path) -> str:
+        stat = path.stat()
+        return f'"{stat.st_size:x}-{stat.st_mtime_ns:x}"'
+
     def _headers(self, path: Path, length: int, status: int, extra: dict[str, str]) -> None:
         self.send_response(status)
         stat = path.stat()
         self.send_header("Content-Length", str(length))
         self.send_header("Accept-Ranges", "bytes")
         self.send_header("Last-Modified", email.utils.formatdate(stat.st_mtime, usegmt=True))
-        self.send_header("ETag", f'"{stat.st_size:x}-{int(stat.st_mtime):x}"')
+        self.send_header("ETag", self._etag(path))
         for key, value in extra.items():
             self.send_header(key, value)
         self.end_headers()
@@ -69,6 +85,14 @@ class RangeHandler(BaseHTTPRequestHandler):
         if path is not None:
             self._headers(path, path.stat().st_size, 200, {})
 
+    def _empty(self, status: int, body: bytes = b"", extra: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (extra or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_GET(self) -> None:
         if self.failures[0] > 0:
             self.failures[0] -= 1
@@ -76,9 +100,24 @@ class RangeHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
+        key = self.path.split("?", 1)[0].lstrip("/")
+        self.gets[key] = self.gets.get(key, 0) + 1
+        planned = self.faults.get(key)
+        fault = planned.pop(0) if planned else None
+        if fault == "503":
+            return self._empty(503, extra={"Retry-After": "0"})
+        if fault == "slowdown":
+            return self._empty(503, _SLOWDOWN, {"Content-Type": "application/xml"})
+        if fault == "gone":
+            return self._empty(404)
+        if fault == "forbidden":
+            return self._empty(403)
         path = self._file()
         if path is None:
             return
+        if_match = self.headers.get("If-Match")
+        if if_match and if_match not in ("*", self._etag(path)):
+            return self._empty(412)
         size = path.stat().st_size
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", ""))
         if match:
@@ -99,17 +138,31 @@ class RangeHandler(BaseHTTPRequestHandler):
             self._headers(path, size, 200, {})
         with open(path, "rb") as handle:
             handle.seek(start)
-            self.wfile.write(handle.read(end - start + 1))
+            body = handle.read(end - start + 1)
+        if fault == "reset":  # half the body, then the connection drops
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        self.wfile.write(body)
 
 
 class HttpServer:
     """A static file server on 127.0.0.1 with Range support; the first
-    `fail_first` GET requests are answered 503 Service Unavailable."""
+    `fail_first` GET requests are answered 503 Service Unavailable.
+
+    `faults[path]` is a list of faults (FAULTS) the next GETs of `path`
+    (relative to `root`) answer with, one per request; `gets[path]` counts
+    the GETs of each path."""
 
     def __init__(self, root: Path, delay: float = 0.0, fail_first: int = 0) -> None:
         self.counter = [0]
+        self.faults: dict[str, list[str]] = {}
+        self.gets: dict[str, int] = {}
         handler = type("Handler", (RangeHandler,), {"root": Path(root), "delay": delay, "counter": self.counter,
-                                                    "failures": [fail_first]})
+                                                    "failures": [fail_first], "faults": self.faults,
+                                                    "gets": self.gets})
         self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
         self.server.daemon_threads = True
         self.server.request_queue_size = 512

@@ -44,6 +44,7 @@ struct CodecStep
     std::string framing{};
     std::string colorspace{};
     std::string tablesB64{};
+    int bits = 0;  // unpack_bits: 1, 2 or 4
 };
 
 /** One resolution level of an array (spec §2.2). */

@@ -7,8 +7,15 @@
 #include "cpl_compressor.h"
 #include "cpl_vsi.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstring>
+#include <limits>
+
+#ifdef CRI_HAVE_LERC
+#include "Lerc_c_api.h"
+#endif
 
 namespace cri
 {
@@ -36,8 +43,116 @@ std::vector<const char *> ImageDrivers(const std::string &name)
 
 bool IsImageStep(const std::string &name)
 {
+#ifdef CRI_HAVE_LERC
+    if (name == "lerc")
+        return false;  // decoded by liblerc (DecodeLerc)
+#endif
     return !ImageDrivers(name).empty();
 }
+
+/** unpack_bits (spec §3.1): rows of `rowElems` samples packed MSB first in
+ * `bits` bits, each row padded to a byte, to one byte per sample. */
+bool UnpackBits(const std::vector<GByte> &in, int bits, size_t rowElems,
+                std::vector<GByte> &out)
+{
+    if ((bits != 1 && bits != 2 && bits != 4) || rowElems == 0)
+        return false;
+    const size_t rowBytes = (rowElems * bits + 7) / 8;
+    const size_t nRows = in.size() / rowBytes;
+    out.resize(nRows * rowElems);
+    const unsigned mask = (1u << bits) - 1;
+    for (size_t r = 0; r < nRows; ++r)
+    {
+        const GByte *src = in.data() + r * rowBytes;
+        GByte *dst = out.data() + r * rowElems;
+        for (size_t k = 0; k < rowElems; ++k)
+        {
+            const size_t bit = k * bits;
+            const int shift = 8 - bits - static_cast<int>(bit % 8);
+            dst[k] = static_cast<GByte>((src[bit / 8] >> shift) & mask);
+        }
+    }
+    return true;
+}
+
+#ifdef CRI_HAVE_LERC
+/** A LERC blob through liblerc. The decoded values' bytes are the chunk's
+ * bytes in dtype order (big-endian TIFFs store byte-swapped samples in the
+ * blob); pixels its mask marks invalid read as NaN for floats, as GDAL's
+ * GTiff driver reads them. */
+bool DecodeLerc(const Array &a, const std::vector<GByte> &in, size_t cap,
+                std::vector<GByte> &out, const std::string &what)
+{
+    unsigned int info[11] = {};
+    if (in.empty() ||
+        lerc_getBlobInfo(in.data(), static_cast<unsigned>(in.size()), info,
+                         nullptr, 11, 0) != 0)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: %s: not a LERC blob (corrupt chunk)", what.c_str());
+        return false;
+    }
+    static const int sizes[] = {1, 1, 2, 2, 4, 4, 4, 8};
+    const unsigned type = info[1];
+    const int depth = static_cast<int>(info[2]), cols = static_cast<int>(info[3]),
+              rows = static_cast<int>(info[4]), bands = static_cast<int>(info[5]);
+    const int nMasks = static_cast<int>(info[8]);
+    if (type > 7 || sizes[type] != a.itemSize)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: %s: LERC blob of data type %u does not match the "
+                 "array's %d-byte samples",
+                 what.c_str(), type, a.itemSize);
+        return false;
+    }
+    const size_t nValues = static_cast<size_t>(depth) * cols * rows * bands;
+    if (nValues * a.itemSize > cap)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: %s: LERC blob larger than the chunk", what.c_str());
+        return false;
+    }
+    out.resize(nValues * a.itemSize);
+    std::vector<GByte> valid(nMasks > 0 ? static_cast<size_t>(cols) * rows * nMasks : 0);
+    if (lerc_decode(in.data(), static_cast<unsigned>(in.size()), nMasks,
+                    valid.empty() ? nullptr : valid.data(), depth, cols, rows,
+                    bands, type, out.data()) != 0)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: %s: LERC decoding failed (corrupt chunk)", what.c_str());
+        return false;
+    }
+    if (!valid.empty() && (a.eDT == GDT_Float32 || a.eDT == GDT_Float64))
+    {
+        GByte nan[8];
+        if (a.eDT == GDT_Float32)
+        {
+            const float v = std::numeric_limits<float>::quiet_NaN();
+            std::memcpy(nan, &v, 4);
+        }
+        else
+        {
+            const double v = std::numeric_limits<double>::quiet_NaN();
+            std::memcpy(nan, &v, 8);
+        }
+        if (a.swap)
+            std::reverse(nan, nan + a.itemSize);
+        const size_t pixels = static_cast<size_t>(cols) * rows;
+        for (int b = 0; b < bands; ++b)
+        {
+            // One mask for all bands, or one per band (nMasks == bands).
+            const GByte *m = valid.data() +
+                             (nMasks > 1 ? std::min(b, nMasks - 1) * pixels : 0);
+            for (size_t p = 0; p < pixels; ++p)
+                if (!m[p])
+                    for (int d = 0; d < depth; ++d)
+                        std::memcpy(out.data() + ((b * pixels + p) * depth + d) * a.itemSize,
+                                    nan, a.itemSize);
+        }
+    }
+    return true;
+}
+#endif
 
 const char *DecompressorId(const std::string &name)
 {
@@ -408,6 +523,16 @@ std::string UnsupportedCodec(const Level &level)
         if (s.name == "lzw" || s.name == "packbits" || s.name == "shuffle" ||
             s.name == "fletcher32")
             continue;
+        if (s.name == "unpack_bits")
+        {
+            if (s.bits != 1 && s.bits != 2 && s.bits != 4)
+                return CPLSPrintf("unpack_bits with %d bits", s.bits);
+            continue;
+        }
+#ifdef CRI_HAVE_LERC
+        if (s.name == "lerc")
+            continue;
+#endif
         if (s.name == "tiff_predictor")
         {
             const int p = s.predictor;
@@ -420,6 +545,10 @@ std::string UnsupportedCodec(const Level &level)
             bool have = false;
             for (const char *d : ImageDrivers(s.name))
                 have = have || GDALGetDriverByName(d) != nullptr;
+            if (!have && s.name == "lerc")
+                return "lerc (this CRI driver was built without liblerc, "
+                       "and this GDAL has no MRF driver: install liblerc-dev "
+                       "and rebuild it with tools/build_driver.sh)";
             if (!have)
                 return s.name + " (needs GDAL's " + ImageDrivers(s.name)[0] +
                        " driver, absent from this GDAL)";
@@ -463,6 +592,12 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
             if (l.codec[k].name == "fletcher32" &&
                 !(k < 32 && (skipMask >> k) & 1))
                 cap += 4;
+        // A LERC or image blob after a decompressor may be larger than the
+        // chunk it decodes to (small or incompressible tiles): not capped.
+        bool blobNext = false;
+        for (size_t k = iStep + 1; k < l.codec.size(); ++k)
+            blobNext = blobNext || l.codec[k].name == "lerc" ||
+                       IsImageStep(l.codec[k].name);
         if (const char *id = DecompressorId(s.name))
         {
             const CPLCompressor *dec = CPLGetDecompressor(id);
@@ -539,7 +674,9 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                                      &allocSize, nullptr, dec->user_data) &&
                         pAlloc)
                     {
-                        const size_t keep = std::min(allocSize, cap);
+                        const size_t keep =
+                            blobNext ? allocSize : std::min(allocSize, cap);
+                        tmp.resize(std::max(tmp.size(), keep));
                         std::memcpy(tmp.data(), pAlloc, keep);
                         outSize = keep;
                         ok = true;
@@ -684,6 +821,24 @@ bool DecodeChunk(const Array &a, const Level &l, const GByte *inData,
                 return false;
             }
         }
+        else if (s.name == "unpack_bits")
+        {
+            const size_t rowElems = RowElements(a, l, l.chunk.size() >= 2 &&
+                a.bandDim == static_cast<int>(l.chunk.size()) - 1
+                    ? static_cast<int>(l.chunk.back()) : 1);
+            if (!UnpackBits(cur, s.bits, rowElems, tmp))
+                goto corrupt;
+            cur.swap(tmp);
+        }
+#ifdef CRI_HAVE_LERC
+        else if (s.name == "lerc")
+        {
+            if (!DecodeLerc(a, cur, cap, tmp, what))
+                return false;
+            cur.swap(tmp);
+            order = Order::DType;
+        }
+#endif
         else if (IsImageStep(s.name))
         {
             if (!DecodeImage(a, l, s, cur, tmp, what))

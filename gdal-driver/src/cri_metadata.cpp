@@ -34,7 +34,7 @@ static bool DTypeFromString(const std::string &s, Array &a)
         {"i2", GDT_Int16},    {"u4", GDT_UInt32},   {"i4", GDT_Int32},
         {"u8", GDT_UInt64},   {"i8", GDT_Int64},    {"f2", GDT_Float16},
         {"f4", GDT_Float32},  {"f8", GDT_Float64},  {"c8", GDT_CFloat32},
-        {"c16", GDT_CFloat64}};
+        {"c16", GDT_CFloat64}, {"ci2", GDT_CInt16},   {"ci4", GDT_CInt32}};
     auto it = types.find(kind);
     if (it == types.end() || (order != '<' && order != '>' && order != '|'))
         return false;
@@ -290,6 +290,7 @@ bool ParseIndexJSON(const std::string &osJSON, const std::string &osIndexPath,
                 s.framing = codec[k].GetString("framing", "numcodecs");
                 s.colorspace = codec[k].GetString("colorspace");
                 s.tablesB64 = codec[k].GetString("tables");
+                s.bits = codec[k].GetInteger("bits", 0);
                 l.codec.push_back(s);
             }
             if (codec.IsValid())

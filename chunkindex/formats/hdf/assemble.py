@@ -52,14 +52,28 @@ def spatial_dims(dims: list[str], coords: dict[str, Any]) -> tuple[str, str] | N
     return (found["Y"], found["X"]) if len(found) == 2 else None
 
 
-def _file_order(recipe: Recipe, variable: Variable, meta: list[dict[str, Any]], urls: dict[int, str]
-                ) -> tuple[list[int], int]:
-    """(the files in coordinate order, the concat axis) after checking that
-    their layouts agree in everything but the concat dimension's length."""
+def _file_order(recipe: Recipe, variable: Variable, meta: list[dict[str, Any]], urls: dict[int, str],
+                notes: list[str]) -> tuple[list[dict[str, Any]], list[int], int]:
+    """(the files' layouts, the files in coordinate order, the concat axis)
+    after checking that their layouts agree in everything but the concat
+    dimension's length.
+
+    Files whose variable lacks the concat dimension are either one granule each
+    (one concat value per file: stacked along a new outer concat dimension, the
+    layouts in `meta` gaining it) or static (no concat value at all, e.g. the
+    2-D coordinates of a curvilinear grid: the first file's alone, noted)."""
     concat = recipe.concat.dim
     order = sorted(range(len(meta)), key=lambda i: (meta[i]["concat_values"] or [float(i)])[0])
     first = meta[order[0]]
     dims = first["dims"]
+    if concat not in dims and len(meta) > 1:
+        if all(len(m["concat_values"]) == 1 for m in meta):
+            for m in meta:
+                m["dims"], m["shape"], m["chunks"] = [concat, *m["dims"]], [1, *m["shape"]], [1, *m["chunks"]]
+            dims = first["dims"]
+        elif not any(m["concat_values"] for m in meta):
+            notes.append(f"{variable.name}: has no {concat} dimension; indexed from {urls[first['file_id']]} alone")
+            meta, order = [first], [0]
     if concat not in dims and len(meta) > 1:
         raise HdfLayoutError(f"{urls[first['file_id']]}:{variable.name}: has no dimension {concat!r} "
                              f"to concatenate {len(meta)} files along (dimensions: {', '.join(dims)})")
@@ -83,7 +97,7 @@ def _file_order(recipe: Recipe, variable: Variable, meta: list[dict[str, Any]], 
         if length % step:
             raise HdfLayoutError(f"{urls[meta[i]['file_id']]}:{variable.name}: {concat} length {length} is not "
                                  f"a multiple of its chunk size {step}, so the files' chunks cannot line up")
-    return order, axis
+    return meta, order, axis
 
 
 def _concat_values(recipe: Recipe, variable: Variable, meta: list[dict[str, Any]], order: list[int],
@@ -180,7 +194,7 @@ def assemble_hdf(recipe: Recipe, manifest: pa.Table, headers: pa.Table) -> Assem
                                  "header) and cannot be concatenated across files")
         if not meta:
             raise HdfLayoutError(f"recipe {recipe.id}: no file holds variable {variable.name!r}")
-        order, axis = _file_order(recipe, variable, meta, urls)
+        meta, order, axis = _file_order(recipe, variable, meta, urls, result.notes)
         values = _concat_values(recipe, variable, meta, order, result.notes)
         shape, columns, url_list = _concatenated(rows, meta, order, axis, urls)
         first = meta[order[0]]

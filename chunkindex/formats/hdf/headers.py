@@ -48,7 +48,9 @@ VARIABLES_SCHEMA = pa.schema([
 
 KEPT_ATTRIBUTES = ("scale_factor", "add_offset", "_FillValue", "missing_value", "valid_range", "valid_min",
                    "valid_max", "units", "long_name", "standard_name", "calendar", "axis", "positive",
-                   "cell_methods", "cartesian_axis")
+                   "cell_methods", "cartesian_axis",
+                   # Geolocation: CF `coordinates` (2-D latitude/longitude), tie points and scans.
+                   "coordinates", "coordinate_interpolation", "scan_lines")
 
 
 class HdfLayoutError(ValueError):
@@ -155,10 +157,22 @@ def gdal_chunks(path: str, variable: str, progress: Callable[[int, int], None] |
 
 
 def read_file(store: Any, path: str, url: str, file_id: int, recipe: Recipe,
-              extractor: str = "hdf5") -> list[dict[str, Any]]:
-    """One row per recipe variable of one NetCDF4/HDF5 file."""
+              extractor: str = "hdf5", etag: str | None = None) -> list[dict[str, Any]]:
+    """One row per recipe variable of one NetCDF4/HDF5 file (a remote one
+    only if its ETag is still the listing's `etag`)."""
     import time
 
+    if etag is not None and not url.startswith("/"):
+        import obstore
+        from obstore.exceptions import BaseError
+
+        try:
+            now = obstore.head(store, path).get("e_tag")
+        except (BaseError, OSError) as exc:  # not found, refused, unreachable
+            raise HdfLayoutError(f"{url}: cannot read it ({exc})") from None
+        if now is not None and now != etag:
+            raise HdfLayoutError(f"{url}: the object changed since it was listed (its ETag no longer matches "
+                                 "the listing's): list again (--forcerun list_sources)")
     rows = []
     try:
         h5 = open_h5(store, path, url)
@@ -193,14 +207,17 @@ def read_file(store: Any, path: str, url: str, file_id: int, recipe: Recipe,
                 # Compact layout: the values live in the object header, not at an offset.
                 inline_data = np.ascontiguousarray(dataset[()]).tobytes()
             concat_values: list[float] = []
-            if concat in dims and concat in h5:
+            # A variable without the concat dimension, in a file whose concat
+            # coordinate has one value (a swath granule), stacks along it.
+            stacks = concat not in dims and concat in h5 and h5[concat].shape == (1,)
+            if (concat in dims or stacks) and concat in h5:
                 concat_values = [float(v) for v in np.asarray(h5[concat][:], dtype=np.float64)]
             coords = {}
             for dim in dims:
                 if dim != concat and dim in h5 and h5[dim].ndim == 1:
                     coords[dim] = {"values": np.asarray(h5[dim][:], dtype=np.float64).tolist(),
                                    "attrs": _attributes(h5[dim])}
-            if concat in dims and concat in h5:
+            if (concat in dims or stacks) and concat in h5:
                 coords[concat] = {"values": [], "attrs": _attributes(h5[concat])}
             fill = dataset.fillvalue
             rows.append({
@@ -235,8 +252,9 @@ def read_batch(recipe: Recipe, spec: StoreSpec, batch: pa.Table,
     store = open_store(spec)
     rows: list[dict[str, Any]] = []
     paths, urls, ids = batch["path"].to_pylist(), batch["url"].to_pylist(), batch["file_id"].to_pylist()
-    for done, (path, url, file_id) in enumerate(zip(paths, urls, ids), start=1):
-        rows.extend(read_file(store, path, url, file_id, recipe, recipe.headers.extractor))
+    etags = batch["etag"].to_pylist() if "etag" in batch.column_names else [None] * len(paths)
+    for done, (path, url, file_id, etag) in enumerate(zip(paths, urls, ids, etags), start=1):
+        rows.extend(read_file(store, path, url, file_id, recipe, recipe.headers.extractor, etag))
         if progress is not None:
             progress(done, len(paths))
     return variables_table(rows)

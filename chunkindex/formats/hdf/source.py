@@ -70,6 +70,8 @@ class HdfSource:
                index: tuple[int, ...]) -> tuple[dict[str, Any], list[int]]:
         entry = self._entry(url, attrs)
         local = list(index)
+        if len(local) == entry["dataset"].ndim + 1 and dims and dims[0] == self.concat:
+            return entry, local[1:]  # a granule stacked along the concat dimension: not in the file
         if self.concat in dims:
             axis = dims.index(self.concat)
             local[axis] -= entry["start"] // zarray["chunks"][axis]
@@ -110,6 +112,9 @@ class HdfSource:
     def pixels(self, url: str, zarray: dict[str, Any], attrs: dict[str, Any], dims: list[str],
                index: tuple[int, ...]) -> np.ndarray:
         entry, local = self._local(url, zarray, attrs, dims, index)
+        if len(local) < len(index):  # stacked granule: read the file's chunk, give it the stacking axis
+            return self.pixels(url, {**zarray, "chunks": zarray["chunks"][1:]}, attrs, dims[1:],
+                               tuple(index[1:]))[None]
         arr = entry["array"]
         chunks = zarray["chunks"]
         begin = [i * c for i, c in zip(local, chunks)]

@@ -26,6 +26,7 @@ from chunkindex.model import (
     ReferenceColumns,
     spatial_coordinates,
     stacked_numbers,
+    storage_dtype,
     time_coordinate,
 )
 from chunkindex.recipe import Recipe, Variable
@@ -42,10 +43,12 @@ class LayoutMismatch(ValueError):
 
 
 def _fits(value: float, dtype: str) -> bool:
-    kind = np.dtype(dtype).kind
-    if kind == "f":
+    numpy_dtype = storage_dtype(dtype)
+    if numpy_dtype.names:  # complex integers: the real part's type
+        numpy_dtype = numpy_dtype["real"]
+    if numpy_dtype.kind in "fc":
         return True
-    info = np.iinfo(np.dtype(dtype))
+    info = np.iinfo(numpy_dtype)
     return float(value).is_integer() and info.min <= value <= info.max
 
 
@@ -282,7 +285,7 @@ def _level_attributes(name: str, full: dict[str, Any], level: dict[str, Any], va
     """(fill value, attributes) of one level's array: the TIFF's own, nodata,
     scale, offset, CRS and georeferencing notes, then the recipe's."""
     nodata = None if is_mask else full["nodata"]
-    kind = np.dtype(dtype).kind
+    kind = storage_dtype(dtype).kind
     if nodata is not None and not _fits(nodata, dtype):
         # GDAL ignores such a nodata value too.
         notes.append(f"{name}: nodata {nodata:g} does not fit {level['dtype']}; ignored")

@@ -110,8 +110,10 @@ def _dtype_from(bits_per_sample: tuple[int, ...], sample_format: tuple[Any, ...]
         return "", f"samples of mixed types (bits {sorted(bits)}) cannot form one array"
     nbits, fmt = bits.pop(), formats.pop()
     if fmt == 5:
-        return "", (f"complex integer samples ({nbits // 2}-bit integer pairs, GDAL's CInt{nbits // 2}) have no "
-                    "NumPy/Zarr data type; convert them to complex floats (gdal_translate -ot CFloat32)")
+        if nbits not in (32, 64):
+            return "", f"unsupported complex integer samples ({nbits}-bit)"
+        # No NumPy/Zarr type: the CRI index holds them (spec §2.1), Kerchunk refuses them.
+        return f"{'<' if little_endian else '>'}ci{nbits // 16}", None
     if fmt == 1 and nbits in (1, 2, 4):
         return "|u1", None
     valid = (8, 16, 32, 64) if fmt != 6 else (64, 128)
@@ -376,6 +378,13 @@ def is_transient(exc: BaseException, remote: bool, opaque: bool = False) -> bool
     return isinstance(exc, transient) or (opaque and isinstance(exc, Exception))
 
 
+def _changed_since_listing(exc: BaseException) -> bool:
+    """An If-Match read refused (HTTP 412): the object is not the listed one."""
+    from obstore.exceptions import PreconditionError
+
+    return isinstance(exc, PreconditionError)
+
+
 async def _with_retries(path: str, settings: ReadSettings, request: Any, remote: bool,
                         opaque: bool = False) -> Any:
     """Await `request()`, retrying transient errors (`is_transient`) with exponential backoff."""
@@ -390,8 +399,13 @@ async def _with_retries(path: str, settings: ReadSettings, request: Any, remote:
         except BaseException as exc:  # noqa: BLE001  plain exceptions for I/O and parse errors, PanicException for others
             if attempt == settings.retries or not is_transient(exc, remote, opaque):
                 reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                if _changed_since_listing(exc):
+                    raise TiffHeaderError(f"{path}: the object changed since it was listed (its ETag no longer "
+                                          "matches the listing's): list again (--forcerun list_sources)") from None
                 if "range" in reason.lower() or "eof" in reason.lower():
                     reason += " - the file ends inside its header (truncated?)"
+                if attempt > 1:
+                    reason += f" (after {attempt} attempts)"
                 raise TiffHeaderError(f"{path}: cannot read the TIFF header: {reason}") from None
             await asyncio.sleep(delay * (1 + random.random()))
             delay *= 2
@@ -469,17 +483,26 @@ def _read_local(root: str, path: str, size: int, prefetch: int, templates: Any) 
         os.close(fd)
 
 
-async def _read_remote(store: Any, path: str, size: int, prefetch: int, templates: Any,
-                       settings: ReadSettings) -> Any:
-    """Read one header through obstore (S3, HTTP, ...), with retries."""
+async def _get_range(store: Any, path: str, start: int, length: int, etag: str | None) -> Any:
+    """Bytes `start`..`start + length` of an object; with `etag`, only of the
+    object the listing saw (If-Match: a changed object fails, never mixes)."""
     import obstore
 
+    if etag is None:
+        return await obstore.get_range_async(store, path, start=start, length=length)
+    result = await obstore.get_async(store, path, options={"range": (start, start + length), "if_match": etag})
+    return await result.bytes_async()
+
+
+async def _read_remote(store: Any, path: str, size: int, prefetch: int, templates: Any,
+                       settings: ReadSettings, etag: str | None = None) -> Any:
+    """Read one header through obstore (S3, HTTP, ...), with retries."""
     reading = _header_reading(path, size, prefetch, templates)
     try:
         start, length = next(reading)
         while True:
-            got = await _with_retries(path, settings, functools.partial(
-                obstore.get_range_async, store, path, start=start, length=length), remote=True)
+            got = await _with_retries(path, settings, functools.partial(_get_range, store, path, start, length, etag),
+                                      remote=True)
             start, length = reading.send(got)
     except StopIteration as stop:
         return stop.value
@@ -508,12 +531,15 @@ async def read_headers_async(
     settings: ReadSettings,
     progress: Any = None,
     reader: str = "numpy",
+    etags: list[str | None] | None = None,
 ) -> pa.Table:
     """Read the headers of `paths` (relative to `store`) concurrently.
 
     `reader` is "numpy" (chunkindex.formats.tiff.ifd, the fast path) or "async-tiff".
     Files whose header matches an earlier one but for the tile tables (an
     archive of daily files) reuse its parse: only their tile tables are read.
+    With `etags` (the listing's), remote reads are conditional on them: an
+    object replaced since the listing is an error, not a silent mix.
     """
     from chunkindex.formats.tiff.ifd import HeaderTemplates
 
@@ -527,7 +553,8 @@ async def read_headers_async(
             return await _read_async_tiff(store, paths[i], prefetch, settings)
         if root is not None:
             return _read_local(root, paths[i], sizes[i], prefetch, templates)
-        return await _read_remote(store, paths[i], sizes[i], prefetch, templates, settings)
+        return await _read_remote(store, paths[i], sizes[i], prefetch, templates, settings,
+                                  etags[i] if etags else None)
 
     # The first file tells how large a header is; later reads fetch it at once.
     first = await read(0, settings.prefetch)
@@ -755,9 +782,10 @@ def read_headers(
     settings: ReadSettings,
     progress: Any = None,
     reader: str = "numpy",
+    etags: list[str | None] | None = None,
 ) -> pa.Table:
     """Synchronous wrapper of `read_headers_async`."""
-    return asyncio.run(read_headers_async(store, paths, sizes, file_ids, settings, progress, reader))
+    return asyncio.run(read_headers_async(store, paths, sizes, file_ids, settings, progress, reader, etags))
 
 
 def _same_values(a: Any, b: Any) -> bool:
@@ -803,7 +831,8 @@ def read_batch(recipe: Recipe, spec: StoreSpec, batch: pa.Table,
     paths, sizes, file_ids = (batch["path"].to_pylist(), batch["size"].to_pylist(),
                               batch["file_id"].to_pylist())
     reader = recipe.headers.tiff_reader
-    table = read_headers(store, paths, sizes, file_ids, settings, progress, reader=reader)
+    etags = batch["etag"].to_pylist() if "etag" in batch.column_names else None
+    table = read_headers(store, paths, sizes, file_ids, settings, progress, reader=reader, etags=etags)
     note = cross_check_first(store, paths, sizes, file_ids, table, settings, reader) if paths else None
     if note:
         log.warning(note)

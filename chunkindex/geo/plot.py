@@ -1,0 +1,65 @@
+"""A map of chunk footprints (matplotlib): polygons coloured by time or bytes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+
+def footprint_map(index: str | Path, png: str | Path, color_by: str = "time", variable: str | None = None,
+                  level: int = 0, title: str | None = None, max_polygons: int = 200_000) -> int:
+    """Draw the footprints of a footprint GeoParquet on a lon/lat map; returns the polygon count.
+
+    Chunks sharing a footprint (time steps of a regular grid) are drawn once,
+    coloured by their first time (`color_by="time"`) or their total bytes
+    (`color_by="length"`).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import shapely
+    from matplotlib.collections import PolyCollection
+
+    table = pq.read_table(index, columns=["variable", "level", "geometry", "time", "length"])
+    variable = variable or table["variable"][0].as_py()
+    table = table.filter(pc.and_(pc.equal(table["variable"], variable), pc.equal(table["level"], level)))
+    grouped = table.group_by("geometry").aggregate([("time", "min"), ("length", "sum")])
+    if grouped.num_rows > max_polygons:
+        grouped = grouped.slice(0, max_polygons)
+    geoms = shapely.from_wkb(grouped["geometry"].to_numpy(zero_copy_only=False))
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    rings = shapely.get_exterior_ring(parts)
+    coords, ring_index = shapely.get_coordinates(rings, return_index=True)
+    splits = np.flatnonzero(np.diff(ring_index)) + 1
+    polygons = np.split(coords, splits)
+    if color_by == "time":
+        values = grouped["time_min"].cast("int64").to_numpy(zero_copy_only=False).astype(float)
+        label = "time (first step)"
+    else:
+        values = grouped["length_sum"].to_numpy().astype(float)
+        label = "bytes behind the footprint"
+    fig, ax = plt.subplots(figsize=(12, 6.5), dpi=110)
+    collection = PolyCollection(polygons, array=values[owner], cmap="viridis", edgecolors="k", linewidths=0.15,
+                                alpha=0.75)
+    ax.add_collection(collection)
+    ax.set_xlim(-180, 180)
+    ax.set_ylim(-90, 90)
+    ax.set_aspect("equal")
+    ax.grid(True, lw=0.3, alpha=0.5)
+    ax.set_xlabel("longitude")
+    ax.set_ylabel("latitude")
+    cbar = fig.colorbar(collection, ax=ax, shrink=0.7)
+    if color_by == "time":
+        ticks = cbar.get_ticks()
+        cbar.set_ticks(ticks)
+        cbar.set_ticklabels([str(np.datetime64(int(t), "ms"))[:16].replace("T", " ") for t in ticks])
+    cbar.set_label(label)
+    ax.set_title(title or f"{Path(index).name}: {variable} level {level}, {grouped.num_rows:,} footprints")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+    return grouped.num_rows

@@ -1,0 +1,68 @@
+"""Rows of the README's bad-input table not covered elsewhere: a truncated
+or foreign NetCDF file, and an object the server refuses (403). Each error
+names the file and the problem, and no index is written."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from test_faults import DAY, _list_and_read
+
+from chunkindex.formats.hdf.headers import HdfLayoutError
+from chunkindex.formats.tiff.headers import TiffHeaderError
+from chunkindex.pipeline import quick_recipe, run_recipe
+from chunkindex.testing.servers import HttpServer
+
+MONTHS = ("ocean_temp_2023_01.nc", "ocean_temp_2023_02.nc")
+
+
+def _bran(folder: Path):
+    return quick_recipe("bran", str(folder), fmt="netcdf4", pattern="ocean_temp_{time:%Y}_{time:%m}.nc",
+                        variables=("temp",), concat_dim="Time", concat_from="variable",
+                        units="days since 1979-01-01 00:00:00", sample_chunks=10)
+
+
+@pytest.mark.parametrize(("damage", "problem"), [
+    (lambda data: data[: len(data) // 3], r"not a readable NetCDF4/HDF5 file \(.*truncated file"),
+    (lambda data: b"<html>Not Found</html>", r"not a readable NetCDF4/HDF5 file \(.*file signature not found"),
+])
+def test_a_damaged_netcdf_file_is_named(tmp_path, fixtures_root, damage, problem):
+    for name in MONTHS:
+        shutil.copy(fixtures_root / "bran" / name, tmp_path / name)
+    bad = tmp_path / MONTHS[1]
+    bad.write_bytes(damage(bad.read_bytes()))
+    with pytest.raises(HdfLayoutError, match=rf"{bad}: {problem}"):
+        run_recipe(_bran(tmp_path), "/", tmp_path / "out")
+    assert not (tmp_path / "out" / "bran.parq").exists()
+
+
+def test_an_object_the_server_refuses_is_named(tmp_path, fixtures_root):
+    archive = Path(shutil.copytree(fixtures_root / "ghrsst-deflate-pred1", tmp_path / "archive"))
+    with HttpServer(archive) as http:
+        http.faults[DAY] = ["forbidden"] * 10
+        with pytest.raises(TiffHeaderError, match=rf"{DAY}: cannot read the TIFF header: .*(403|Forbidden)"):
+            _list_and_read(http)
+        assert http.gets[DAY] == 1  # refused access is not retried
+
+
+def test_a_netcdf_object_replaced_after_the_listing_is_refused(tmp_path, fixtures_root):
+    from chunkindex.formats.hdf.headers import read_batch
+    from chunkindex.pipeline import store_spec
+    from chunkindex.sources.listing import list_sources
+
+    for name in MONTHS:
+        shutil.copy(fixtures_root / "bran" / name, tmp_path / name)
+    with HttpServer(tmp_path) as http:
+        recipe = quick_recipe("bran", http.url + "/", fmt="netcdf4", pattern="ocean_temp_{time:%Y}_{time:%m}.nc",
+                              variables=("temp",), concat_dim="Time", concat_from="variable",
+                              source={"template": {"start": "2023-01-01", "end": "2023-02-01", "step": "month"}})
+        spec = store_spec(recipe, tmp_path)
+        manifest = list_sources(recipe, spec)
+        assert len(read_batch(recipe, spec, manifest)) == 2
+        data = bytearray((tmp_path / MONTHS[1]).read_bytes())  # same size, other bytes
+        data[-1] ^= 0xFF
+        (tmp_path / MONTHS[1]).write_bytes(data)
+        with pytest.raises(HdfLayoutError, match=rf"{MONTHS[1]}: the object changed since it was listed"):
+            read_batch(recipe, spec, manifest)

@@ -1,0 +1,298 @@
+"""`chunkindex query` against brute force on every fixture kind, and the same
+query from GDAL (`ogr2ogr -spat -where` on the GeoParquet, GeoPackage and
+FlatGeobuf) and DuckDB (bbox columns)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import shapely
+import yaml
+from conftest import REPO
+
+from chunkindex.geo.checks import chunk_of_pixels, pixel_points
+from chunkindex.geo.query import Query, query_index
+from chunkindex.indexes.flat import write_cri_gpkg, write_cri_parquet
+from chunkindex.indexes.footprints import array_grid, write_footprints
+
+BIN = Path(sys.executable).parent
+KEY = ("variable", "level", "c0", "c1", "c2", "c3")
+
+
+def _assemble(recipe_doc: dict, base: Path):
+    from chunkindex.pipeline import extractor_for, store_spec
+    from chunkindex.recipe import recipe_from_dict
+    from chunkindex.sources.listing import list_sources
+
+    recipe = recipe_from_dict(recipe_doc)
+    spec = store_spec(recipe, base)
+    manifest = list_sources(recipe, spec)
+    headers = extractor_for(recipe.format).read_batch(recipe, spec, manifest)
+    return extractor_for(recipe.format).assemble(recipe, manifest, headers).arrays
+
+
+@pytest.fixture(scope="module")
+def indexes(fixtures_root, tmp_path_factory):
+    """Footprint indexes of a regular (0..360), a regular global, a
+    curvilinear and a swath fixture (three granules: across the antimeridian,
+    over the north pole, ordinary)."""
+    out = tmp_path_factory.mktemp("footprints")
+    swath_dir = out / "swath-src"
+    swath_dir.mkdir()
+    for name in ("MOD021KM.A2024081.0000.nc", "MOD021KM.A2024081.0540.nc", "MOD021KM.A2024081.0820.nc"):
+        shutil.copy(fixtures_root / "modis-swath" / name, swath_dir / name)
+    built = {}
+    for kind, recipe, url in (("regular-0-360", "bran-demo", None), ("regular", "ghrsst-demo-deflate", None),
+                              ("curvilinear", "roms-demo", None), ("swath", "modis-demo", str(swath_dir))):
+        doc = yaml.safe_load((REPO / "recipes" / f"{recipe}.yaml").read_text())
+        doc["source"].pop("synthetic", None)
+        if url:
+            doc["source"]["url"] = url
+        arrays = _assemble(doc, REPO)
+        paths = {ext: out / f"{kind}.footprints.{ext}" for ext in ("parquet", "gpkg", "fgb")}
+        write_footprints(arrays, paths["parquet"], paths["gpkg"], paths["fgb"])
+        paths["cri"] = write_cri_parquet(arrays, out / f"{kind}.cri.parquet", footprints=True)
+        paths["cri_gpkg"] = write_cri_gpkg(arrays, out / f"{kind}.cri.gpkg", footprints=True)
+        built[kind] = (arrays, paths)
+    return built
+
+
+def _brute_force(arrays, box) -> set[tuple]:
+    """Chunks (KEY) with a pixel whose quadrilateral intersects `box`, from
+    the pixel corners of each array's grid: no footprint involved."""
+    from chunkindex.geo.grids import GeolocatedGrid, TiePointGrid
+
+    by_name = {a.name: a for a in arrays}
+    found: set[tuple] = set()
+    shifted = [shapely.transform(box, lambda c, s=s: c + np.array([s, 0.0])) for s in (-360.0, 0.0, 360.0)]
+    for array in arrays:
+        if array.inline is not None or "variant_of" in array.attrs.get("chunkindex", {}):
+            continue
+        located = array_grid(array, by_name)
+        if located is None or array.name in ("latitude", "longitude", "lon_rho", "lat_rho"):
+            continue
+        cy, cx = array.chunks[-2:]
+        grids = [located.grid]
+        if located.stacked:
+            g = located.grid
+            if isinstance(g, TiePointGrid):
+                grids = [TiePointGrid(g.lon[i], g.lat[i], g.tie_rows, g.tie_cols, g.shape, g.scan_lines)
+                         for i in range(g.granules)]
+            else:
+                grids = [GeolocatedGrid(g.lon[i], g.lat[i], g.scan_lines) for i in range(g.granules)]
+        hit_spatial = []
+        for grid in grids:
+            lon, lat = pixel_points(grid)
+            centre = lon[..., 4:5]
+            lon = centre + (lon[..., :4] - centre + 180.0) % 360.0 - 180.0  # each quad continuous
+            quads = shapely.polygons(np.stack([lon, lat[..., :4]], axis=-1).reshape(-1, 4, 2))
+            hit = np.zeros(len(quads), bool)
+            for b in shifted:
+                hit |= shapely.intersects(quads, b)
+            hit_spatial.append(set(np.unique(chunk_of_pixels(grid, (cy, cx)).ravel()[hit]).tolist()))
+        grid_shape = array.chunk_grid
+        nx = grid_shape[-1]
+        base = array.name.split("_ovr")[0]
+        numbers = np.flatnonzero(array.url_index >= 0)
+        index = np.unravel_index(numbers, grid_shape)
+        spatial = index[-2] * nx + index[-1]
+        granule = index[0] if located.stacked else np.zeros(numbers.size, int)
+        for n, s, g in zip(range(numbers.size), spatial, granule):
+            if s in hit_spatial[g]:
+                coords = tuple(int(index[j][n]) for j in range(len(index)))
+                found.add((base, 0, *coords, *([None] * (4 - len(coords)))))
+    return found
+
+
+def _rows(table: pa.Table) -> set[tuple]:
+    cols = [table[c].to_pylist() if c in table.column_names else [None] * table.num_rows for c in KEY]
+    return set(zip(*cols))
+
+
+BOXES = {
+    "regular-0-360": [(100.0, -40.0, 200.0, 10.0), (170.0, -80.0, -170.0, 80.0), (-20.0, 0.0, 5.0, 3.0)],
+    "regular": [(140.0, -45.0, 155.0, -30.0), (-180.0, 80.0, -170.0, 90.0), (179.0, -10.0, -179.0, 10.0)],
+    "curvilinear": [(178.0, -45.0, -178.0, -40.0), (170.0, -38.0, 172.0, -36.0), (165.0, -43.0, 167.0, -40.0)],
+    # Granule 0 crosses the antimeridian near 65 S, granule 68 passes over the
+    # north pole, granule 100 is over the southern Indian Ocean.
+    "swath": [(175.0, -70.0, -175.0, -60.0), (-180.0, 87.0, 180.0, 90.0), (70.0, -48.0, 76.0, -44.0),
+              (-160.0, -66.0, -150.0, -60.0)],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BOXES))
+def test_query_equals_brute_force(indexes, kind):
+    arrays, paths = indexes[kind]
+    extra_total = 0
+    for bbox in BOXES[kind]:
+        result = query_index(paths["parquet"], Query(bbox))
+        if kind == "regular":  # level 0 only: brute force is at full resolution
+            result = result.filter(pa.compute.equal(result["level"], 0))
+        got = _rows(result)
+        box = shapely.MultiPolygon([shapely.box(bbox[0], bbox[1], 180, bbox[3]), shapely.box(-180, bbox[1], bbox[2], bbox[3])]) \
+            if bbox[0] > bbox[2] else shapely.box(*bbox)
+        full = [a for a in arrays if "_ovr" not in a.name]
+        expected = _brute_force(full, box)
+        missing = expected - got
+        assert not missing, f"{kind} {bbox}: {len(missing)} chunks with pixels in the box not returned"
+        extra = got - expected
+        extra_total += len(extra)
+        if kind.startswith("regular"):
+            assert not extra, f"{kind} {bbox}: {len(extra)} chunks returned without a pixel in the box"
+        assert got, f"{kind} {bbox}: the test box should meet some chunk"
+    print(f"{kind}: {extra_total} chunks returned beyond brute force (footprint margins)")
+
+
+def _ogr_rows(path: Path, bbox, where: str, fields_from: Path | None = None) -> set[tuple]:
+    """The chunks `ogr2ogr -spat ... -where ...` selects (GeoJSON on stdout: this GDAL has no CSV driver)."""
+    import json
+
+    fields = [k for k in KEY if k in pq.read_schema(fields_from or path.with_suffix(".parquet")).names]
+    out = subprocess.run([str(BIN / "ogr2ogr"), "-f", "GeoJSON", "/vsistdout/", str(path), "-spat", *map(str, bbox),
+                          "-where", where, "-select", ",".join(fields)], capture_output=True, text=True, check=True)
+    return {tuple(f["properties"].get(k) for k in KEY) for f in json.loads(out.stdout)["features"]}
+
+
+@pytest.mark.parametrize("kind", ["regular-0-360", "curvilinear", "swath"])
+def test_gdal_spatial_filter_returns_the_same_chunks(indexes, kind):
+    _, paths = indexes[kind]
+    bbox = BOXES[kind][-1]
+    variable = {"regular-0-360": "temp", "curvilinear": "temp", "swath": "cloud_mask"}[kind]
+    ours = _rows(query_index(paths["parquet"], Query(bbox, variable=variable)))
+    assert ours
+    for ext in ("parquet", "gpkg", "fgb"):
+        theirs = _ogr_rows(paths[ext], bbox, f"variable = '{variable}'")
+        assert theirs == ours, f"{kind} {ext}: GDAL returns {len(theirs)} chunks, chunkindex {len(ours)}"
+
+
+def test_duckdb_bbox_columns_return_a_superset_equal_on_regular_grids(indexes):
+    """Without DuckDB's spatial extension (not installable offline here) the
+    bbox covering columns answer: exactly on a regular grid whose chunks do
+    not cross the antimeridian, a superset elsewhere (a split footprint's
+    bbox spans -180..180)."""
+    import duckdb
+
+    for kind in ("regular", "regular-0-360", "swath"):
+        _, paths = indexes[kind]
+        bbox = next(b for b in BOXES[kind] if b[0] <= b[2])  # SQL below does not wrap the antimeridian
+        names = pq.read_schema(paths["parquet"]).names
+        select = ", ".join(k if k in names else f"NULL AS {k}" for k in KEY)
+        sql = (f"SELECT {select} FROM read_parquet('{paths['parquet']}') "
+               f"WHERE bbox.xmin <= {bbox[2]} AND bbox.xmax >= {bbox[0]} "
+               f"AND bbox.ymin <= {bbox[3]} AND bbox.ymax >= {bbox[1]}")
+        rows = set(duckdb.sql(sql).fetchall())
+        ours = _rows(query_index(paths["parquet"], Query(bbox)))
+        assert ours <= rows
+        if kind == "regular":
+            assert rows == ours
+
+
+def test_gpkg_has_an_rtree_and_parquet_geo_metadata(indexes):
+    import json
+    import sqlite3
+
+    _, paths = indexes["swath"]
+    with sqlite3.connect(paths["gpkg"]) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "rtree_chunk_footprints_geom" in tables
+    geo = json.loads(pq.read_schema(paths["parquet"]).metadata[b"geo"])
+    column = geo["columns"]["geometry"]
+    assert geo["version"] == "1.1.0" and column["encoding"] == "WKB"
+    assert column["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
+
+
+@pytest.mark.parametrize("kind", sorted(BOXES))
+def test_cri_parquet_with_footprints_answers_as_the_footprint_index(indexes, kind):
+    """The flat CRI index written with footprints: `geometry` + `bbox` columns
+    with row-group statistics and GeoParquet `geo` metadata; `chunkindex
+    query` on it returns the chunks it returns on the footprint GeoParquet,
+    and so does GDAL's spatial filter on it."""
+    import json
+
+    _, paths = indexes[kind]
+    cri = paths["cri"]
+    pf = pq.ParquetFile(cri)
+    assert pf.schema_arrow.field("geometry").type == pa.binary()
+    assert [f.name for f in pf.schema_arrow.field("bbox").type] == ["xmin", "ymin", "xmax", "ymax"]
+    geo = json.loads(pf.metadata.metadata[b"geo"])
+    assert geo["columns"]["geometry"]["covering"]["bbox"]["ymax"] == ["bbox", "ymax"]
+    assert b"cri" in pf.metadata.metadata  # still a CRI index
+    leaf = {pf.metadata.schema.column(i).path: i for i in range(pf.metadata.num_columns)}
+    stats = [pf.metadata.row_group(g).column(leaf["bbox.xmin"]).statistics for g in range(pf.num_row_groups)]
+    assert any(st is not None and st.has_min_max for st in stats)  # (coordinate rows: null geometry)
+    key = [k for k in KEY if k in pf.schema_arrow.names]
+
+    def keys(table: pa.Table) -> set[tuple]:
+        return set(zip(*[pa.compute.cast(table[k], pa.string()).to_pylist() if k == "variable"
+                         else table[k].to_pylist() for k in key]))
+
+    for bbox in BOXES[kind]:
+        ours = keys(query_index(cri, Query(bbox)))
+        assert ours == keys(query_index(paths["parquet"], Query(bbox))), f"{kind} {bbox}"
+        assert ours
+    bbox = next(b for b in BOXES[kind] if b[0] <= b[2])  # -spat does not wrap the antimeridian
+    via_gdal = _ogr_rows(cri, bbox, "level = 0")
+    expected = {(*r, *([None] * (len(KEY) - len(key)))) for r in keys(query_index(cri, Query(bbox, level=0)))}
+    assert via_gdal == expected, f"{kind}: GDAL returns {len(via_gdal)} chunks of the CRI, chunkindex {len(expected)}"
+    # The GeoPackage form: the same rows, the footprint as its geometry (R-tree).
+    via_gpkg = _ogr_rows(paths["cri_gpkg"], bbox, "level = 0", fields_from=cri)
+    assert via_gpkg == expected, f"{kind}: GDAL returns {len(via_gpkg)} chunks of the CRI GeoPackage"
+    with sqlite3.connect(paths["cri_gpkg"]) as db:
+        assert db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'rtree_chunks_geometry'").fetchone()[0]
+    with pytest.raises(ValueError, match="no 'time' column"):
+        query_index(cri, Query(bbox, start=dt.datetime(2022, 1, 1)))
+
+
+def test_query_cli_formats_and_errors(indexes, tmp_path):
+    _, paths = indexes["curvilinear"]
+    cli = str(BIN / "chunkindex")
+    args = [cli, "query", str(paths["parquet"]), "--bbox", "178,-45,-178,-40", "--time", "2022-01-01/2022-01-31"]
+    text = subprocess.run([*args, "--format", "csv"], capture_output=True, text=True, check=True).stdout
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert rows and all(r["time"].startswith("2022-01") for r in rows)
+    json_out = subprocess.run([*args, "--format", "json"], capture_output=True, text=True, check=True).stdout
+    assert json_out.startswith("[{")
+    out = tmp_path / "q.parquet"
+    subprocess.run([*args, "--format", "parquet", "--output", str(out)], check=True, capture_output=True)
+    assert pq.read_table(out).num_rows == len(rows)
+    utm = subprocess.run([cli, "query", str(paths["parquet"]), "--bbox", "700000,5500000,760000,5560000",
+                          "--crs", "EPSG:32760"], capture_output=True, text=True, check=False)
+    assert utm.returncode == 0
+    bad = subprocess.run([cli, "query", str(paths["parquet"]), "--bbox", "1,2,3"], capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and "MINX,MINY,MAXX,MAXY" in bad.stderr
+    not_fp = subprocess.run([cli, "query", str(REPO / "tests/data/index-digests.json"), "--bbox", "0,0,1,1"],
+                            capture_output=True, text=True, check=False)
+    assert not_fp.returncode != 0
+
+
+def test_coverage_gti_mosaics_a_time_step_of_two_utm_zones(fixtures_root, tmp_path, gdal):
+    import datetime as dt
+
+    from chunkindex.indexes.coverage import write_gti
+
+    files = sorted((fixtures_root / "utm-two-zones").rglob("*.tif"))
+    times = [dt.datetime.strptime(f.name.split("_")[1], "%Y%m%d") for f in files]
+    target = tmp_path / "utm.gti.gpkg"
+    assert write_gti([str(f) for f in files], times, target) == 2
+    latest = gdal.Open(str(target))  # stock GDAL, GTI driver: the latest step
+    assert latest.GetDriver().ShortName == "GTI"
+    assert latest.GetSpatialRef().GetAuthorityCode(None) == "4326"
+    mosaic = latest.GetRasterBand(1).ReadAsArray(buf_xsize=300, buf_ysize=120)
+    assert (mosaic > 0).mean() > 0.9  # both zones' tiles, warped, cover the mosaic
+    first = gdal.OpenEx(str(target), open_options=["LAYER=t_20240105"])
+    lon_min, lon_max = first.GetGeoTransform()[0], first.GetGeoTransform()[0] + first.RasterXSize * first.GetGeoTransform()[1]
+    assert lon_min < 150 < lon_max  # spans the zone 55 / 56 boundary
+    vector = gdal.OpenEx(str(target), gdal.OF_VECTOR)
+    assert {vector.GetLayer(i).GetName() for i in range(vector.GetLayerCount())} == {"t_20240105", "t_20240115"}
+    assert vector.GetLayer(0).GetFeatureCount() == 4
