@@ -84,7 +84,8 @@ def check_cri_driver(report: DoctorReport) -> None:
         return
     version = driver.GetMetadataItem("CRI_DRIVER_VERSION") or "?"
     report.lines.append(f"  driver CRI         present (plugin {version}, reads CRI spec "
-                        f"{driver.GetMetadataItem('CRI_SPEC_VERSIONS') or '?'})")
+                        f"{driver.GetMetadataItem('CRI_SPEC_VERSIONS') or '?'}, Parquet rows read "
+                        f"{'directly by row group' if driver.GetMetadataItem('CRI_PARQUET_READER') == 'DIRECT' else 'through OGR'})")
 
 
 def check_packages(report: DoctorReport) -> None:

@@ -39,6 +39,7 @@ OUTPUT_FILES: dict[str, tuple[tuple[str, str], ...]] = {
     "cri-duckdb": (("cri_duckdb", ".cri.duckdb"),),
     "footprints": (("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg"),
                    ("footprints_fgb", ".footprints.fgb")),
+    "vrt": (("vrt", ".vrt"),),
 }
 # Per-file coverage that stock GDAL mosaics (GTI): for COG recipes with footprints.
 COVERAGE_GTI = ("coverage_gti", ".gti.gpkg")
@@ -292,6 +293,11 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
             # The files are opened through GDAL, with the recipe's endpoint and credentials settings.
             with gdal_module().config_options({k: str(v) for k, v in recipe.source.gdal_config.items()}):
                 write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"])
+    if "vrt" in outputs:  # for a GDAL without the CRI plugin: its GTiff driver reads the source files
+        from chunkindex.indexes.vrt import write_multidim_vrt
+
+        with timed(timings, "vrt"):
+            write_multidim_vrt(arrays, outputs["vrt"], recipe.concat.dim)
     referenced = [a for a in arrays if a.inline is None]
     summary = WriteSummary(
         refs=sum(a.n_chunks for a in referenced), arrays=[a.name for a in arrays], timings=timings,

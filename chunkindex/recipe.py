@@ -284,6 +284,9 @@ def _check_semantics(doc: dict[str, Any], source: str, stem: str | None) -> None
             problems.append("field source.pattern: concat.from is `filename`, so the pattern needs a `{time:...}` field")
     if len(set(names)) != len(names):
         problems.append("field variables: names must be unique")
+    if "vrt" in doc["output"]["kinds"] and doc["format"] != "cog":
+        problems.append(f"field output.kinds: `vrt` (a VRT over the source files' TIFF bands) is written for "
+                        f"format cog only, not {doc['format']}")
     if problems:
         raise RecipeError(f"{source} is not valid:\n" + "\n".join(f"  - {p}" for p in problems))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,7 +86,7 @@ def write_report(inputs: ReportInputs, markdown_out: str, steps_png: str, refs_p
     lines = [f"# {recipe.title}", "", f"Recipe `{recipe.id}` ({recipe.format}), source `{recipe.source.url}`.", ""]
     lines += _step_lines(steps, manifest, summary.refs, inputs.headers)
     lines += [_extraction_line(inputs.headers, recipe.format), ""]
-    lines += _array_lines(summary)
+    lines += _array_lines(summary, _cri_driver_arrays(validation))
     lines += _validation_lines(validation)
     lines += ["", "![step times](steps.png)", "", "![references per array](refs.png)", ""]
     if inputs.footprint_map:
@@ -134,8 +135,34 @@ def _step_lines(steps: dict[str, StepFigures], manifest: pa.Table, n_refs: int, 
                     f"Header bytes fetched (first request per file, at least): {header_bytes / 1e6:,.2f} MB.", ""]
 
 
-def _array_lines(summary: WriteSummary) -> list[str]:
-    """The write step's parts, and each array with the readers that decode it."""
+CRI_DRIVER_READER = "GDAL (CRI driver)"
+
+
+def _cri_driver_arrays(validation: dict[str, Any]) -> set[str]:
+    """Arrays whose validated pixels GDAL read through the CRI driver plugin
+    (`cri:<name>` results, levels > 0 under their Kerchunk `<name>_ovr<k>` names)
+    with no mismatch on that array."""
+    failed = {m["array"] for m in validation.get("mismatches", [])}
+    names: set[str] = set()
+    for a in validation.get("arrays", []):
+        label = a["array"]
+        if not label.startswith("cri:") or not a.get("pixels_checked_gdal") or label in failed:
+            continue
+        name, _, level = label[len("cri:"):].partition("@level")
+        names.add(name if not level else f"{name}@{level}")
+    return names
+
+
+def _decodes_through_cri(name: str, through_cri: set[str]) -> bool:
+    match = re.fullmatch(r"(.+)_ovr\d+", name)
+    if match:  # any checked level of the variable stands for its overviews: one decode chain
+        return any(n.startswith(match.group(1) + "@") for n in through_cri)
+    return name in through_cri
+
+
+def _array_lines(summary: WriteSummary, through_cri: set[str] = frozenset()) -> list[str]:
+    """The write step's parts, and each array with the readers that decode it
+    (GDAL through the CRI driver where validation read its pixels that way)."""
     lines: list[str] = []
     timings = summary.timings
     if timings:
@@ -144,7 +171,9 @@ def _array_lines(summary: WriteSummary) -> list[str]:
         lines += ["Write step parts: " + ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()) + rate, ""]
     lines += ["## Arrays and readers", "", "| array | refs | chunks with no data | decodable by |", "|---|---:|---:|---|"]
     for name, refs in summary.refs_per_array.items():
-        readers = summary.readers.get(name, [])
+        readers = list(summary.readers.get(name, []))
+        if _decodes_through_cri(name, through_cri):
+            readers.append(CRI_DRIVER_READER)
         decodable = ", ".join(readers) if readers else f"**none: {REFS_ONLY_NOTE}** (GDAL opens it for the references)"
         lines.append(f"| {name} | {refs:,} | {summary.missing_per_array.get(name, 0):,} | {decodable} |")
     lines.append("")

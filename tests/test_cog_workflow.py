@@ -3,7 +3,10 @@ GDAL opens holds exact references, and every pixel read through it equals
 GDAL's read of the source COGs."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +146,108 @@ def test_footprints_and_cri_index(demo_results, gdal):
     validation = json.loads((demo_results / "ghrsst-demo/validation.json").read_text())
     checked = {a["array"]: a for a in validation["arrays"]}
     assert checked["cri:analysed_sst"]["pixels_checked_python"] > 0  # through the CRI reader
+    # ... and through GDAL's CRI driver: the report says GDAL decodes ZSTD + predictor 2 that way.
+    assert checked["cri:analysed_sst"]["pixels_checked_gdal"] > 0
+    assert checked["cri:analysed_sst@level5"]["pixels_checked_gdal"] > 0
+    rows = {line.split(" | ")[0].strip("| "): line for line in
+            (demo_results / "ghrsst-demo/report/report.md").read_text().split("## Validation")[0].splitlines()
+            if line.startswith("| ")}  # the "Arrays and readers" table
+    assert "GDAL (CRI driver)" in rows["analysed_sst"] and "GDAL (CRI driver)" in rows["analysed_sst_ovr32"]
+    assert "GDAL (CRI driver)" not in rows["analysed_sst_refs_only"]
+
+
+def _gdal_cli(*args: str) -> str:
+    """Run one of GDAL's command-line programs (the venv's, else PATH's): no Python on the read path."""
+    exe = Path(sys.executable).with_name(args[0])
+    result = subprocess.run([str(exe) if exe.exists() else args[0], *args[1:]], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize(("dataset", "fixture_set", "codec"), [
+    ("ghrsst-demo", "ghrsst-zstd-pred2", {"COMPRESSION": "ZSTD", "PREDICTOR": "2"}),
+    ("ghrsst-demo-deflate", "ghrsst-deflate-pred1", {"COMPRESSION": "DEFLATE"}),
+])
+def test_cri_demo_index_through_gdal_command_line(demo_results, fixtures_root, gdal, tmp_path, dataset,
+                                                  fixture_set, codec):
+    """Issue 11 "Done when": the workflow's CRI index, read by gdalinfo and
+    gdal_translate, equals GDAL's read of the source COG — locally and over HTTP."""
+    import pyarrow.parquet as pq
+
+    from chunkindex.testing.servers import HttpServer
+
+    if gdal.GetDriverByName("CRI") is None:
+        pytest.fail("the CRI driver plugin is not loaded: run `make setup` (tools/build_driver.sh)")
+    index = demo_results / dataset / "index" / f"{dataset}.cri.parquet"
+    day = 2
+    source = gdal.Open(str(_files(fixtures_root, fixture_set, "analysed_sst")[day]))
+    assert codec.items() <= source.GetMetadata("IMAGE_STRUCTURE").items()  # the real codec, predictor included
+    info = json.loads(_gdal_cli("gdalinfo", "-json", f'CRI:"{index}":analysed_sst:{day}'))
+    assert info["geoTransform"] == pytest.approx(source.GetGeoTransform())
+    assert info["size"] == [source.RasterXSize, source.RasterYSize]
+    assert 'ID["EPSG",4326]' in info["coordinateSystem"]["wkt"]
+    band = info["bands"][0]
+    assert (band["type"], band["noDataValue"], band["scale"], band["offset"]) == ("Int16", -32768, 0.001, 25.0)
+    assert len(band["overviews"]) == source.GetRasterBand(1).GetOverviewCount()
+    window = (300, 100, 900, 700)  # crosses tile edges and the short last tile row and column
+    expected = source.ReadAsArray(*window)
+
+    def translated(idx: Path, name: str) -> np.ndarray:
+        out = tmp_path / f"{name}.tif"
+        _gdal_cli("gdal_translate", "-q", "-srcwin", *map(str, window), f'CRI:"{idx}":analysed_sst:{day}', str(out))
+        return gdal.Open(str(out)).ReadAsArray()
+
+    np.testing.assert_array_equal(translated(index, "local"), expected)
+    table = pq.read_table(index)
+    meta = json.loads(table.schema.metadata[b"cri"])
+    with HttpServer(Path(meta["base"])) as server:
+        meta["base"] = server.url + "/"
+        remote = tmp_path / f"{dataset}-http.cri.parquet"
+        pq.write_table(table.replace_schema_metadata({"cri": json.dumps(meta)}), remote)
+        np.testing.assert_array_equal(translated(remote, "http"), expected)
+        assert server.requests > 0
+
+
+_READ_VRT_WITHOUT_CRI = """
+import sys
+import numpy as np
+from osgeo import gdal
+gdal.UseExceptions()
+assert gdal.GetDriverByName("CRI") is None, "the CRI plugin is loaded"
+root = gdal.OpenEx(sys.argv[1], gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+arrays = {}
+for name in sys.argv[3:]:
+    arr = root.OpenMDArray(name)
+    arrays[name] = arr.ReadAsArray()
+    arrays[name + "/dims"] = np.array([d.GetName() + ":" + (d.GetType() or "") for d in arr.GetDimensions()])
+    arrays[name + "/meta"] = np.array([arr.GetNoDataValueAsDouble() or 0, arr.GetScale() or 1, arr.GetOffset() or 0])
+    arrays[name + "/srs"] = np.array([arr.GetSpatialRef().GetAuthorityCode(None)])
+arrays["time"] = root.OpenMDArray("time").ReadAsArray()
+np.savez(sys.argv[2], **arrays)
+"""
+
+
+@pytest.mark.parametrize(("dataset", "fixture_set"), [("ghrsst-demo", "ghrsst-zstd-pred2"),
+                                                      ("ghrsst-demo-deflate", "ghrsst-deflate-pred1")])
+def test_vrt_over_the_cogs_read_by_a_gdal_without_the_cri_plugin(demo_results, fixtures_root, gdal, tmp_path,
+                                                                 dataset, fixture_set):
+    """Issue 11 §4: `<id>.vrt` (time x y x x over the source COGs), opened by a
+    GDAL with no plugin at all (GDAL_DRIVER_PATH an empty folder), equals the
+    stack of GDAL's reads of the sources."""
+    vrt = demo_results / dataset / "index" / f"{dataset}.vrt"
+    empty = tmp_path / "no-plugins"
+    empty.mkdir()
+    out = tmp_path / "read.npz"
+    subprocess.run([sys.executable, "-c", _READ_VRT_WITHOUT_CRI, str(vrt), str(out), "analysed_sst", "mask"],
+                   check=True, env={**os.environ, "GDAL_DRIVER_PATH": str(empty)}, timeout=300)
+    read = np.load(out)
+    for variable in ("analysed_sst", "mask"):
+        np.testing.assert_array_equal(read[variable], _source_stack(gdal, _files(fixtures_root, fixture_set, variable)))
+        assert list(read[f"{variable}/dims"]) == ["time:TEMPORAL", "lat:HORIZONTAL_Y", "lon:HORIZONTAL_X"]
+        assert read[f"{variable}/srs"][0] == "4326"
+    assert list(read["analysed_sst/meta"]) == [-32768, 0.001, 25.0]
+    np.testing.assert_array_equal(read["time"], [19752, 19753, 19754, 19755])
 
 
 def test_second_run_does_nothing_and_a_new_day_rereads_one_batch(tmp_path, fixtures_root):

@@ -51,6 +51,7 @@ def test_demo_recipes_validate_through_the_cri_reader(dataset, fixtures_root, tm
     assert report.ok, report.summary()
     for result in report.arrays:
         assert result.refs_checked > 0 and result.pixels_checked_python > 0, result
+        assert result.pixels_checked_gdal > 0 and "gdal-cri" in result.readers, result  # the CRI driver plugin
     # Level 0 holds exactly the Kerchunk index's references (its `_refs_only` variants aside).
     kerchunk = write_kerchunk_parquet(assembled.arrays, tmp_path / "k.parq", 1000)
     for name, refs in level0_multiset(index).items():
@@ -61,6 +62,25 @@ def test_demo_recipes_validate_through_the_cri_reader(dataset, fixtures_root, tm
     if dataset == "ghrsst-demo":  # overviews are levels of their variable, not arrays
         assert set(index.arrays) == {"analysed_sst", "mask"}
         assert len(index.arrays["analysed_sst"].levels) > 1
+
+
+def test_validation_through_the_cri_driver_catches_a_dropped_predictor(fixtures_root, tmp_path, gdal):
+    """An index whose decode chain lost the TIFF predictor: GDAL's CRI driver
+    (and the Python reader) decode other pixels, named as mismatches."""
+    import json
+
+    recipe = load_recipe(REPO / "recipes" / "ghrsst-demo.yaml")
+    path, _ = write_cri_for(recipe, REPO, tmp_path / "g.cri.parquet")
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"cri"])
+    for level in meta["arrays"]["analysed_sst"]["levels"]:
+        level["codec"] = [step for step in level["codec"] if step["name"] != "tiff_predictor"]
+    pq.write_table(table.replace_schema_metadata({"cri": json.dumps(meta)}), path)
+    report = validate_cri(path, extractor_for(recipe.format).source(recipe), 4, 7, "time")
+    whats = {(m.array.split("@")[0], m.what) for m in report.mismatches}
+    assert ("analysed_sst", "pixels through GDAL's CRI driver vs the source") in whats
+    assert ("analysed_sst", "pixels through the CRI reader vs the source") in whats
+    assert not any(m.array.startswith("mask") for m in report.mismatches)
 
 
 def test_ghrsst_demo_whole_levels_equal_gdal(fixtures_root, tmp_path, gdal):

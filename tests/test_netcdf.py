@@ -4,6 +4,8 @@ values through the index equal to GDAL's reads of the source files."""
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -70,6 +72,36 @@ def test_bran_demo_workflow(tmp_path, fixtures_root, gdal):
     source = gdal.OpenEx(str(files[1]), gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("temp").GetRawBlockInfo([0, 2, 0, 1])
     assert (block.GetFilename(), block.GetOffset(), block.GetSize()) == (str(files[1].resolve()), source.GetOffset(), source.GetSize())
     assert "extraction" in (tmp_path / "bran-demo/report/report.md").read_text()
+    _bran_cri_through_gdal_command_line(tmp_path / "bran-demo/index/bran-demo.cri.parquet", expected, tmp_path, gdal)
+
+
+def _gdal_cli(*args: str) -> str:
+    exe = Path(sys.executable).with_name(args[0])
+    result = subprocess.run([str(exe) if exe.exists() else args[0], *args[1:]], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr[-3000:]}"
+    return result.stdout
+
+
+def _bran_cri_through_gdal_command_line(index: Path, expected: np.ndarray, tmp_path: Path, gdal) -> None:
+    """Issue 11 "Done when": gdalmdiminfo shows the demo's 4-D array with its
+    coordinates, and gdal_translate of a time step equals the source (no Python reads)."""
+    if gdal.GetDriverByName("CRI") is None:
+        pytest.fail("the CRI driver plugin is not loaded: run `make setup` (tools/build_driver.sh)")
+    info = json.loads(_gdal_cli("gdalmdiminfo", f'CRI:"{index}"'))
+    temp = info["arrays"]["temp"]
+    assert temp["dimensions"] == ["/Time", "/st_ocean", "/yt_ocean", "/xt_ocean"]
+    assert temp["dimension_size"] == [90, 4, 300, 720]
+    assert (temp["unit"], temp["nodata_value"], temp["offset"]) == ("degrees C", -32768, 245)
+    dims = {d["name"]: d for d in info["dimensions"]}
+    assert {n: d["type"] for n, d in dims.items()} == {
+        "Time": "TEMPORAL", "st_ocean": "VERTICAL", "yt_ocean": "HORIZONTAL_Y", "xt_ocean": "HORIZONTAL_X"}
+    for name, d in dims.items():  # every dimension has its coordinate array
+        assert name in d["indexing_variable"] and name in info["arrays"]
+    assert dims["Time"]["indexing_variable"]["Time"]["unit"] == "days since 1979-01-01 00:00:00"
+    out = tmp_path / "bran-day45.tif"  # depth levels become bands; `expected` holds the first two
+    _gdal_cli("gdal_translate", "-q", "-b", "1", "-b", "2", f'CRI:"{index}":temp:45', str(out))
+    np.testing.assert_array_equal(gdal.Open(str(out)).ReadAsArray(), expected[45])
 
 
 def test_gdal_and_h5py_extractors_give_identical_references(fixtures_root):

@@ -85,6 +85,12 @@ def test_an_unknown_format_lists_the_choices(tmp_path):
         load_recipe(path)
 
 
+def test_a_vrt_over_tiff_bands_is_for_cog_recipes_only(tmp_path):
+    path = _broken(tmp_path, lambda d: d.update(format="netcdf4", output={**d["output"], "kinds": ["vrt"]}))
+    with pytest.raises(RecipeError, match="field output.kinds: `vrt`.*format cog only, not netcdf4"):
+        load_recipe(path)
+
+
 def test_id_must_match_the_file_name(tmp_path):
     path = _broken(tmp_path, lambda d: d.update(id="other"))
     with pytest.raises(RecipeError, match="must equal the file name"):

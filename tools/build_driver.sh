@@ -71,6 +71,13 @@ log "building gdal_CRI.so against $GDAL_PREFIX$( ((ASAN)) && echo ' (AddressSani
 mkdir -p "$BUILD"
 OPTS=(-DCMAKE_BUILD_TYPE=Release -DGDAL_DIR="$GDAL_PREFIX/lib/cmake/gdal" -DCRI_PLUGIN_DIR="$OUT")
 ((ASAN)) && OPTS+=(-DCRI_ASAN=ON -DCMAKE_BUILD_TYPE=Debug)
+# The direct Parquet row-group reader links the Arrow/Parquet libraries the
+# GDAL build copied from the pyarrow wheel (the Parquet plugin uses the same).
+PYARROW_INCLUDE=$("$PY" -c 'import os, pyarrow; print(os.path.join(os.path.dirname(pyarrow.__file__), "include"))' \
+  2>/dev/null || true)
+if [[ -d "$GDAL_PREFIX/lib/pyarrow-libs" && -d "$PYARROW_INCLUDE/parquet" ]]; then
+  OPTS+=(-DCRI_ARROW_INCLUDE_DIR="$PYARROW_INCLUDE" -DCRI_ARROW_LIB_DIR="$GDAL_PREFIX/lib/pyarrow-libs")
+fi
 command -v ccache >/dev/null && OPTS+=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake -S gdal-driver -B "$BUILD" "${OPTS[@]}" > "$BUILD/configure.log" 2>&1 \
   || { tail -30 "$BUILD/configure.log" >&2; die "cmake configure failed (log: $BUILD/configure.log)"; }

@@ -52,6 +52,7 @@ KINDS = {
     "cri-duckdb": [],
     "footprints": [("footprints_parquet", ".footprints.parquet"), ("footprints_gpkg", ".footprints.gpkg"),
                    ("footprints_fgb", ".footprints.fgb")],
+    "vrt": [("vrt", ".vrt")],
 }
 
 

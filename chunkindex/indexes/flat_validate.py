@@ -4,7 +4,11 @@ readers as the Kerchunk validation (chunkindex.validate):
 * every sampled chunk's row (file, offset, length) equals the source's own
   tile table / HDF5 chunk lookup; a chunk without a row has no data there;
 * its pixels, read through the CRI Python reader (`open_index(...).read`),
-  equal GDAL's read of the source (h5py where GDAL lacks the HDF5 filter).
+  equal GDAL's read of the source (h5py where GDAL lacks the HDF5 filter);
+* when GDAL has the CRI driver plugin loaded (gdal-driver/), the same
+  pixels read through it (`CRI:"<index>"`, multidimensional; overview levels
+  by `GetOverview`) equal the source too: GDAL then decodes every codec
+  chain of the index, TIFF predictors included.
 """
 
 from __future__ import annotations
@@ -18,7 +22,53 @@ import numpy as np
 import pyarrow as pa
 
 from chunkindex.indexes.flat import CriIndex, open_index
-from chunkindex.validate import ArrayResult, Mismatch, ValidationReport, _compare, sample_chunks
+from chunkindex.sources.stores import gdal_module
+from chunkindex.validate import ArrayResult, Mismatch, ValidationReport, _add_decoder, _compare, sample_chunks
+
+CRI_DRIVER_READER = "gdal-cri"
+
+
+def open_cri_driver(index: str | Path) -> tuple[Any, str | None]:
+    """The root group of `index` through GDAL's CRI driver, or (None, why not).
+
+    Args:
+        index: a `.cri.parquet` / `.cri.gpkg` file.
+
+    Returns:
+        (root group, None), or (None, a note saying why GDAL cannot read it:
+        no CRI plugin loaded, or the error GDAL gave when opening).
+    """
+    gdal = gdal_module()
+    if gdal.GetDriverByName("CRI") is None:
+        return None, "GDAL has no CRI driver plugin loaded: pixels checked through the Python CRI reader only"
+    try:
+        return gdal.OpenEx(f'CRI:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup(), None
+    except RuntimeError as exc:
+        return None, f"GDAL's CRI driver does not open {index}: {exc}"
+
+
+def open_cri_array(root: Any, name: str, level: int, label: str, index: str | Path) -> tuple[Any, list[Mismatch]]:
+    """Array `name` at `level` through the CRI driver (levels > 0 are its overviews)."""
+    try:
+        array = root.OpenMDArray(name)
+        if level:
+            array = array.GetOverview(level - 1)
+        if array is None:
+            raise RuntimeError(f"no overview {level - 1}")
+        return array, []
+    except RuntimeError as exc:
+        return None, [Mismatch(label, "-", str(index), "GDAL's CRI driver opens the array", "opened", str(exc))]
+
+
+def check_pixels_through_cri_driver(array: Any, label: str, key: str, url: str, window: tuple[slice, ...],
+                                    truth: np.ndarray) -> list[Mismatch]:
+    """The chunk's pixels read by GDAL through the CRI driver equal the source's."""
+    try:
+        got = array.ReadAsArray(array_start_idx=[w.start for w in window],
+                                count=[w.stop - w.start for w in window])
+    except RuntimeError as exc:
+        return [Mismatch(label, key, url, "pixels through GDAL's CRI driver", "decoded", f"RuntimeError: {exc}")]
+    return _compare(label, key, url, "pixels through GDAL's CRI driver vs the source", truth, got)
 
 
 def _source_view(cri: CriIndex, name: str, level: int) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -61,6 +111,9 @@ def validate_cri(index: str | Path, source: Any, sample_count: int, seed: int, t
     """
     cri = open_index(index, store_options)
     report = ValidationReport(index=str(index))
+    gdal_root, why_not = open_cri_driver(index)
+    if why_not:
+        report.notes.append(why_not)
     if hasattr(source, "global_values") and time_dim in cri.dimensions:
         values = cri.dimensions[time_dim].get("values")
         source.global_values = np.asarray(values, np.float64) if values is not None else None
@@ -73,6 +126,13 @@ def validate_cri(index: str | Path, source: Any, sample_count: int, seed: int, t
                 progress(label)
             result = ArrayResult(array=label, readers=["cri-python"], gdal_opened=False)
             report.arrays.append(result)
+            gdal_array = None
+            if gdal_root is not None:
+                gdal_array, failed = open_cri_array(gdal_root, name, level, label, index)
+                report.mismatches.extend(failed)
+                result.gdal_opened = gdal_array is not None
+                if gdal_array is not None:
+                    result.readers.append(CRI_DRIVER_READER)
             zarray, attrs, dims = _source_view(cri, name, level)
             grid = tuple(math.ceil(s / c) for s, c in zip(meta["shape"], meta["chunk_shape"]))
             rows = cri.rows(name, level)
@@ -131,6 +191,13 @@ def validate_cri(index: str | Path, source: Any, sample_count: int, seed: int, t
                 report.mismatches.extend(found)
                 if not found:
                     result.pixels_checked_python += 1
+                    _add_decoder(result, "chunkindex CRI reader")
+                if gdal_array is not None:
+                    found = check_pixels_through_cri_driver(gdal_array, label, key, url, window, truth)
+                    report.mismatches.extend(found)
+                    if not found:
+                        result.pixels_checked_gdal += 1
+                        _add_decoder(result, f"GDAL {gdal_module().__version__} CRI driver")
     report.notes.extend(getattr(source, "notes", []))
     return report
 

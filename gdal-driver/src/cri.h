@@ -164,6 +164,8 @@ struct CoordsHash
     }
 };
 
+class ParquetRowGroups;  // cri_parquet.h: built with Arrow/Parquet C++ only
+
 /** Rows of the table, looked up by chunk box and cached. Thread-safe. */
 class ChunkTable
 {
@@ -211,11 +213,23 @@ class ChunkTable
     std::map<std::string, std::string> m_variableCodes{};
 
     std::string m_lazyPath{};
+    // The direct row-group reader of a .cri.parquet (when built with
+    // Arrow/Parquet C++); OGR otherwise, or when it cannot open the file.
+    std::shared_ptr<ParquetRowGroups> m_direct{};
+    bool m_directTried = false;
 
     bool EnsureOpen();
     void Setup();
     bool Query(const Array &array, int level, const Coords &lo,
                const Coords &hi, Cache &cache);
+    bool QueryDirect(const Array &array, int level, const Coords &lo,
+                     const Coords &hi, Cache &cache);
+    /** Rows of one Arrow batch into `cache`; with `filter`, only those of
+     * `array` at `level` inside [lo, hi] (the direct reader reads whole row
+     * groups; OGR has filtered already). */
+    bool ConsumeBatch(const Array &array, int level, const Coords &lo,
+                      const Coords &hi, const ArrowSchema &schema,
+                      const ArrowArray &batch, bool filter, Cache &cache);
     int InternPath(const char *p, size_t n);
 };
 

@@ -412,6 +412,12 @@ extern "C" __attribute__((visibility("default"))) void GDALRegister_CRI()
     poDriver->SetMetadataItem(GDAL_DCAP_VIRTUALIO, "YES");
     poDriver->SetMetadataItem(GDAL_DMD_SUBDATASETS, "YES");
     poDriver->SetMetadataItem("CRI_DRIVER_VERSION", CRI_DRIVER_VERSION);
+#ifdef CRI_HAVE_PARQUET
+    // Rows of .cri.parquet read by the direct row-group reader (Arrow/Parquet C++).
+    poDriver->SetMetadataItem("CRI_PARQUET_READER", "DIRECT");
+#else
+    poDriver->SetMetadataItem("CRI_PARQUET_READER", "OGR");
+#endif
     poDriver->SetMetadataItem("CRI_SPEC_VERSIONS", "0.x");
     poDriver->SetMetadataItem(
         GDAL_DMD_OPENOPTIONLIST,

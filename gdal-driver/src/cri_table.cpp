@@ -6,6 +6,7 @@
 // request (a time series at one pixel, GetRawBlockInfo over chunks already
 // read) is answered from memory.
 #include "cri.h"
+#include "cri_parquet.h"
 
 #include "ogr_recordbatch.h"
 
@@ -129,8 +130,25 @@ ChunkTable::ChunkTable(std::shared_ptr<const Index> index,
 
 bool ChunkTable::EnsureOpen()
 {
-    if (m_poLayer)
+    if (m_poLayer || m_direct)
         return true;
+#ifdef CRI_HAVE_PARQUET
+    if (!m_directTried && !m_lazyPath.empty())
+    {
+        m_directTried = true;
+        std::string error;
+        auto direct = ParquetRowGroups::Open(m_lazyPath, m_index.K, error);
+        if (direct)
+        {
+            CPLDebug("CRI", "%s: direct row-group reader (%d row groups)",
+                     m_lazyPath.c_str(), direct->GroupCount());
+            m_direct = std::move(direct);
+            return true;
+        }
+        CPLDebug("CRI", "%s: reading rows through OGR (%s)",
+                 m_lazyPath.c_str(), error.c_str());
+    }
+#endif
     const char *const apszDrivers[] = {"Parquet", nullptr};
     m_poDS.reset(GDALDataset::Open(
         m_lazyPath.c_str(),
@@ -295,8 +313,13 @@ bool ChunkTable::Lookup(const Array &array, int level, const Coords &cmin,
                 inner *= (lv->shape[j] + lv->chunk[j] - 1) / lv->chunk[j];
             const int64_t outer = static_cast<int64_t>(
                 (lv->shape[0] + lv->chunk[0] - 1) / lv->chunk[0]);
-            const int64_t steps = std::max<int64_t>(
-                1, static_cast<int64_t>(65536 / std::max<uint64_t>(inner, 1)));
+            // The direct reader has no fixed cost per query (its row-group
+            // selection is a scan of plain vectors): one step is enough.
+            const int64_t steps =
+                m_direct ? 1
+                         : std::max<int64_t>(
+                               1, static_cast<int64_t>(
+                                      65536 / std::max<uint64_t>(inner, 1)));
             if (inner <= 65536)
             {
                 qlo.c[0] = cmin.c[0] / steps * steps;
@@ -351,9 +374,35 @@ bool ChunkTable::Lookup(const Array &array, int level, const Coords &cmin,
     return true;
 }
 
+bool ChunkTable::QueryDirect(const Array &array, int level, const Coords &lo,
+                             const Coords &hi, Cache &cache)
+{
+#ifdef CRI_HAVE_PARQUET
+    const std::vector<int> groups = m_direct->Select(array.name, level, lo, hi);
+    CPLDebug("CRI", "query %s level %d: %d of %d row groups",
+             array.name.c_str(), level, static_cast<int>(groups.size()),
+             m_direct->GroupCount());
+    std::string error;
+    const bool ok = m_direct->Read(
+        groups,
+        [&](const ArrowSchema &schema, const ArrowArray &batch)
+        { return ConsumeBatch(array, level, lo, hi, schema, batch, true, cache); },
+        error);
+    if (!ok && !error.empty())
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: %s: reading the chunks table failed: %s",
+                 m_index.indexPath.c_str(), error.c_str());
+    return ok;
+#else
+    return false;
+#endif
+}
+
 bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
                        const Coords &hi, Cache &cache)
 {
+    if (m_direct)
+        return QueryDirect(array, level, lo, hi, cache);
     std::string filter;
     if (m_variableIsCoded)
     {
@@ -408,11 +457,56 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
     ArrowSchema schema;
     memset(&schema, 0, sizeof(schema));
     bool ok = stream.get_schema(&stream, &schema) == 0;
+    while (ok)
+    {
+        ArrowArray batch;
+        memset(&batch, 0, sizeof(batch));
+        if (stream.get_next(&stream, &batch) != 0)
+        {
+            const char *err = stream.get_last_error(&stream);
+            CPLError(CE_Failure, CPLE_AppDefined,
+                     "CRI: %s: reading the chunks table failed: %s",
+                     m_index.indexPath.c_str(), err ? err : "");
+            ok = false;
+            break;
+        }
+        if (batch.release == nullptr)
+            break;
+        ok = ConsumeBatch(array, level, lo, hi, schema, batch, false, cache);
+        batch.release(&batch);
+    }
+    if (schema.release)
+        schema.release(&schema);
+    stream.release(&stream);
+    m_poLayer->SetAttributeFilter(nullptr);
+    return ok;
+}
+
+bool ChunkTable::ConsumeBatch(const Array &array, int level, const Coords &lo,
+                              const Coords &hi, const ArrowSchema &schema,
+                              const ArrowArray &batch, bool filter,
+                              Cache &cache)
+{
+    bool ok = true;
+    int iVar = -1, iLevel = -1;
+    for (int64_t k = 0; k < schema.n_children; ++k)
+    {
+        if (EQUAL(schema.children[k]->name, "variable"))
+            iVar = static_cast<int>(k);
+        else if (EQUAL(schema.children[k]->name, "level"))
+            iLevel = static_cast<int>(k);
+    }
+    if (filter && (iVar < 0 || iLevel < 0))
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: %s: the chunks table lacks variable/level columns",
+                 m_index.indexPath.c_str());
+        return false;
+    }
     int iC[MAX_DIMS];
     for (int j = 0; j < MAX_DIMS; ++j)
         iC[j] = -1;
     int iPath = -1, iOffset = -1, iLength = -1, iRaw = -1, iSkip = -1;
-    if (ok)
     {
         for (int64_t k = 0; k < schema.n_children; ++k)
         {
@@ -453,21 +547,9 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
             ok = false;
         }
     }
-    while (ok)
+    if (!ok)
+        return false;
     {
-        ArrowArray batch;
-        memset(&batch, 0, sizeof(batch));
-        if (stream.get_next(&stream, &batch) != 0)
-        {
-            const char *err = stream.get_last_error(&stream);
-            CPLError(CE_Failure, CPLE_AppDefined,
-                     "CRI: %s: reading the chunks table failed: %s",
-                     m_index.indexPath.c_str(), err ? err : "");
-            ok = false;
-            break;
-        }
-        if (batch.release == nullptr)
-            break;
         auto col = [&](int k)
         {
             Column c;
@@ -484,8 +566,33 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
         const Column cPath = col(iPath), cOff = col(iOffset),
                      cLen = col(iLength), cRaw = col(iRaw), cSkip = col(iSkip);
         std::map<int64_t, int> dictToPath;
+        const Column cVar = col(iVar), cLevel = col(iLevel);
+        std::map<int64_t, bool> dictIsArray;  // dictionary code -> name matches
         for (int64_t r = 0; r < batch.length && ok; ++r)
         {
+            if (filter)
+            {
+                // Rows of the selected row groups outside the query: other
+                // arrays, levels, or chunks outside the box.
+                const char *p = nullptr;
+                size_t np = 0;
+                int64_t di = -1, lv = 0;
+                if (cVar.IsNull(r) || !cVar.Bytes(r, p, np, di))
+                    continue;
+                bool same;
+                auto it = di >= 0 ? dictIsArray.find(di) : dictIsArray.end();
+                if (it != dictIsArray.end())
+                    same = it->second;
+                else
+                {
+                    same = np == array.name.size() &&
+                           memcmp(p, array.name.data(), np) == 0;
+                    if (di >= 0)
+                        dictIsArray.emplace(di, same);
+                }
+                if (!same || cLevel.IsNull(r) || !cLevel.Int(r, lv) || lv != level)
+                    continue;
+            }
             Coords key;
             key.n = lo.n;
             for (int j = 0; j < lo.n; ++j)
@@ -502,6 +609,14 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
             }
             if (!ok)
                 break;
+            if (filter)
+            {
+                bool in = true;
+                for (int j = 0; j < lo.n && in; ++j)
+                    in = key.c[j] >= lo.c[j] && key.c[j] <= hi.c[j];
+                if (!in)
+                    continue;
+            }
             ChunkRef ref;
             if (!cOff.Int(r, ref.offset) || !cLen.Int(r, ref.length))
             {
@@ -561,12 +676,7 @@ bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
             }
             cache.rows[key] = std::move(ref);
         }
-        batch.release(&batch);
     }
-    if (schema.release)
-        schema.release(&schema);
-    stream.release(&stream);
-    m_poLayer->SetAttributeFilter(nullptr);
     return ok;
 }
 
