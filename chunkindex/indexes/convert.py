@@ -298,7 +298,9 @@ def cri_arrays(index: str | Path) -> tuple[list[ArraySpec], RawChunks]:
                 sizes[numbers[valid]] = table["length"].to_numpy()[valid]
             attrs = dict(entry.get("attrs", {}))
             spec = ArraySpec(name=name + suffix, dims=dims, shape=shape, chunks=chunks, dtype=entry["dtype"],
-                             fill_value=array.fill_value, chain=zarr_chain(meta["codec"], entry["dtype"], list(chunks)),
+                             # A null fill value (no nodata) stays null (the reader's 0 is for decoding).
+                             fill_value=None if entry.get("fill_value", 0) is None else array.fill_value,
+                             chain=zarr_chain(meta["codec"], entry["dtype"], list(chunks)),
                              attrs=attrs, urls=urls, url_index=url_index, offsets=offsets, sizes=sizes)
             if (~valid).any():
                 raws = table["raw"].to_pylist()

@@ -59,7 +59,12 @@ class ArrayGrid:
 
 
 def _by_name(arrays: list[ArraySpec]) -> dict[str, ArraySpec]:
-    return {a.name: a for a in arrays}
+    by_name = {a.name: a for a in arrays}
+    # A level's coordinates live in its group (`ovr2/lat_ovr2`): also by their dimension's name.
+    for a in arrays:
+        if a.inline is not None and len(a.dims) == 1 and a.name.rsplit("/", 1)[-1] == a.dims[0]:
+            by_name.setdefault(a.dims[0], a)
+    return by_name
 
 
 def _values(array: ArraySpec) -> np.ndarray:
@@ -167,8 +172,11 @@ def array_grid(array: ArraySpec, arrays: list[ArraySpec] | dict[str, ArraySpec])
 
 
 def _level(name: str) -> tuple[str, int]:
-    match = re.fullmatch(r"(.+)_ovr(\d+)", name)
-    return (match.group(1), int(match.group(2))) if match else (name, 1)
+    """(variable, overview factor) of an array: `ovr<f>/<v>` (or `<v>_ovr<f>`,
+    as indexes written before levels moved to sub-groups name them)."""
+    match = re.fullmatch(r"(?:ovr(\d+)/)?(.+?)(?:_ovr(\d+))?", name)
+    factor = match.group(1) or match.group(3) if match else None
+    return (match.group(2), int(factor)) if match and factor else (name, 1)
 
 
 def _time_axis(array: ArraySpec, arrays: dict[str, ArraySpec]) -> tuple[int, np.ndarray] | None:
@@ -194,7 +202,7 @@ def index_footprints(arrays: list[ArraySpec], k: int | None = None) -> pa.Table:
     geoloc = {n for a in data for n in (_geolocation_names(a, by_name) or ())}
     data = [a for a in data if a.name not in geoloc]
     k = k or max((len(a.dims) for a in data), default=0)
-    # Levels: overview arrays `<v>_ovr<f>` are levels 1..n of `<v>`, coarsest last.
+    # Levels: overview arrays `ovr<f>/<v>` are levels 1..n of `<v>`, coarsest last.
     factors: dict[str, list[int]] = {}
     for a in data:
         base, factor = _level(a.name)
