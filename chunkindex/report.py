@@ -140,7 +140,7 @@ CRI_DRIVER_READER = "GDAL (CRI driver)"
 
 def _cri_driver_arrays(validation: dict[str, Any]) -> set[str]:
     """Arrays whose validated pixels GDAL read through the CRI driver plugin
-    (`cri:<name>` results, levels > 0 under their Kerchunk `<name>_ovr<k>` names)
+    (`cri:<name>` results, levels > 0 under their Kerchunk `ovr<k>/<name>` names)
     with no mismatch on that array."""
     failed = {m["array"] for m in validation.get("mismatches", [])}
     names: set[str] = set()
@@ -154,7 +154,8 @@ def _cri_driver_arrays(validation: dict[str, Any]) -> set[str]:
 
 
 def _decodes_through_cri(name: str, through_cri: set[str]) -> bool:
-    match = re.fullmatch(r"(.+)_ovr\d+", name)
+    # Overview levels are `ovr<k>/<name>` in the Kerchunk index (`<name>_ovr<k>` before issue 17).
+    match = re.fullmatch(r"ovr\d+/(.+)", name) or re.fullmatch(r"(.+)_ovr\d+", name)
     if match:  # any checked level of the variable stands for its overviews: one decode chain
         return any(n.startswith(match.group(1) + "@") for n in through_cri)
     return name in through_cri

@@ -152,8 +152,8 @@ def test_footprints_and_cri_index(demo_results, gdal):
     rows = {line.split(" | ")[0].strip("| "): line for line in
             (demo_results / "ghrsst-demo/report/report.md").read_text().split("## Validation")[0].splitlines()
             if line.startswith("| ")}  # the "Arrays and readers" table
-    assert "GDAL (CRI driver)" in rows["analysed_sst"] and "GDAL (CRI driver)" in rows["analysed_sst_ovr32"]
-    assert "GDAL (CRI driver)" not in rows["analysed_sst_refs_only"]
+    assert "GDAL (CRI driver)" in rows["analysed_sst"] and "GDAL (CRI driver)" in rows["ovr32/analysed_sst"]
+    assert "GDAL (CRI driver)" not in rows["refs_only/analysed_sst"]
 
 
 def _gdal_cli(*args: str) -> str:

@@ -277,9 +277,9 @@ def cri_document(assembled: AssembledIndex | list[ArraySpec], files: pa.Table | 
     crs_value = crs
     for variable in variables.values():
         full = variable.levels[0].array
-        # _FillValue is the fill value (as in the Kerchunk index's .zattrs, which leave it to fill_value).
-        attrs = {k: v for k, v in full.attrs.items() if k not in ("chunkindex", "_CRS", "chunkindex_geotransform",
-                                                                   "_FillValue")
+        # `_FillValue` stays: it is the source's nodata, which GDAL's CRI driver reports (the Kerchunk
+        # writer leaves it to the .zarray fill_value instead).
+        attrs = {k: v for k, v in full.attrs.items() if k not in ("chunkindex", "_CRS", "chunkindex_geotransform")
                  and not k.startswith("chunkindex_")}
         if crs_value is None and isinstance(full.attrs.get("_CRS"), dict):
             crs_value = full.attrs["_CRS"].get("url") or full.attrs["_CRS"].get("wkt")
