@@ -702,8 +702,7 @@ def _document_and_rows(assembled: AssembledIndex | list[ArraySpec], files: pa.Ta
     if footprints:
         from chunkindex.indexes.footprints import chunk_footprints
 
-        by_name = {a.name: a for a in arrays}
-        lookups = {item.array.name: chunk_footprints(item.array, by_name)
+        lookups = {item.array.name: chunk_footprints(item.array, arrays)  # finds level coordinates in ovr<f>/
                    for v in variables.values() for item in v.levels if item.array.inline is None}
     return doc, cri_rows(variables, base, raw=raw, facts=file_facts(files, base), footprints=lookups)
 
