@@ -250,7 +250,8 @@ KerchunkParquetWriter = Callable[..., Any]
 def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledIndex, outputs: dict[str, str],
                     threads: int = 1, progress: ProgressFactory | None = None,
                     timings: dict[str, float] | None = None,
-                    kerchunk_parquet_writer: KerchunkParquetWriter | None = None) -> WriteSummary:
+                    kerchunk_parquet_writer: KerchunkParquetWriter | None = None,
+                    cri_parquet_writer: Callable[..., Any] | None = None) -> WriteSummary:
     """Write every index in `outputs` from arrays already assembled (`write_index`'s second half).
 
     Args:
@@ -264,6 +265,8 @@ def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledInde
         kerchunk_parquet_writer: writes the Kerchunk Parquet folder instead of
             `kerchunk.write_kerchunk_parquet` (the sharded write streams the
             reference rows from its shards: `chunkindex.indexes.sharded`).
+        cri_parquet_writer: writes the CRI Parquet file instead of
+            `flat.write_cri_parquet` (the same keyword arguments), as above.
 
     Returns:
         The WriteSummary (also written to `outputs["summary"]` when given).
@@ -301,9 +304,9 @@ def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledInde
     if "cri_parquet" in outputs:
         with timed(timings, "cri_parquet"):
             # With `footprints` among the kinds, every row carries its chunk's footprint too.
-            flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
-                                   threads=threads if threads > 1 else None,
-                                   footprints="footprints" in recipe.output.kinds)
+            (cri_parquet_writer or flat.write_cri_parquet)(
+                assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
+                threads=threads if threads > 1 else None, footprints="footprints" in recipe.output.kinds)
     if "cri_gpkg" in outputs:
         with timed(timings, "cri_gpkg"):
             flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs,

@@ -353,7 +353,14 @@ def _single_job_write(recipe: Recipe, manifest: pa.Table, header_paths: list[str
 def combine_step(recipe: Recipe, manifest: pa.Table, shard_folders: list[str], outputs: dict[str, str],
                  threads: int) -> WriteSummary:
     """Write every index kind from the shards (chunkindex.indexes.sharded)."""
-    from chunkindex.indexes.sharded import KerchunkStream, combine_shards, in_memory_refusal, load_columns
+    from chunkindex.indexes.sharded import (
+        STREAMED_KINDS,
+        CriStream,
+        KerchunkStream,
+        combine_shards,
+        in_memory_refusal,
+        load_columns,
+    )
 
     timings: dict[str, float] = {}
     with timed(timings, "combine"):
@@ -361,13 +368,13 @@ def combine_step(recipe: Recipe, manifest: pa.Table, shard_folders: list[str], o
     refusal = in_memory_refusal(outputs, combined.references)
     if refusal:
         raise ValueError(f"recipe {recipe.id}: {refusal}")
-    if set(outputs) - {"kerchunk_parquet", "summary", "state"}:
+    if set(outputs) - STREAMED_KINDS:
         with timed(timings, "load_columns"):
             load_columns(combined)
     log.info("combined %d shards: %d references in %d arrays", len(shard_folders), combined.references,
              len(combined.assembled.arrays))
     return write_assembled(recipe, manifest, combined.assembled, outputs, threads=threads, timings=timings,
-                           kerchunk_parquet_writer=KerchunkStream(combined))
+                           kerchunk_parquet_writer=KerchunkStream(combined), cri_parquet_writer=CriStream(combined))
 
 
 def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: list[str],

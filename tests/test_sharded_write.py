@@ -130,3 +130,60 @@ def test_cuts_fall_where_the_time_changes():
     assert [(s.first_row, s.end_row, s.batches) for s in shards] == [
         (0, 4, (0, 1)), (4, 6, (1,)), (6, 10, (2, 3)), (10, 12, (3,))]
     assert plan_shards(np.full(4, np.datetime64("NaT"), "datetime64[s]"), 1, [9] * 4, 1)[0].end_row == 4
+
+
+def _punch_holes(assembled, first_step: int) -> None:
+    """Chunks with no data at every 7th chunk number of the whole archive
+    (`first_step`: the block's first time step), as sparse tiles would be."""
+    seen = set()
+    for array in assembled.arrays:
+        if array.inline is not None or id(array.url_index) in seen:
+            continue
+        seen.add(id(array.url_index))
+        per_step = array.n_chunks // array.shape[0]
+        numbers = np.arange(array.n_chunks) + first_step * per_step
+        array.url_index[numbers % 7 == 0] = -1
+    for array in assembled.arrays:
+        if "variant_of" not in array.attrs.get("chunkindex", {}):
+            array.fill_missing()
+
+
+def test_streamed_writers_equal_the_single_writer_with_missing_chunks_and_small_cuts(tmp_path, fixtures_root):
+    """KerchunkStream and CriStream on three shards (1, 1 and 2 days), with
+    chunks missing across shard boundaries, against the single writers, for
+    record files and row groups smaller than, equal to and across time steps."""
+    from chunkindex.formats import extractor_for
+    from chunkindex.indexes import flat, kerchunk
+    from chunkindex.indexes.sharded import CriStream, KerchunkStream, write_shard
+    from chunkindex.pipeline import store_spec
+    from chunkindex.sources.listing import list_sources
+
+    recipe = load_recipe(REPO / "recipes" / "ghrsst-demo-deflate.yaml")
+    extractor = extractor_for(recipe.format)
+    spec = store_spec(recipe, REPO)
+    manifest = list_sources(recipe, spec)
+    headers = extractor.read_batch(recipe, spec, manifest)
+    whole = extractor.assemble(recipe, manifest, headers)
+    _punch_holes(whole, 0)
+    folders = []
+    for number, (first, end) in enumerate(((0, 2), (2, 4), (4, 8))):  # two files a day
+        block = manifest.slice(first, end - first)
+        ids = headers["file_id"].to_numpy()
+        part = extractor.assemble(recipe, block, headers.filter((ids >= first) & (ids < end)))
+        _punch_holes(part, first // 2)
+        folders.append(tmp_path / f"shard-{number}")
+        write_shard(part, folders[-1], block["url"][0].as_py())
+    combined = combine_shards(folders, recipe.concat.dim)
+    arrays = [a for a in whole.arrays if not a.short_edge_dims]
+    assert combined.assembled.missing["analysed_sst"] == whole.arrays[0].n_missing > 0
+    for size in (3, 8, 13, 1000):
+        single, streamed = tmp_path / f"single-{size}", tmp_path / f"streamed-{size}"
+        kerchunk.write_kerchunk_parquet(arrays, single / "x.parq", size, {"a": 1})
+        KerchunkStream(combined)([a for a in combined.assembled.arrays if not a.short_edge_dims],
+                                 streamed / "x.parq", size, {"a": 1})
+        assert _digests(single) == _digests(streamed)
+        flat.write_cri_parquet(whole, single / "x.cri.parquet", files=manifest, row_group_rows=size,
+                               footprints=True)
+        CriStream(combined)(combined.assembled, streamed / "x.cri.parquet", files=manifest, row_group_rows=size,
+                            footprints=True)
+        assert (single / "x.cri.parquet").read_bytes() == (streamed / "x.cri.parquet").read_bytes()

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet
 
 from chunkindex.atomic import atomic_path, write_text
 from chunkindex.indexes.kerchunk import (
@@ -61,7 +62,9 @@ SHARD_REFS = 20_000_000
 # VRT) refuse archives larger than this in the sharded write (~1.5 GB of columns
 # and writer buffers).
 IN_MEMORY_MAX_REFS = 20_000_000
-STREAMED_KINDS = frozenset({"kerchunk_parquet", "summary", "state"})
+# Kinds the combine step writes without every reference in memory (the GTI
+# coverage is per file, from the listing).
+STREAMED_KINDS = frozenset({"kerchunk_parquet", "cri_parquet", "coverage_gti", "summary", "state"})
 # Rows per record batch of a shard's column files (read back one batch at a time).
 COLUMN_BATCH_ROWS = 1 << 20
 COLUMN_SCHEMA = pa.schema([("url_index", pa.int32()), ("offsets", pa.int64()), ("sizes", pa.int64())])
@@ -491,6 +494,111 @@ class KerchunkStream:
         return target
 
 
+class CriStream:
+    """A CRI Parquet writer (`flat.write_cri_parquet`'s signature, less the
+    converter options) that takes each array's rows from the shards' column
+    files one row group at a time, cuts the row groups where the single
+    writer does (`_Part.cuts`: whole steps of the outermost dimension), encodes
+    them in the same runs of `GROUPS_PER_BUFFER` and splices each run into the
+    file as it comes (`parquet_splice.SpliceWriter`): the bytes equal the
+    single writer's, memory holds a few runs."""
+
+    def __init__(self, combined: CombinedIndex) -> None:
+        self.combined = combined
+
+    def _row_groups(self, rows: Any, part: Any, target: int) -> Iterator[pa.RecordBatch]:
+        """The row groups of one (variable, level), in order."""
+        array = part.array
+        if array.inline is not None:
+            yield rows.batch(part, 0, 1)
+            return
+        name = array.name
+        sources = self.combined.sources[self.combined.columns_of.get(name, name)]
+        n = array.n_chunks - self.combined.assembled.missing.get(name, 0)  # rows: chunks with a file
+        grid = array.chunk_grid
+        if n <= target or len(grid) < 2:  # cut every `target` rows
+            for numbers, columns in _present_rows(_rows(sources, COLUMN_BATCH_ROWS), target):
+                yield rows.batch_of(part, numbers, columns)
+            return
+        per_step = int(np.prod(grid[1:], dtype=np.int64))
+        size = max(1, target // per_step) * per_step  # whole steps: one row group's chunks
+        for k, (url_index, offsets, sizes) in enumerate(_rows(sources, size)):
+            keep = url_index >= 0
+            if not keep.any():
+                continue  # no row: the single writer's cut points coincide there
+            yield rows.batch_of(part, np.flatnonzero(keep) + k * size,
+                                (url_index[keep], offsets[keep], sizes[keep]))
+
+    def __call__(self, assembled: AssembledIndex, target: str | Path, files: pa.Table | None = None,
+                 root_attrs: dict[str, Any] | None = None, threads: int | None = None,
+                 footprints: bool = False, row_group_rows: int | None = None) -> Path:
+        from chunkindex.indexes import flat, parquet_splice
+
+        row_group_rows = row_group_rows or flat.ROW_GROUP_ROWS
+        doc, rows = flat._document_and_rows(assembled, files, root_attrs, None, True, None, footprints)
+        options = flat._parquet_options(rows.schema)
+        metadata = {flat.CRI_KEY.decode(): json.dumps(doc, separators=(",", ":"))}
+        if rows.footprints is not None:
+            metadata["geo"] = json.dumps(flat._geo_metadata(rows.footprints))
+
+        def encode(batches: list[pa.RecordBatch]) -> Any:
+            sink = pa.BufferOutputStream()
+            with pa.parquet.ParquetWriter(sink, rows.schema, **options) as writer:
+                for batch in batches:
+                    writer.write_batch(batch, row_group_size=batch.num_rows)
+            return parquet_splice.split(sink.getvalue().to_pybytes(), "an encoded row-group buffer")
+
+        target = Path(target)
+        workers = max(1, threads or 1)
+        with atomic_path(target) as staging, open(staging, "wb") as handle, \
+                ThreadPoolExecutor(max_workers=workers) as pool:
+            splice = parquet_splice.SpliceWriter(handle)
+            in_flight: collections.deque[Future[Any]] = collections.deque()
+            run: list[pa.RecordBatch] = []
+            runs = 0
+
+            def submit(batches: list[pa.RecordBatch]) -> None:
+                nonlocal runs
+                runs += 1
+                in_flight.append(pool.submit(encode, batches))
+                while len(in_flight) > 2 * workers:  # bounded: a few runs in memory
+                    splice.add(in_flight.popleft().result())
+
+            for part in rows.parts:
+                for batch in self._row_groups(rows, part, row_group_rows):
+                    run.append(batch)
+                    if len(run) == flat.GROUPS_PER_BUFFER:
+                        submit(run)
+                        run = []
+            if run or not runs:  # the single writer encodes one empty run for an empty index
+                submit(run)
+            while in_flight:
+                splice.add(in_flight.popleft().result())
+            splice.close(metadata)
+        return target
+
+
+def _present_rows(windows: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], size: int
+                  ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """(chunk numbers, (url index, offsets, sizes)) of the chunks with a file,
+    `size` rows at a time (the last run shorter), from consecutive windows."""
+    held: list[tuple[np.ndarray, ...]] = []
+    count = first = 0
+    for url_index, offsets, sizes in windows:
+        keep = url_index >= 0
+        held.append((np.flatnonzero(keep) + first, url_index[keep], offsets[keep], sizes[keep]))
+        first += url_index.size
+        count += int(keep.sum())
+        while count >= size:
+            joined = [np.concatenate([h[i] for h in held]) for i in range(4)]
+            yield joined[0][:size], (joined[1][:size], joined[2][:size], joined[3][:size])
+            held = [tuple(c[size:] for c in joined)]
+            count -= size
+    if count:
+        joined = [np.concatenate([h[i] for h in held]) for i in range(4)]
+        yield joined[0], (joined[1], joined[2], joined[3])
+
+
 def in_memory_refusal(outputs: dict[str, str], references: int, limit: int = IN_MEMORY_MAX_REFS) -> str | None:
     """Why the kinds of `outputs` written from every reference at once cannot
     be written for `references` references (None: they can)."""
@@ -498,8 +606,8 @@ def in_memory_refusal(outputs: dict[str, str], references: int, limit: int = IN_
     if not heavy or references <= limit:
         return None
     return (f"{references:,} references are more than the {limit:,} that output kinds written in one job "
-            f"from every reference ({', '.join(heavy)}) hold within 2 GB; only kerchunk-parquet is written "
-            "in shards: drop the other kinds from the recipe's output.kinds (or split the archive)")
+            f"from every reference ({', '.join(heavy)}) hold within 2 GB; kerchunk-parquet and cri-parquet "
+            "are written from shards: drop the other kinds from the recipe's output.kinds (or split the archive)")
 
 
 def write_plan(plan: WritePlan, path: str | Path) -> None:
