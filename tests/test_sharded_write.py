@@ -148,16 +148,16 @@ def _punch_holes(assembled, first_step: int) -> None:
             array.fill_missing()
 
 
-def test_streamed_writers_equal_the_single_writer_with_missing_chunks_and_small_cuts(tmp_path, fixtures_root):
-    """KerchunkStream and CriStream on three shards (1, 1 and 2 days), with
-    chunks missing across shard boundaries, against the single writers, for
-    record files and row groups smaller than, equal to and across time steps."""
+@pytest.fixture(scope="module")
+def hand_made_shards(tmp_path_factory, fixtures_root):
+    """ghrsst-demo-deflate assembled whole and in three shards (1, 1 and 2
+    days) with chunks missing across shard boundaries, written in-process."""
     from chunkindex.formats import extractor_for
-    from chunkindex.indexes import flat, kerchunk
-    from chunkindex.indexes.sharded import CriStream, KerchunkStream, write_shard
+    from chunkindex.indexes.sharded import write_shard
     from chunkindex.pipeline import store_spec
     from chunkindex.sources.listing import list_sources
 
+    tmp_path = tmp_path_factory.mktemp("hand-made-shards")
     recipe = load_recipe(REPO / "recipes" / "ghrsst-demo-deflate.yaml")
     extractor = extractor_for(recipe.format)
     spec = store_spec(recipe, REPO)
@@ -173,6 +173,16 @@ def test_streamed_writers_equal_the_single_writer_with_missing_chunks_and_small_
         _punch_holes(part, first // 2)
         folders.append(tmp_path / f"shard-{number}")
         write_shard(part, folders[-1], block["url"][0].as_py())
+    return recipe, manifest, whole, folders
+
+
+def test_streamed_writers_equal_the_single_writer_with_missing_chunks_and_small_cuts(tmp_path, hand_made_shards):
+    """KerchunkStream and CriStream against the single writers, for record
+    files and row groups smaller than, equal to and across time steps."""
+    from chunkindex.indexes import flat, kerchunk
+    from chunkindex.indexes.sharded import CriStream, KerchunkStream
+
+    recipe, manifest, whole, folders = hand_made_shards
     combined = combine_shards(folders, recipe.concat.dim)
     arrays = [a for a in whole.arrays if not a.short_edge_dims]
     assert combined.assembled.missing["analysed_sst"] == whole.arrays[0].n_missing > 0
@@ -187,3 +197,21 @@ def test_streamed_writers_equal_the_single_writer_with_missing_chunks_and_small_
         CriStream(combined)(combined.assembled, streamed / "x.cri.parquet", files=manifest, row_group_rows=size,
                             footprints=True)
         assert (single / "x.cri.parquet").read_bytes() == (streamed / "x.cri.parquet").read_bytes()
+
+
+def test_kinds_written_from_every_reference_refuse_a_large_archive_before_writing(tmp_path, hand_made_shards,
+                                                                                  monkeypatch):
+    from chunkindex.indexes import sharded
+    from chunkindex.workflow import combine_step
+
+    recipe, manifest, _, folders = hand_made_shards
+    outputs = index_outputs(str(tmp_path), recipe.id, recipe)
+    monkeypatch.setattr(sharded, "IN_MEMORY_MAX_REFS", 100)  # the demo has 112 references
+    with pytest.raises(ValueError, match=r"112 references are more than the 100 .*\(footprints, kerchunk-json, vrt\)"):
+        combine_step(recipe, manifest, [str(f) for f in folders], outputs, threads=1)
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written
+    del outputs["kerchunk_json"], outputs["footprints_parquet"], outputs["footprints_gpkg"], outputs["footprints_fgb"]
+    del outputs["vrt"]
+    combine_step(recipe, manifest, [str(f) for f in folders], outputs, threads=1)  # the streamed kinds only
+    index = tmp_path / "index"
+    assert (index / f"{recipe.id}.cri.parquet").is_file() and (index / f"{recipe.id}.parq" / ".zmetadata").is_file()

@@ -599,15 +599,20 @@ def _present_rows(windows: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], 
         yield joined[0], (joined[1], joined[2], joined[3])
 
 
-def in_memory_refusal(outputs: dict[str, str], references: int, limit: int = IN_MEMORY_MAX_REFS) -> str | None:
+def in_memory_refusal(outputs: dict[str, str], references: int, limit: int | None = None) -> str | None:
     """Why the kinds of `outputs` written from every reference at once cannot
-    be written for `references` references (None: they can)."""
-    heavy = sorted(set(outputs) - STREAMED_KINDS)
+    be written for `references` references (None: they can); `limit`:
+    `IN_MEMORY_MAX_REFS` by default."""
+    limit = IN_MEMORY_MAX_REFS if limit is None else limit
+    from chunkindex.pipeline import OUTPUT_FILES
+
+    heavy = set(outputs) - STREAMED_KINDS
     if not heavy or references <= limit:
         return None
-    return (f"{references:,} references are more than the {limit:,} that output kinds written in one job "
-            f"from every reference ({', '.join(heavy)}) hold within 2 GB; kerchunk-parquet and cri-parquet "
-            "are written from shards: drop the other kinds from the recipe's output.kinds (or split the archive)")
+    kinds = sorted(kind for kind, files in OUTPUT_FILES.items() if heavy & {name for name, _ in files})
+    return (f"{references:,} references are more than the {limit:,} that the output kinds written in one job "
+            f"from every reference ({', '.join(kinds)}) hold within 2 GB; kerchunk-parquet and cri-parquet "
+            "are written from shards: drop the others from the recipe's output.kinds (or split the archive)")
 
 
 def write_plan(plan: WritePlan, path: str | Path) -> None:
