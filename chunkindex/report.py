@@ -40,6 +40,17 @@ class StepFigures:
     io_in_mb: float
 
 
+def shard_benchmarks(plan_path: str, benchmarks_dir: str) -> list[str]:
+    """The benchmark files of the write plan's shard jobs (none for an append);
+    those missing (shards written by an earlier run's jobs) are left out."""
+    from chunkindex.indexes.sharded import WritePlan
+
+    plan = WritePlan.read(plan_path)
+    count = len(plan.shards) if plan.mode == "write" else 0
+    paths = [Path(benchmarks_dir) / f"write_shard-{number:05d}.tsv" for number in range(count)]
+    return [str(p) for p in paths if p.is_file()]
+
+
 def read_benchmark(paths: list[str]) -> StepFigures | None:
     """Sum of wall time, max of peak RSS over Snakemake benchmark files."""
     seconds, rss, io_in, jobs = 0.0, 0.0, 0.0, 0
@@ -128,7 +139,7 @@ def _step_lines(steps: dict[str, StepFigures], manifest: pa.Table, n_refs: int, 
         elif step == "headers":
             rate = (f"{n_files / max(fig.seconds, 1e-9):,.0f} files/s, {n_refs / max(fig.seconds, 1e-9):,.0f} refs/s "
                     f"(in-step: {n_files / max(header_seconds, 1e-9):,.0f} files/s)")
-        elif step == "write":
+        elif step in ("write", "write_shard"):
             rate = f"{n_refs / max(fig.seconds, 1e-9):,.0f} refs/s"
         lines.append(f"| {step} | {fig.jobs} | {fig.seconds:.2f} | {fig.max_rss_mb:.0f} | {rate} |")
     return lines + ["", f"Files: {n_files:,} ({n_bytes / 1e6:,.1f} MB). References: {n_refs:,}. "

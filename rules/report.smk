@@ -8,6 +8,7 @@ rule report:
         headers=header_batches,
         header_benchmarks=header_benchmarks,
         list_benchmark=f"{BENCHMARKS}/list.tsv",
+        plan=write_plan,
         write_benchmark=f"{BENCHMARKS}/write.tsv",
         validate_benchmark=f"{BENCHMARKS}/validate.tsv",
         summary=INDEX.get("summary"),
@@ -17,6 +18,8 @@ rule report:
         markdown=report(f"{RESULTS}/report/report.md", category="Report"),
         steps_plot=report(f"{RESULTS}/report/steps.png", category="Plots"),
         refs_plot=report(f"{RESULTS}/report/refs.png", category="Plots"),
+    params:
+        benchmarks=BENCHMARKS,
     log:
         f"{LOGS}/report.log",
     benchmark:

@@ -1,7 +1,7 @@
 # Snakemake glue: write the Markdown report and its plots.
 from _step import run_step
 
-from chunkindex.report import ReportInputs, write_report
+from chunkindex.report import ReportInputs, shard_benchmarks, write_report
 
 # One path for recipes with footprints; an empty input list otherwise.
 FOOTPRINT_MAP = snakemake.input.footprint_map
@@ -15,6 +15,8 @@ inputs = ReportInputs(
     benchmarks={
         "list": [snakemake.input.list_benchmark],
         "headers": list(snakemake.input.header_benchmarks),
+        "plan_write": [f"{snakemake.params.benchmarks}/plan_write.tsv"],
+        "write_shard": shard_benchmarks(snakemake.input.plan, snakemake.params.benchmarks),
         "write": [snakemake.input.write_benchmark],
         "validate": [snakemake.input.validate_benchmark],
     },

@@ -51,4 +51,4 @@ def test_kubernetes_dry_run_maps_every_output_to_s3_and_keeps_the_recipe_local(b
     assert "s3://work/chunkindex/recipes" not in out
     assert re.search(r"input: .*recipes/ghrsst.yaml", out)
     # Pods are sized from the rules' declared resources.
-    assert re.search(r"rule write:(?:\n .*)*\n\s+resources: .*mem_mb=4000", out)
+    assert re.search(r"rule write:(?:\n .*)*\n\s+resources: .*mem_mb=2000", out)
