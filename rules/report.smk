@@ -18,8 +18,6 @@ rule report:
         markdown=report(f"{RESULTS}/report/report.md", category="Report"),
         steps_plot=report(f"{RESULTS}/report/steps.png", category="Plots"),
         refs_plot=report(f"{RESULTS}/report/refs.png", category="Plots"),
-    params:
-        benchmarks=BENCHMARKS,
     log:
         f"{LOGS}/report.log",
     benchmark:

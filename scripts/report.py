@@ -1,8 +1,13 @@
 # Snakemake glue: write the Markdown report and its plots.
+from pathlib import Path
+
 from _step import run_step
 
 from chunkindex.report import ReportInputs, shard_benchmarks, write_report
 
+# The write step's benchmarks folder (the shard jobs' files are not inputs:
+# those of shards written by an earlier run are gone with their temp outputs).
+BENCHMARKS = Path(snakemake.input.write_benchmark).parent
 # One path for recipes with footprints; an empty input list otherwise.
 FOOTPRINT_MAP = snakemake.input.footprint_map
 FOOTPRINT_MAP = FOOTPRINT_MAP if isinstance(FOOTPRINT_MAP, str) else next(iter(FOOTPRINT_MAP), None)
@@ -15,8 +20,8 @@ inputs = ReportInputs(
     benchmarks={
         "list": [snakemake.input.list_benchmark],
         "headers": list(snakemake.input.header_benchmarks),
-        "plan_write": [f"{snakemake.params.benchmarks}/plan_write.tsv"],
-        "write_shard": shard_benchmarks(snakemake.input.plan, snakemake.params.benchmarks),
+        "plan_write": [str(BENCHMARKS / "plan_write.tsv")],
+        "write_shard": shard_benchmarks(snakemake.input.plan, str(BENCHMARKS)),
         "write": [snakemake.input.write_benchmark],
         "validate": [snakemake.input.validate_benchmark],
     },
