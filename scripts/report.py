@@ -5,8 +5,8 @@ from _step import run_step
 
 from chunkindex.report import ReportInputs, shard_benchmarks, write_report
 
-# The write step's benchmarks folder (the shard jobs' files are not inputs:
-# those of shards written by an earlier run are gone with their temp outputs).
+# The write step's benchmarks folder: the shard jobs' files are read from it,
+# not declared as inputs (a missing one would make Snakemake rerun its shard).
 BENCHMARKS = Path(snakemake.input.write_benchmark).parent
 # One path for recipes with footprints; an empty input list otherwise.
 FOOTPRINT_MAP = snakemake.input.footprint_map
