@@ -256,6 +256,11 @@ def plan_step(recipe_path: str, manifest_path: str, header_paths: list[str], out
         reason = "writing the whole index"
     shards = plan_shards(manifest["time"].to_numpy(zero_copy_only=False), recipe.headers.batch_size, refs,
                          shard_refs)
+    for number, count in enumerate(refs):
+        if count > shard_refs:  # a shard is at least one batch: its job holds all of it
+            log.warning("header batch %d holds %d references, more than write.shard_refs (%d): its shard job "
+                        "needs about %.1f GB; lower the recipe's headers.batch_size", number, count, shard_refs,
+                        count * 45 / 1e9)
     plan = WritePlan("write", tuple(shards), sum(refs), reason)
     write_plan(plan, plan_out)
     log.info("write plan: %s: %d references in %d shards of up to %d references", reason, plan.references,

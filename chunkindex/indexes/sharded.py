@@ -28,7 +28,6 @@ import dataclasses
 import itertools
 import json
 import logging
-import math
 import pickle
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -618,8 +617,3 @@ def in_memory_refusal(outputs: dict[str, str], references: int, limit: int | Non
 def write_plan(plan: WritePlan, path: str | Path) -> None:
     """Write the plan (atomically)."""
     write_text(path, plan.to_json())
-
-
-def shard_count(references: int, shard_refs: int) -> int:
-    """Shards of `shard_refs` references for `references` (for messages)."""
-    return max(1, math.ceil(references / max(shard_refs, 1)))
