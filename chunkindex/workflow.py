@@ -369,7 +369,7 @@ def combine_step(recipe: Recipe, manifest: pa.Table, shard_folders: list[str], o
 
     timings: dict[str, float] = {}
     with timed(timings, "combine"):
-        combined = combine_shards(shard_folders, recipe.concat.dim)
+        combined = combine_shards(shard_folders, recipe.concat.dim, time_notes=recipe.format != "cog")
     refusal = in_memory_refusal(outputs, combined.references)
     if refusal:
         raise ValueError(f"recipe {recipe.id}: {refusal}")

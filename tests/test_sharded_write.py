@@ -50,9 +50,9 @@ def _batches(results: Path, dataset: str) -> list[Path]:
     return sorted((results / dataset / "headers").glob("batch-*.arrow"))
 
 
-def _single_job(results: Path, dataset: str, out: Path) -> Path:
+def _single_job(results: Path, dataset: str, out: Path, recipes: Path = REPO / "recipes") -> Path:
     """The index the single-job writer makes from the run's listing and header batches."""
-    recipe = load_recipe(REPO / "recipes" / f"{dataset}.yaml")
+    recipe = load_recipe(recipes / f"{dataset}.yaml")
     headers = pa.concat_tables([read_chunk_table(p) for p in _batches(results, dataset)])
     outputs = index_outputs(str(out), dataset, recipe)
     del outputs["state"]
@@ -94,6 +94,31 @@ def test_netcdf_index_in_shards_equals_the_single_job_write(tmp_path, fixtures_r
     plan = _run(results, dataset, 1)  # one header batch per shard
     assert [s.batches for s in plan.shards] == [(0,), (1,)]
     _check_identical(results, dataset, _single_job(results, dataset, tmp_path / "single"))
+
+
+def test_netcdf_notes_that_need_every_file_equal_the_single_job_write(tmp_path, fixtures_root):
+    """bran's January and March, one shard each: the gap in Time falls
+    between the shards, so only the whole coordinate shows it."""
+    import yaml
+
+    source = tmp_path / "bran"
+    source.mkdir()
+    for month in ("01", "03"):
+        shutil.copy(fixtures_root / "bran" / f"ocean_temp_2023_{month}.nc", source)
+    doc = yaml.safe_load((REPO / "recipes" / "bran-demo.yaml").read_text())
+    doc["id"] = "bran-gap"
+    doc["source"] = {"url": str(source), "pattern": doc["source"]["pattern"]}
+    doc["headers"]["batch_size"] = 1
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "bran-gap.yaml").write_text(yaml.safe_dump(doc))
+    results = tmp_path / "results"
+    run_snakemake("--until", "write", "--config", "dataset=bran-gap", f"recipes_dir={recipes}",
+                  f"results_dir={results}", "write={shard_refs: 1}")
+    assert len(WritePlan.read(results / "bran-gap" / "write" / "plan.json").shards) == 2
+    _check_identical(results, "bran-gap", _single_job(results, "bran-gap", tmp_path / "single", recipes))
+    notes = _summary(results / "bran-gap" / "index", "bran-gap")["notes"]
+    assert [n for n in notes if "gap in Time" in n] == ["temp: gap in Time between 16101.5 and 16130.5"], notes
 
 
 def test_a_shard_job_reads_its_own_header_batches_alone(tmp_path, fixtures_root):

@@ -279,14 +279,18 @@ class CombinedIndex:
         return sum(a.n_chunks for a in self.assembled.arrays if a.inline is None)
 
 
-def combine_shards(folders: Sequence[str | Path], concat_dim: str) -> CombinedIndex:
+def combine_shards(folders: Sequence[str | Path], concat_dim: str, time_notes: bool = False) -> CombinedIndex:
     """Stack the shards' arrays along `concat_dim`, reading no reference row.
 
     Data arrays whose first dimension is `concat_dim` are stacked (their url
     lists concatenated); 1-D coordinates along it are concatenated; every
     other array is taken from the first shard (static arrays, coordinates
     of the other dimensions), which holds the first files as the single-job
-    writer's `assemble` would take them.
+    writer's `assemble` would take them. The shards' notes are merged as the
+    single writer lists them (`_merged_notes`); with `time_notes` (NetCDF4/
+    HDF5), the notes that depend on every file along `concat_dim` (a static
+    array's "indexed from ... alone", gaps in time) are made again from the
+    combined arrays.
 
     Raises:
         ShardMismatch: shards whose arrays differ (names, layout, codecs,
@@ -351,9 +355,54 @@ def combine_shards(folders: Sequence[str | Path], concat_dim: str) -> CombinedIn
     by_name = {a.name: a for a in arrays}
     for name, source in columns_of.items():
         by_name[name].urls = by_name[source].urls
-    assembled = AssembledIndex(arrays=arrays, notes=list(dict.fromkeys(n for s in shards for n in s.notes)),
+    notes = _merged_notes(shards, arrays, concat_dim, time_notes)
+    assembled = AssembledIndex(arrays=arrays, notes=notes,
                                skipped_files=[f for s in shards for f in s.skipped_files], missing=missing)
     return CombinedIndex(assembled, sources, columns_of)
+
+
+def _merged_notes(shards: list[_ShardFile], arrays: list[ArraySpec], concat_dim: str, time_notes: bool
+                  ) -> list[str]:
+    """The notes the single writer would list for the combined arrays.
+
+    Each shard notes what it saw, prefixed by the array's name; the single
+    writer lists them array by array. So the shards' notes, without
+    repeats, are ordered by their array's place (stable: a shard's own order
+    within an array). With `time_notes`, a static array's note names the
+    archive's first file and gaps along `concat_dim` are found on the whole
+    coordinate (`formats.hdf.assemble`: the median step, gaps over 1.5 times
+    it), as the single writer finds them, then the array's other notes.
+    """
+    notes = list(dict.fromkeys(n for s in shards for n in s.notes))
+    if len(shards) == 1:
+        return notes
+    static_tail = f": has no {concat_dim} dimension; indexed from "
+    gap_infix = f": gap in {concat_dim} between "
+    extra: list[str] = []
+    if time_notes:
+        coordinate = next((a for a in arrays if a.name == concat_dim and a.inline is not None), None)
+        # Without the whole coordinate the shards' own gap notes stay.
+        notes = [n for n in notes if static_tail not in n and (coordinate is None or gap_infix not in n)]
+        values = (np.frombuffer(coordinate.inline or b"", coordinate.dtype).tolist()
+                  if coordinate is not None else [])
+        diffs = np.diff(values)
+        typical = float(np.median(diffs)) if diffs.size else 0.0
+        gaps = np.flatnonzero(diffs > 1.5 * typical).tolist() if typical else []
+        for array in arrays:
+            if array.inline is not None or "variant_of" in array.attrs.get("chunkindex", {}):
+                continue
+            if not array.dims or array.dims[0] != concat_dim:
+                extra.append(f"{array.name}{static_tail}{array.urls[0]} alone")
+            else:
+                extra += [f"{array.name}{gap_infix}{values[k]} and {values[k + 1]}" for k in gaps]
+    place = {a.name: number for number, a in enumerate(arrays)}
+
+    def key(item: tuple[int, str]) -> tuple[int, int, int]:
+        order, note = item
+        rank = 0 if static_tail in note else 1 if gap_infix in note else 2
+        return place.get(note.split(": ", 1)[0], len(arrays)), rank, order
+
+    return [n for _, n in sorted(enumerate(extra + notes), key=key)]
 
 
 def _combined_inline(base: ArraySpec, parts: list[ArraySpec], shards: list[_ShardFile], along: bool) -> ArraySpec:
