@@ -121,6 +121,28 @@ def test_netcdf_notes_that_need_every_file_equal_the_single_job_write(tmp_path, 
     assert [n for n in notes if "gap in Time" in n] == ["temp: gap in Time between 16101.5 and 16130.5"], notes
 
 
+def test_shards_cut_inside_a_header_batch_equal_the_single_job_write(tmp_path, fixtures_root):
+    """Header batches of three files split the days (two files a day): each
+    cut moves to the next day, and a shard takes the first file of the next
+    batch, reading that batch for it."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / "recipes" / "ghrsst-demo-deflate.yaml").read_text())
+    doc["id"] = "ghrsst-odd-batches"
+    doc["headers"]["batch_size"] = 3
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / "ghrsst-odd-batches.yaml").write_text(yaml.safe_dump(doc))
+    results = tmp_path / "results"
+    run_snakemake("--until", "write", "--config", "dataset=ghrsst-odd-batches", f"recipes_dir={recipes}",
+                  f"results_dir={results}", "write={shard_refs: 1}")
+    plan = WritePlan.read(results / "ghrsst-odd-batches" / "write" / "plan.json")
+    assert [(s.first_row, s.end_row, s.batches) for s in plan.shards] == [(0, 4, (0, 1)), (4, 6, (1,)),
+                                                                         (6, 8, (2,))]
+    _check_identical(results, "ghrsst-odd-batches",
+                     _single_job(results, "ghrsst-odd-batches", tmp_path / "single", recipes))
+
+
 def test_a_shard_job_reads_its_own_header_batches_alone(tmp_path, fixtures_root):
     """Memory stays bounded because a shard assembles its own files only:
     given nothing but its header batch (the others absent), shard 2 of 4 is
