@@ -278,6 +278,11 @@ def json_fill_value(value: Any) -> Any:
     return int(value)
 
 
+def level_group(suffix: str) -> str:
+    """The sub-group of an overview level (`_ovr4` -> `ovr4/`; "" for full resolution)."""
+    return f"{suffix[1:]}/" if suffix else ""
+
+
 def coordinate_array(name: str, values: np.ndarray, attrs: dict[str, Any]) -> ArraySpec:
     """A 1-D coordinate array stored inline (uncompressed little-endian)."""
     values = np.ascontiguousarray(values, dtype="<f8")
