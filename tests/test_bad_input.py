@@ -1,13 +1,20 @@
 """Rows of the README's bad-input table not covered elsewhere: a truncated
-or foreign NetCDF file, and an object the server refuses (403). Each error
-names the file and the problem, and no index is written."""
+or foreign NetCDF file, an object the server refuses (403), a local file or
+folder without read permission. Each error names the file and the problem,
+and no index is written (or the previous one is kept)."""
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from conftest import REPO
 from test_faults import DAY, _list_and_read
 
 from chunkindex.formats.hdf.headers import HdfLayoutError
@@ -66,3 +73,48 @@ def test_a_netcdf_object_replaced_after_the_listing_is_refused(tmp_path, fixture
         (tmp_path / MONTHS[1]).write_bytes(data)
         with pytest.raises(HdfLayoutError, match=rf"{MONTHS[1]}: the object changed since it was listed"):
             read_batch(recipe, spec, manifest)
+
+
+# --- permission denied ------------------------------------------------------------------------
+# The tests run as root, which reads every file: the indexing runs with the
+# capabilities that bypass file permissions (CAP_DAC_OVERRIDE,
+# CAP_DAC_READ_SEARCH) dropped from its bounding set (setpriv), so a file or
+# folder owned by another user with mode 0600/0700 is refused to it as to
+# any user.
+UNPRIVILEGED = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+_INDEX = """
+import sys, yaml
+from chunkindex.pipeline import run_recipe
+from chunkindex.recipe import recipe_from_dict
+run_recipe(recipe_from_dict(yaml.safe_load(open(sys.argv[1]))), "/", sys.argv[2], validate=False)
+"""
+
+
+def _index_tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None or os.geteuid() != 0, reason="needs root and setpriv")
+@pytest.mark.parametrize(("locked", "mode", "problem"), [
+    (DAY, 0o600, r"{path}: cannot read the TIFF header: Permission denied"),
+    (DAY.rsplit("/", 1)[0], 0o700, r"{path}.*Permission denied"),
+])
+def test_a_file_or_folder_without_read_permission_is_named(tmp_path, fixtures_root, locked, mode, problem):
+    archive = Path(shutil.copytree(fixtures_root / "ghrsst-deflate-pred1", tmp_path / "archive",
+                                   ignore=shutil.ignore_patterns("MANIFEST*")))
+    doc = yaml.safe_load((REPO / "recipes/ghrsst-demo-deflate.yaml").read_text())
+    doc["source"] = {"url": str(archive), "pattern": doc["source"]["pattern"]}
+    doc["output"]["kinds"] = ["kerchunk-parquet", "cri-parquet"]
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(doc))
+    out = tmp_path / "out"
+    command = [sys.executable, "-c", _INDEX, str(recipe), str(out)]
+    subprocess.run(UNPRIVILEGED + command, check=True, capture_output=True)  # every file readable: indexed
+    before = _index_tree(out)
+    os.chown(archive / locked, 65534, 65534)  # nobody's, and only nobody may read it
+    os.chmod(archive / locked, mode)
+    failed = subprocess.run(UNPRIVILEGED + command, capture_output=True, text=True, check=False)
+    assert failed.returncode != 0
+    message = failed.stderr.strip().splitlines()[-1]
+    assert re.search(problem.format(path=re.escape(locked)), message), failed.stderr[-3000:]
+    assert _index_tree(out) == before
