@@ -221,6 +221,36 @@ def test_a_corrupted_header_cache_is_named_and_the_index_kept(written):
         batch.write_bytes(good)
 
 
+def test_bytes_flipped_in_a_header_cache_file_are_caught(written):
+    """Arrow IPC has no checksum: a byte changed inside a data buffer reads
+    back without complaint, so the digest recorded at write time catches it."""
+    from chunkindex.tables import read_chunk_table
+
+    index = written / "ghrsst-demo-deflate/index/ghrsst-demo-deflate.parq"
+    before = _tree(index)
+    batch = written / "ghrsst-demo-deflate/headers/batch-00000.arrow"
+    good = batch.read_bytes()
+    table = read_chunk_table(batch)
+    # The largest buffer of the table (tile offsets or sizes): where flipped bits go unnoticed by Arrow.
+    largest = max((b for column in table.columns for chunk in column.chunks for b in chunk.buffers() if b),
+                  key=lambda b: b.size)
+    start = good.find(largest.to_pybytes())
+    assert start > 0
+    damaged = bytearray(good)
+    damaged[start + largest.size // 2] ^= 0x10
+    try:
+        batch.write_bytes(damaged)
+        unchecked = pa.ipc.open_file(pa.memory_map(str(batch))).read_all()  # Arrow alone reads it ...
+        assert not unchecked.equals(table)  # ... and gets other values
+        result = _snakemake(written, "--forcerun", "write")
+        assert result.returncode != 0
+        assert (f"{batch}: the header table is damaged (its contents no longer match the digest recorded when it "
+                "was written): rerun the headers step (--forcerun headers)") in result.stderr, result.stderr[-3000:]
+        assert _tree(index) == before
+    finally:
+        batch.write_bytes(good)
+
+
 def test_a_full_disk_during_write_is_an_error_and_the_index_kept(written):
     index = written / "ghrsst-demo-deflate/index/ghrsst-demo-deflate.parq"
     before = _tree(index)
