@@ -222,6 +222,9 @@ class ArraySpec:
 
 
 REFS_ONLY_GROUP = "refs_only"
+BIG_CHUNK = 2**31 - 1
+BIG_CHUNK_NOTE = ("GDAL 3.13 cannot read them: its Kerchunk Parquet reader takes a chunk's size as a 32-bit "
+                  "integer (it warns 'Integer overflow' and reads 2147483647 bytes), its CRI driver refuses them")
 
 
 def refs_only_name(name: str) -> str:
@@ -245,6 +248,9 @@ class AssembledIndex:
         `gdal_variant` gets its references-only variant for GDAL."""
         array.fill_missing()
         self.arrays.append(array)
+        if array.sizes.size and (big := int(np.count_nonzero(array.sizes > BIG_CHUNK))):
+            self.notes.append(f"{array.name}: {big} chunks larger than 2 GiB (up to {int(array.sizes.max())} bytes), "
+                              f"indexed exactly; {BIG_CHUNK_NOTE}")
         if array.chain.gdal_decodable:
             return
         self.notes.append(f"{array.name}: {array.chain.description} is not decodable by GDAL")

@@ -8,18 +8,22 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 import yaml
 from conftest import REPO
 from test_faults import DAY, _list_and_read
 
+from chunkindex.flat import open_index
 from chunkindex.formats.hdf.headers import HdfLayoutError
 from chunkindex.formats.tiff.headers import TiffHeaderError
 from chunkindex.pipeline import quick_recipe, run_recipe
+from chunkindex.tables import read_parquet
 from chunkindex.testing.servers import HttpServer
 
 MONTHS = ("ocean_temp_2023_01.nc", "ocean_temp_2023_02.nc")
@@ -118,3 +122,52 @@ def test_a_file_or_folder_without_read_permission_is_named(tmp_path, fixtures_ro
     message = failed.stderr.strip().splitlines()[-1]
     assert re.search(problem.format(path=re.escape(locked)), message), failed.stderr[-3000:]
     assert _index_tree(out) == before
+
+
+# --- a chunk larger than 2 GiB --------------------------------------------------------------
+
+
+def _big_tile_tiff(path: Path, side: int = 33792, data_offset: int = 4096) -> int:
+    """A BigTIFF of one uncompressed uint16 tile of side x side samples
+    (2.28 GB: TileByteCounts is a LONG8), written sparse: only its header
+    and last sample take disk space. Returns the tile's byte count."""
+    size = side * side * 2
+    tags = [(256, 4, 1, side), (257, 4, 1, side), (258, 3, 1, 16), (259, 3, 1, 1), (262, 3, 1, 1), (277, 3, 1, 1),
+            (284, 3, 1, 1), (322, 4, 1, side), (323, 4, 1, side), (324, 16, 1, data_offset), (325, 16, 1, size),
+            (339, 3, 1, 1)]  # (tag, type: 3 SHORT / 4 LONG / 16 LONG8, count, value)
+    header = b"II" + struct.pack("<HHHQ", 43, 8, 0, 16)
+    ifd = struct.pack("<Q", len(tags)) + b"".join(struct.pack("<HHQQ", *t) for t in tags) + struct.pack("<Q", 0)
+    with open(path, "wb") as handle:
+        handle.write(header + ifd)
+        handle.seek(data_offset + size - 2)
+        handle.write(struct.pack("<H", 7))
+    return size
+
+
+def test_a_chunk_larger_than_2_gib_is_indexed_exactly(tmp_path, gdal):
+    """The index holds the tile's exact int64 size, as GDAL's TIFF driver
+    reports it. GDAL's readers of the index cannot take it: the Kerchunk
+    Parquet reader truncates the size to 2**31 - 1 (with a warning), the CRI
+    driver refuses the array; the index's notes say so."""
+    tif = tmp_path / "big.tif"
+    size = _big_tile_tiff(tif)
+    assert size > 2**31 and tif.stat().st_blocks * 512 < 2**20  # sparse
+    source = gdal.Open(str(tif))
+    band = source.GetRasterBand(1)
+    assert int(band.GetMetadataItem("BLOCK_SIZE_0_0", "TIFF")) == size
+    offset = int(band.GetMetadataItem("BLOCK_OFFSET_0_0", "TIFF"))
+    result = run_recipe(quick_recipe("big", str(tmp_path), glob="big.tif", kinds=("kerchunk-parquet", "cri-parquet")),
+                        "/", tmp_path / "out", validate=False)
+    refs = read_parquet(Path(result.outputs["kerchunk_parquet"]) / "data/refs.0.parq")
+    assert refs.schema.field("size").type == pa.int64() and refs.schema.field("offset").type == pa.int64()
+    assert refs.select(["offset", "size"]).to_pylist() == [{"offset": offset, "size": size}]
+    cri = open_index(result.outputs["cri_parquet"]).rows("data", 0)
+    assert cri.select(["offset", "length"]).to_pylist() == [{"offset": offset, "length": size}]
+    assert any("chunks larger than 2 GiB" in note for note in result.summary.notes)
+    # GDAL's readers of the index, as the note says.
+    zarr = gdal.OpenEx(f'ZARR:"{result.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER)
+    array = zarr.GetRootGroup().OpenMDArray("data")
+    with gdal.quiet_errors():
+        assert array.GetRawBlockInfo([0, 0, 0]).GetSize() == 2**31 - 1
+    with pytest.raises(RuntimeError, match="chunks larger than 2 GB are not supported"):
+        gdal.OpenEx(f'CRI:"{result.outputs["cri_parquet"]}"', gdal.OF_MULTIDIM_RASTER)
