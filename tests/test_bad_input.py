@@ -127,13 +127,17 @@ def test_a_file_or_folder_without_read_permission_is_named(tmp_path, fixtures_ro
 # --- a chunk larger than 2 GiB --------------------------------------------------------------
 
 
-def _big_tile_tiff(path: Path, side: int = 33792, data_offset: int = 4096) -> int:
-    """A BigTIFF of one uncompressed uint16 tile of side x side samples
-    (2.28 GB: TileByteCounts is a LONG8), written sparse: only its header
-    and last sample take disk space. Returns the tile's byte count."""
-    size = side * side * 2
-    tags = [(256, 4, 1, side), (257, 4, 1, side), (258, 3, 1, 16), (259, 3, 1, 1), (262, 3, 1, 1), (277, 3, 1, 1),
-            (284, 3, 1, 1), (322, 4, 1, side), (323, 4, 1, side), (324, 16, 1, data_offset), (325, 16, 1, size),
+BIG_SIDE = 33792  # one uint16 chunk of BIG_SIDE**2 samples: 2.28 GB
+
+
+def _big_tile_tiff(path: Path, gdal) -> tuple[int, int]:
+    """A BigTIFF of one uncompressed uint16 tile (TileByteCounts a LONG8),
+    written sparse: only its header and last sample take disk space.
+    Returns the tile's (offset, byte count) as GDAL's TIFF driver reads them."""
+    size, data_offset = BIG_SIDE * BIG_SIDE * 2, 4096
+    tags = [(256, 4, 1, BIG_SIDE), (257, 4, 1, BIG_SIDE), (258, 3, 1, 16), (259, 3, 1, 1), (262, 3, 1, 1),
+            (277, 3, 1, 1), (284, 3, 1, 1), (322, 4, 1, BIG_SIDE), (323, 4, 1, BIG_SIDE),
+            (324, 16, 1, data_offset), (325, 16, 1, size),
             (339, 3, 1, 1)]  # (tag, type: 3 SHORT / 4 LONG / 16 LONG8, count, value)
     header = b"II" + struct.pack("<HHHQ", 43, 8, 0, 16)
     ifd = struct.pack("<Q", len(tags)) + b"".join(struct.pack("<HHQQ", *t) for t in tags) + struct.pack("<Q", 0)
@@ -141,33 +145,49 @@ def _big_tile_tiff(path: Path, side: int = 33792, data_offset: int = 4096) -> in
         handle.write(header + ifd)
         handle.seek(data_offset + size - 2)
         handle.write(struct.pack("<H", 7))
-    return size
-
-
-def test_a_chunk_larger_than_2_gib_is_indexed_exactly(tmp_path, gdal):
-    """The index holds the tile's exact int64 size, as GDAL's TIFF driver
-    reports it. GDAL's readers of the index cannot take it: the Kerchunk
-    Parquet reader truncates the size to 2**31 - 1 (with a warning), the CRI
-    driver refuses the array; the index's notes say so."""
-    tif = tmp_path / "big.tif"
-    size = _big_tile_tiff(tif)
-    assert size > 2**31 and tif.stat().st_blocks * 512 < 2**20  # sparse
-    source = gdal.Open(str(tif))
+    source = gdal.Open(str(path))
     band = source.GetRasterBand(1)
-    assert int(band.GetMetadataItem("BLOCK_SIZE_0_0", "TIFF")) == size
-    offset = int(band.GetMetadataItem("BLOCK_OFFSET_0_0", "TIFF"))
-    result = run_recipe(quick_recipe("big", str(tmp_path), glob="big.tif", kinds=("kerchunk-parquet", "cri-parquet")),
-                        "/", tmp_path / "out", validate=False)
+    return int(band.GetMetadataItem("BLOCK_OFFSET_0_0", "TIFF")), int(band.GetMetadataItem("BLOCK_SIZE_0_0", "TIFF"))
+
+
+def _big_chunk_hdf5(path: Path, gdal) -> tuple[int, int]:
+    """An HDF5 file (as NetCDF4 files are) with one uncompressed uint16
+    chunk, allocated at creation and never written (sparse). Returns its
+    (offset, size) as HDF5 reads them."""
+    import h5py
+    from h5py import h5d, h5p, h5s, h5t
+
+    with h5py.File(path, "w") as handle:
+        dcpl = h5p.create(h5p.DATASET_CREATE)
+        dcpl.set_chunk((1, BIG_SIDE, BIG_SIDE))
+        dcpl.set_alloc_time(h5d.ALLOC_TIME_EARLY)
+        dcpl.set_fill_time(h5d.FILL_TIME_NEVER)
+        h5d.create(handle.id, b"data", h5t.STD_U16LE, h5s.create_simple((1, BIG_SIDE, BIG_SIDE)), dcpl=dcpl)
+        chunk = handle["data"].id.get_chunk_info(0)
+    return chunk.byte_offset, chunk.size
+
+
+@pytest.mark.parametrize(("name", "fmt", "make"), [("big.tif", "cog", _big_tile_tiff),
+                                                   ("big.h5", "hdf5", _big_chunk_hdf5)])
+def test_a_chunk_larger_than_2_gib_is_indexed_exactly(tmp_path, gdal, name, fmt, make):
+    """The index holds the chunk's exact int64 size, as GDAL's TIFF driver
+    (or HDF5) reports it. GDAL's readers of the index cannot take it: the
+    Kerchunk Parquet reader truncates the size to 2**31 - 1 (with a
+    warning), the CRI driver refuses the array; the index's notes say so."""
+    offset, size = make(tmp_path / name, gdal)
+    assert size > 2**31 and (tmp_path / name).stat().st_blocks * 512 < 2**20  # sparse
+    recipe = quick_recipe("big", str(tmp_path), fmt=fmt, glob=name, kinds=("kerchunk-parquet", "cri-parquet"))
+    result = run_recipe(recipe, "/", tmp_path / "out", validate=False)
     refs = read_parquet(Path(result.outputs["kerchunk_parquet"]) / "data/refs.0.parq")
     assert refs.schema.field("size").type == pa.int64() and refs.schema.field("offset").type == pa.int64()
     assert refs.select(["offset", "size"]).to_pylist() == [{"offset": offset, "size": size}]
     cri = open_index(result.outputs["cri_parquet"]).rows("data", 0)
     assert cri.select(["offset", "length"]).to_pylist() == [{"offset": offset, "length": size}]
-    assert any("chunks larger than 2 GiB" in note for note in result.summary.notes)
+    assert any("data: 1 chunks larger than 2 GiB" in note for note in result.summary.notes)
     # GDAL's readers of the index, as the note says.
     zarr = gdal.OpenEx(f'ZARR:"{result.outputs["kerchunk_parquet"]}"', gdal.OF_MULTIDIM_RASTER)
     array = zarr.GetRootGroup().OpenMDArray("data")
     with gdal.quiet_errors():
-        assert array.GetRawBlockInfo([0, 0, 0]).GetSize() == 2**31 - 1
+        assert array.GetRawBlockInfo([0] * array.GetDimensionCount()).GetSize() == 2**31 - 1
     with pytest.raises(RuntimeError, match="chunks larger than 2 GB are not supported"):
         gdal.OpenEx(f'CRI:"{result.outputs["cri_parquet"]}"', gdal.OF_MULTIDIM_RASTER)
