@@ -244,8 +244,9 @@ class AssembledIndex:
     notes: list[str] = field(default_factory=list)
 
     def add_data_array(self, array: ArraySpec, gdal_variant: bool) -> None:
-        """Add an array; one GDAL cannot decode is noted, and with
-        `gdal_variant` gets its references-only variant for GDAL."""
+        """Add an array; chunks over 2 GiB (which GDAL cannot read) are
+        noted; one GDAL cannot decode is noted, and with `gdal_variant` gets
+        its references-only variant for GDAL."""
         array.fill_missing()
         self.arrays.append(array)
         if array.sizes.size and (big := int(np.count_nonzero(array.sizes > BIG_CHUNK))):
