@@ -38,9 +38,14 @@ def _expected(work: Path) -> dict[str, str]:
     return {kind: reads[kind.removesuffix("-long-lived")]["digest"] for kind in READERS}
 
 
-def _wait_for_reads(logs: dict[str, Path], readers: list[subprocess.Popen]) -> None:
-    deadline = time.monotonic() + 120
-    while not all(p.is_file() and p.read_text().count("\n") >= 2 for p in logs.values()):
+def _wait_for_reads(logs: dict[str, Path], readers: list[subprocess.Popen], since: float) -> None:
+    """Until every reader has done a whole read that started after `since`."""
+    def done(log: Path) -> bool:
+        lines = log.read_text().split("\n")[:-1] if log.is_file() else []  # whole lines only
+        return any(json.loads(line)["start"] > since for line in lines)
+
+    deadline = time.monotonic() + 300
+    while not all(done(log) for log in logs.values()):
         assert all(r.poll() is None for r in readers), "a reader stopped"
         assert time.monotonic() < deadline, "the readers never read"
         time.sleep(0.05)
@@ -70,7 +75,7 @@ def reads_during_writes(tmp_path_factory, fixtures_root) -> tuple[dict[str, list
     windows: list[tuple[str, float, float]] = []
     new: dict[str, str] = {}
     try:
-        _wait_for_reads(logs, readers)
+        _wait_for_reads(logs, readers, since=0)
         for cycle in range(CYCLES):
             side = cycle % 2
             _add_last_day(archives[side], fixtures_root)
@@ -78,6 +83,7 @@ def reads_during_writes(tmp_path_factory, fixtures_root) -> tuple[dict[str, list
             assert _run(recipes[side], work).appended_files == 2
             windows.append(("append", start, time.time()))
             new = new or _expected(work)
+            _wait_for_reads(logs, readers, since=windows[-1][2])  # each reader reads the new index once
             for path in archives[1 - side].rglob(f"{LAST_DAY}*.tif"):  # not referred to by the index now
                 path.unlink()
             start = time.time()
@@ -86,7 +92,7 @@ def reads_during_writes(tmp_path_factory, fixtures_root) -> tuple[dict[str, list
             # the folder is swapped for the old one within that span.
             windows.append(("rewrite", start, time.time()))
             windows.append(("rewrite commit", (work / "index.parq/.zmetadata").stat().st_mtime, windows[-1][2]))
-        time.sleep(0.5)  # a few reads of the final index
+        _wait_for_reads(logs, readers, since=windows[-1][2])  # and the rewritten one
     finally:
         stop.touch()
         for reader in readers:
