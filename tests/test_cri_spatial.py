@@ -15,6 +15,7 @@ as subprocesses: no Python on the read path.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -36,8 +37,46 @@ BIN = Path(sys.executable).parent
 SWATH_GRANULES = ("MOD021KM.A2024081.0000.nc", "MOD021KM.A2024081.0540.nc", "MOD021KM.A2024081.0820.nc")
 
 
+# Under AddressSanitizer (tools/test_driver_asan.sh) GDAL's programs run in
+# process through their library entry points (see tests/test_cri_driver.py).
+IN_PROCESS = bool(os.environ.get("CRI_INPROCESS_TOOLS"))
+
+
+def _run_in_process(args: tuple[str, ...], debug: str) -> subprocess.CompletedProcess[str]:
+    """gdal_translate / gdalmdimtranslate through gdal.Translate /
+    gdal.MultiDimTranslate; the debug messages as stderr."""
+    from osgeo import gdal
+
+    name, rest = args[0], [a for a in args[1:] if a != "-q"]
+    config, open_options = {"CPL_DEBUG": debug}, []
+    for flag in ("--config", "-oo"):
+        while flag in rest:
+            i = rest.index(flag)
+            if flag == "--config":
+                config[rest[i + 1]] = rest[i + 2]
+                del rest[i:i + 3]
+            else:
+                open_options.append(rest[i + 1])
+                del rest[i:i + 2]
+    messages: list[str] = []
+    gdal.PushErrorHandler(lambda _cls, _no, msg: messages.append(msg))
+    try:
+        with gdal.config_options(config), gdal.ExceptionMgr(useExceptions=True):
+            multidim = name == "gdalmdimtranslate"
+            src = gdal.OpenEx(rest[-2], gdal.OF_MULTIDIM_RASTER if multidim else gdal.OF_RASTER,
+                              open_options=open_options)
+            translate = gdal.MultiDimTranslate if multidim else gdal.Translate
+            translate(rest[-1], src, options=rest[:-2]).Close()
+            src.Close()  # closing the source prints its read summary
+    finally:
+        gdal.PopErrorHandler()
+    return subprocess.CompletedProcess(args, 0, "", "\n".join(messages))
+
+
 def run(*args: str, debug: str = "CRI_CHUNKS") -> subprocess.CompletedProcess[str]:
     """A GDAL program with the driver's debug output on (stderr)."""
+    if IN_PROCESS:
+        return _run_in_process(args, debug)
     exe = BIN / args[0]
     result = subprocess.run([str(exe if exe.exists() else shutil.which(args[0])), "--config", "CPL_DEBUG", debug,
                              *args[1:]], capture_output=True, text=True, timeout=300, check=False)

@@ -1021,16 +1021,18 @@ bool CRIArray::GetChunks(
         todo.push_back({r.first, r.second, {}, ChunkName(r.first), nullptr});
     }
     stats.chunksCached += static_cast<int64_t>(nCached);
-    CPLDebug("CRI",
-             "read %s level %d chunks %s..%s: %zu rows, %zu outside BBOX, "
-             "%zu cached, %zu to fetch",
-             m_a.name.c_str(), m_l.level, CoordsText(lo).c_str(),
-             CoordsText(hi).c_str(), rows.size(), nOutside, nCached,
-             todo.size());
+    // (The message is only built when some debug output is on.)
+    const char *pszDebug = CPLGetConfigOption("CPL_DEBUG", nullptr);
+    if (pszDebug)
+        CPLDebug("CRI",
+                 "read %s level %d chunks %s..%s: %zu rows, %zu outside BBOX, "
+                 "%zu cached, %zu to fetch",
+                 m_a.name.c_str(), m_l.level, CoordsText(lo).c_str(),
+                 CoordsText(hi).c_str(), rows.size(), nOutside, nCached,
+                 todo.size());
     if (todo.empty())
         return true;
-    const char *pszDebug = CPLGetConfigOption("CPL_DEBUG", "");
-    if (CPLString(pszDebug).ifind("CRI_CHUNKS") != std::string::npos)
+    if (pszDebug && CPLString(pszDebug).ifind("CRI_CHUNKS") != std::string::npos)
     {
         // Which chunks are read, only when CPL_DEBUG names CRI_CHUNKS (a
         // long line): tests compare the set with `chunkindex query`.
