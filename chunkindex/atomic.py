@@ -5,6 +5,8 @@ target, so a reader (or a failed step) never sees a half-written output."""
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import re
 import shutil
@@ -74,19 +76,42 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False
+    where the C library or the file system cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
 def commit(staging: str | Path, target: str | Path) -> None:
     """Flush `staging` and rename it over `target` (a file or a folder).
 
     A file replaces a file in one rename. A folder cannot be renamed over a
-    folder, so the old one is first renamed aside and removed afterwards.
+    folder: the two are swapped in one step (renameat2), so a reader opening
+    the index always finds one, the old or the new; where the file system
+    cannot swap, the old folder is renamed aside first (for a moment there
+    is no index at the path). The old folder is removed afterwards.
     """
     staging, target = Path(staging), Path(target)
     fsync(staging)
     if staging.is_dir() and (target.exists() or target.is_symlink()):
-        retired = staging_path(target, "old")
-        os.rename(target, retired)
-        os.rename(staging, target)
-        _remove(retired)
+        if _exchange(staging, target):
+            _remove(staging)  # now the old folder
+        else:
+            retired = staging_path(target, "old")
+            os.rename(target, retired)
+            os.rename(staging, target)
+            _remove(retired)
     else:
         os.replace(staging, target)
     _fsync_one(target.parent)

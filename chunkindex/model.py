@@ -222,6 +222,9 @@ class ArraySpec:
 
 
 REFS_ONLY_GROUP = "refs_only"
+BIG_CHUNK = 2**31 - 1
+BIG_CHUNK_NOTE = ("GDAL 3.13 cannot read them: its Kerchunk Parquet reader takes a chunk's size as a 32-bit "
+                  "integer (it warns 'Integer overflow' and reads 2147483647 bytes), its CRI driver refuses them")
 
 
 def refs_only_name(name: str) -> str:
@@ -244,10 +247,14 @@ class AssembledIndex:
     missing: dict[str, int] = field(default_factory=dict)
 
     def add_data_array(self, array: ArraySpec, gdal_variant: bool) -> None:
-        """Add an array; one GDAL cannot decode is noted, and with
-        `gdal_variant` gets its references-only variant for GDAL."""
+        """Add an array; chunks over 2 GiB (which GDAL cannot read) are
+        noted; one GDAL cannot decode is noted, and with `gdal_variant` gets
+        its references-only variant for GDAL."""
         array.fill_missing()
         self.arrays.append(array)
+        if array.sizes.size and (big := int(np.count_nonzero(array.sizes > BIG_CHUNK))):
+            self.notes.append(f"{array.name}: {big} chunks larger than 2 GiB (up to {int(array.sizes.max())} bytes), "
+                              f"indexed exactly; {BIG_CHUNK_NOTE}")
         if array.chain.gdal_decodable:
             return
         self.notes.append(f"{array.name}: {array.chain.description} is not decodable by GDAL")
@@ -279,6 +286,11 @@ def json_fill_value(value: Any) -> Any:
             return "Infinity" if value > 0 else "-Infinity"
         return float(value)
     return int(value)
+
+
+def level_group(suffix: str) -> str:
+    """The sub-group of an overview level (`_ovr4` -> `ovr4/`; "" for full resolution)."""
+    return f"{suffix[1:]}/" if suffix else ""
 
 
 def coordinate_array(name: str, values: np.ndarray, attrs: dict[str, Any]) -> ArraySpec:

@@ -319,17 +319,20 @@ def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledInde
             write_footprints(arrays, outputs["footprints_parquet"], outputs.get("footprints_gpkg"),
                              outputs.get("footprints_fgb"))
     if "coverage_gti" in outputs:
-        from chunkindex.indexes.coverage import write_gti
+        from chunkindex.indexes.coverage import header_grids, write_gti
         from chunkindex.sources.stores import gdal_module, gdal_path
 
         with timed(timings, "coverage"):
             # One variable's files (the first recipe variable): a GTI mosaics one band set.
             first = recipe.variables[0].name
-            rows = [r for r in manifest.select(["url", "time", "variable"]).to_pylist()
+            rows = [r for r in manifest.select(["file_id", "url", "time", "variable"]).to_pylist()
                     if r["variable"] in (None, first)]
-            # The files are opened through GDAL, with the recipe's endpoint and credentials settings.
+            # Grids come from the headers already read; a file they do not place is opened through GDAL,
+            # with the recipe's endpoint and credentials settings.
+            grids = header_grids(headers, [r["file_id"] for r in rows]) if recipe.format == "cog" else None
             with gdal_module().config_options({k: str(v) for k, v in recipe.source.gdal_config.items()}):
-                write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"])
+                write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"],
+                          grids)
     if "vrt" in outputs:  # for a GDAL without the CRI plugin: its GTiff driver reads the source files
         from chunkindex.indexes.vrt import write_multidim_vrt
 

@@ -1,8 +1,9 @@
-"""Remote faults injected by the local HTTP server while headers are read:
-throttling (503, S3's SlowDown) and a connection reset mid-body are retried
-with bounded backoff and jitter; an object deleted or replaced between the
-listing and the read is a clear error naming the file, never a header read
-from the wrong object. Plus a corrupted header cache and a full disk during
+"""Remote faults injected by the local HTTP server, and by a proxy in front
+of the local S3 server, while headers are read: throttling (503, S3's
+SlowDown) and a connection reset mid-body are retried with bounded backoff
+and jitter; an object deleted or replaced between the listing and the read
+is a clear error naming the file, never a header read from the wrong
+object. Plus a corrupted header cache and a full disk during
 the write step: a clear error and the previous index intact."""
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from chunkindex.formats.tiff.headers import TiffHeaderError, read_batch
 from chunkindex.pipeline import store_spec
 from chunkindex.recipe import recipe_from_dict
 from chunkindex.sources.listing import list_sources
-from chunkindex.testing.servers import HttpServer
+from chunkindex.testing.servers import HttpServer, MotoS3Server, S3FaultProxy
 
 pytestmark = pytest.mark.network_local
 FIXTURE_SET = "ghrsst-deflate-pred1"
@@ -43,8 +44,8 @@ def _recipe(url: str):
     return recipe_from_dict(doc)
 
 
-def _list_and_read(http: HttpServer, before_reading=None) -> tuple[pa.Table, pa.Table]:
-    recipe = _recipe(http.url)
+def _list_and_read(http: HttpServer, before_reading=None, recipe=None) -> tuple[pa.Table, pa.Table]:
+    recipe = recipe or _recipe(http.url)
     spec = store_spec(recipe, REPO)
     manifest = list_sources(recipe, spec)
     if before_reading is not None:
@@ -105,6 +106,84 @@ def test_an_object_replaced_after_the_listing_is_refused_not_misread(archive):
         _list_and_read(http, before_reading=replace)
 
 
+# --- the same faults through S3 (moto behind a fault-injecting proxy) ------------------------
+
+
+@pytest.fixture(scope="module")
+def s3(fixtures_root):
+    """moto's S3 server holding the demo COGs, the fault proxy in front of
+    it, and a client of the server itself (to delete or replace objects)."""
+    import boto3
+
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+    with MotoS3Server() as moto, S3FaultProxy(moto.endpoint) as proxy:
+        client = boto3.client("s3", endpoint_url=moto.endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket="opendata")
+        for path in sorted((fixtures_root / FIXTURE_SET).rglob("*.tif")):
+            client.upload_file(str(path), "opendata", f"ghrsst/{path.relative_to(fixtures_root / FIXTURE_SET)}",
+                               ExtraArgs={"ACL": "public-read"})  # an anonymous public bucket
+        yield proxy, client
+
+
+@pytest.fixture
+def s3_recipe(s3, fixtures_root):
+    """A recipe listing and reading the COGs through the proxy, and the
+    S3 key of DAY (put back as it was after the test)."""
+    proxy, client = s3
+    doc = yaml.safe_load((REPO / "recipes/ghrsst-demo-deflate.yaml").read_text())
+    doc["source"] = {"url": "s3://opendata/ghrsst", "pattern": doc["source"]["pattern"],
+                     "store_options": {"endpoint": proxy.endpoint, "region": "us-east-1", "skip_signature": True}}
+    proxy.gets.clear()
+    yield recipe_from_dict(doc), f"opendata/ghrsst/{DAY}"
+    proxy.faults.clear()
+    client.upload_file(str(fixtures_root / FIXTURE_SET / DAY), "opendata", f"ghrsst/{DAY}",
+                       ExtraArgs={"ACL": "public-read"})
+
+
+@pytest.mark.parametrize("faults", [["503", "503"], ["slowdown", "slowdown", "slowdown"], ["reset"],
+                                    ["503", "reset", "slowdown"]])
+def test_s3_throttling_and_resets_are_retried(s3, s3_recipe, clean_headers, faults):
+    proxy, _ = s3
+    recipe, key = s3_recipe
+    proxy.faults[key] = list(faults)
+    _, headers = _list_and_read(None, recipe=recipe)
+    assert proxy.faults[key] == []  # every fault was served ...
+    assert proxy.gets[key] > len(faults)  # ... and the read retried past them
+    assert headers.equals(clean_headers)  # the same headers as read from the HTTP server
+
+
+def test_s3_throttling_that_does_not_stop_fails_after_a_bounded_number_of_tries(s3, s3_recipe):
+    proxy, _ = s3
+    recipe, key = s3_recipe
+    proxy.faults[key] = ["slowdown"] * 1000
+    with pytest.raises(TiffHeaderError, match=rf"{DAY}: cannot read the TIFF header: .*503.*attempts"):
+        _list_and_read(None, recipe=recipe)
+    assert proxy.gets[key] <= 4 * 4
+
+
+def test_an_s3_object_deleted_after_the_listing_is_named(s3, s3_recipe):
+    _, client = s3
+    recipe, key = s3_recipe
+    bucket, name = key.split("/", 1)
+    with pytest.raises(TiffHeaderError, match=rf"{DAY}: cannot read the TIFF header: .*(not found|404|NoSuchKey)"):
+        _list_and_read(None, recipe=recipe, before_reading=lambda: client.delete_object(Bucket=bucket, Key=name))
+
+
+def test_an_s3_object_replaced_after_the_listing_is_refused_not_misread(s3, s3_recipe):
+    _, client = s3
+    recipe, key = s3_recipe
+    bucket, name = key.split("/", 1)
+
+    def replace() -> None:  # same size, other bytes: a new ETag
+        data = bytearray(client.get_object(Bucket=bucket, Key=name)["Body"].read())
+        data[-1] ^= 0xFF
+        client.put_object(Bucket=bucket, Key=name, Body=bytes(data), ACL="public-read")
+
+    with pytest.raises(TiffHeaderError, match=rf"{DAY}: the object changed since it was listed"):
+        _list_and_read(None, recipe=recipe, before_reading=replace)
+
+
 # --- local faults in the workflow ------------------------------------------------------------
 
 
@@ -137,6 +216,34 @@ def test_a_corrupted_header_cache_is_named_and_the_index_kept(written):
         result = _snakemake(written, "--forcerun", "write")
         assert result.returncode != 0
         assert f"{batch}: unreadable header table" in result.stderr, result.stderr[-3000:]
+        assert _tree(index) == before
+    finally:
+        batch.write_bytes(good)
+
+
+def test_bytes_flipped_in_a_header_cache_file_are_caught(written):
+    """Arrow IPC has no checksum: a byte changed inside a data buffer reads
+    back without complaint, so the digest recorded at write time catches it."""
+    index = written / "ghrsst-demo-deflate/index/ghrsst-demo-deflate.parq"
+    before = _tree(index)
+    batch = written / "ghrsst-demo-deflate/headers/batch-00000.arrow"
+    good = batch.read_bytes()
+    table = pa.ipc.open_file(pa.py_buffer(good)).read_all()  # from a copy of its bytes (the file will change)
+    # The largest buffer of the table (tile offsets or sizes): where flipped bits go unnoticed by Arrow.
+    largest = max((b for column in table.columns for chunk in column.chunks for b in chunk.buffers() if b),
+                  key=lambda b: b.size)
+    start = good.find(largest.to_pybytes())
+    assert start > 0
+    damaged = bytearray(good)
+    damaged[start + largest.size // 2] ^= 0x10
+    try:
+        batch.write_bytes(damaged)
+        unchecked = pa.ipc.open_file(pa.memory_map(str(batch))).read_all()  # Arrow alone reads it ...
+        assert not unchecked.equals(table)  # ... and gets other values
+        result = _snakemake(written, "--forcerun", "write")
+        assert result.returncode != 0
+        assert (f"{batch}: the header table is damaged (its contents no longer match the digest recorded when it "
+                "was written): rerun the headers step (--forcerun headers)") in result.stderr, result.stderr[-3000:]
         assert _tree(index) == before
     finally:
         batch.write_bytes(good)

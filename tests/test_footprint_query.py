@@ -296,3 +296,36 @@ def test_coverage_gti_mosaics_a_time_step_of_two_utm_zones(fixtures_root, tmp_pa
     vector = gdal.OpenEx(str(target), gdal.OF_VECTOR)
     assert {vector.GetLayer(i).GetName() for i in range(vector.GetLayerCount())} == {"t_20240105", "t_20240115"}
     assert vector.GetLayer(0).GetFeatureCount() == 4
+
+
+@pytest.mark.parametrize("fixture_set", ["utm-two-zones", "ghrsst-deflate-pred1"])
+def test_coverage_grids_from_the_headers_equal_gdals(fixtures_root, tmp_path, gdal, fixture_set):
+    """The write step places GTI tiles from the header rows already read,
+    not by opening every file again; the footprints equal GDAL's."""
+    from shapely import wkt
+
+    from chunkindex.formats.tiff.headers import read_batch
+    from chunkindex.indexes.coverage import _gdal_grid, header_grids, write_gti
+    from chunkindex.pipeline import quick_recipe, store_spec
+    from chunkindex.sources.listing import list_sources
+
+    recipe = quick_recipe("cov", str(fixtures_root / fixture_set), glob="**/*.tif")
+    manifest = list_sources(recipe, store_spec(recipe, REPO))
+    grids = header_grids(read_batch(recipe, store_spec(recipe, REPO), manifest), manifest["file_id"].to_pylist())
+    files = manifest["url"].to_pylist()
+    assert all(g is not None for g in grids)
+    for path, grid in zip(files, grids):
+        ours, gdals = grid, _gdal_grid(path.removeprefix("file://"))
+        np.testing.assert_allclose(ours.geotransform, gdals.geotransform, rtol=0, atol=1e-9)
+        assert (ours.width, ours.height) == (gdals.width, gdals.height)
+    # With every grid known no file is opened: paths that do not exist still give the same layers.
+    times = [dt.datetime(2024, 1, 1)] * len(files)
+    write_gti([str(tmp_path / f"gone-{i}.tif") for i in range(len(files))], times, tmp_path / "h.gti.gpkg", grids)
+    write_gti([p.removeprefix("file://") for p in files], times, tmp_path / "g.gti.gpkg")
+    shapes = []
+    for name in ("h", "g"):
+        vector = gdal.OpenEx(str(tmp_path / f"{name}.gti.gpkg"), gdal.OF_VECTOR)
+        shapes.append([f.GetGeometryRef().ExportToWkt() for f in vector.GetLayer(0)])
+    assert len(shapes[0]) == len(files)
+    for ours, gdals in zip(*shapes):
+        assert wkt.loads(ours).equals_exact(wkt.loads(gdals), 1e-9)

@@ -3,11 +3,16 @@
 # install it into that GDAL's plugin folder, so Python, gdalinfo,
 # gdal_translate and gdalmdiminfo load it with no setting.
 #
-# Usage: tools/build_driver.sh [--asan] [PYTHON]
+# Usage: tools/build_driver.sh [--asan] [--dest DIR] [PYTHON]
 #   PYTHON  interpreter whose `osgeo` is the GDAL to build against
 #           (default .venv/bin/python); GDAL_PREFIX overrides the prefix.
 #   --asan  build with AddressSanitizer into the cache instead of installing;
 #           prints the folder holding that gdal_CRI.so (for GDAL_DRIVER_PATH).
+#   --dest DIR  (or CRI_PLUGIN_DEST=DIR) install into DIR instead of GDAL's
+#           plugin folder, which every process on the machine shares: DIR
+#           gets gdal_CRI.so plus links to GDAL's other plugins (Parquet,
+#           Arrow) and drivers.ini, so `GDAL_DRIVER_PATH=DIR` loads this copy
+#           and still every other plugin. For trying a change privately.
 #
 # Cached by a hash of gdal-driver/ and the GDAL prefix: a second run with
 # nothing changed takes well under a second. The plugin path is printed last.
@@ -15,7 +20,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ASAN=0
-if [[ "${1:-}" == "--asan" ]]; then ASAN=1; shift; fi
+DEST=${CRI_PLUGIN_DEST:-}
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --asan) ASAN=1; shift ;;
+    --dest) DEST=${2:?--dest needs a folder}; shift 2 ;;
+    *) break ;;
+  esac
+done
 PY=${1:-.venv/bin/python}
 CACHE=${CHUNKINDEX_CACHE:-$HOME/.cache/chunkindex}
 log() { printf '[build_driver] %s\n' "$*" >&2; }
@@ -47,13 +59,34 @@ KEY=$( { find gdal-driver -type f \( -name '*.cpp' -o -name '*.h' -o -name 'CMak
            -print0 | sort -z | xargs -0 sha256sum; echo "$GDAL_PREFIX asan=$ASAN"; } \
        | sha256sum | cut -c1-12)
 BUILD="$CACHE/build-cri-$KEY"
+PLUGINS="$GDAL_PREFIX/lib/gdalplugins"
 if ((ASAN)); then
   OUT="$BUILD/plugin"
+elif [[ -n "$DEST" ]]; then
+  mkdir -p "$DEST"
+  OUT=$(cd "$DEST" && pwd)
+  if [[ "$OUT" == "$(cd "$PLUGINS" && pwd)" ]]; then
+    DEST=""
+  else
+    # Its own build folder: the shared one may be configured from another checkout.
+    BUILD="$OUT/.build-$KEY"
+  fi
 else
-  OUT="$GDAL_PREFIX/lib/gdalplugins"
+  OUT="$PLUGINS"
 fi
+# A private folder: GDAL_DRIVER_PATH replaces GDAL's own plugin folder, so
+# link GDAL's other plugins (and the drivers.ini that orders them) next to ours.
+link_other_plugins() {
+  [[ -n "$DEST" && "$OUT" != "$PLUGINS" ]] || return 0
+  local f
+  for f in "$PLUGINS"/*.so "$PLUGINS"/drivers.ini; do
+    [[ -e "$f" && "$(basename "$f")" != gdal_CRI.so ]] && ln -sfn "$f" "$OUT/$(basename "$f")"
+  done
+  return 0
+}
 STAMP="$OUT/.gdal_CRI-$KEY"
 if [[ -f "$STAMP" && -f "$OUT/gdal_CRI.so" ]]; then
+  link_other_plugins
   echo "$OUT/gdal_CRI.so"
   exit 0
 fi
@@ -90,5 +123,8 @@ cp "$BUILD/gdal_CRI.so" "$OUT/.gdal_CRI.so.$$"
 mv -f "$OUT/.gdal_CRI.so.$$" "$OUT/gdal_CRI.so"
 rm -f "$OUT"/.gdal_CRI-*
 touch "$STAMP"
+link_other_plugins
+# A private folder keeps only the current build.
+[[ -z "$DEST" ]] || find "$OUT" -maxdepth 1 -name '.build-*' ! -name ".build-$KEY" -exec rm -rf {} +
 log "installed $OUT/gdal_CRI.so"
 echo "$OUT/gdal_CRI.so"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the CRI driver plugin with AddressSanitizer and run its tests against
 # it (the driver's tests only). GDAL loads the ASan plugin first; the Parquet
-# plugin still comes from GDAL's own plugin folder.
+# plugin still comes from GDAL's own plugin folder. With CRI_PLUGIN_DEST=DIR the
+# release plugin goes to DIR (tools/build_driver.sh --dest), not the shared folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
@@ -20,4 +21,4 @@ export CRI_EXPECT_PLUGIN="$PLUGIN"
 # GDAL's programs hang at exit on their error path under an ASan preload
 # (libp11-kit): the tests run them in process instead.
 export CRI_INPROCESS_TOOLS=1
-exec "$PY" -m pytest tests/test_cri_driver.py -q -p no:cacheprovider "${@:2}"
+exec "$PY" -m pytest tests/test_cri_driver.py tests/test_cri_spatial.py -q -p no:cacheprovider "${@:2}"

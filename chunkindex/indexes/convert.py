@@ -10,6 +10,7 @@ the same table".
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 import re
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 
 from chunkindex.codecs import CodecChain
 from chunkindex.indexes.flat import CriError, open_index, write_cri_parquet
-from chunkindex.model import ArraySpec, AssembledIndex, coordinate_array
+from chunkindex.model import ArraySpec, AssembledIndex, coordinate_array, level_group
 
 RawChunks = dict[str, tuple[np.ndarray, list[bytes]]]
 
@@ -262,8 +263,10 @@ def zarr_chain(steps: list[dict[str, Any]], dtype: str, chunk_shape: list[int]) 
 
 
 def cri_arrays(index: str | Path) -> tuple[list[ArraySpec], RawChunks]:
-    """Zarr v2 arrays (overview levels as `<var>_ovr<f>`, dimensions with
-    values or a geotransform as inline coordinates) of a CRI index."""
+    """Zarr v2 arrays of a CRI index in the layout the workflow's Kerchunk
+    writer gives: overview level f as `ovr<f>/<var>` over the dimensions
+    `<y>_ovr<f>`/`<x>_ovr<f>`, whose coordinates live in that sub-group;
+    dimensions with values or a geotransform become inline coordinates."""
     cri = open_index(index)
     arrays: list[ArraySpec] = []
     raw_chunks: RawChunks = {}
@@ -297,7 +300,8 @@ def cri_arrays(index: str | Path) -> tuple[list[ArraySpec], RawChunks]:
                 offsets[numbers[valid]] = table["offset"].to_numpy()[valid]
                 sizes[numbers[valid]] = table["length"].to_numpy()[valid]
             attrs = dict(entry.get("attrs", {}))
-            spec = ArraySpec(name=name + suffix, dims=dims, shape=shape, chunks=chunks, dtype=entry["dtype"],
+            group = level_group(suffix)
+            spec = ArraySpec(name=group + name, dims=dims, shape=shape, chunks=chunks, dtype=entry["dtype"],
                              # A null fill value (no nodata) stays null (the reader's 0 is for decoding).
                              fill_value=None if entry.get("fill_value", 0) is None else array.fill_value,
                              chain=zarr_chain(meta["codec"], entry["dtype"], list(chunks)),
@@ -315,20 +319,22 @@ def cri_arrays(index: str | Path) -> tuple[list[ArraySpec], RawChunks]:
             for position, dim in enumerate(array.dims):
                 info = cri.dimensions.get(dim, {})
                 out_dim = dims[position]
-                if out_dim in coords:
+                # An overview's own x/y coordinates live in its group (as the assembler writes them).
+                key = (group if out_dim != dim else "") + out_dim
+                if key in coords:
                     continue
                 if "values" in info:
-                    coords[out_dim] = np.asarray(info["values"], np.float64)
+                    coords[key] = np.asarray(info["values"], np.float64)
                 elif info.get("from_geotransform") and "geotransform" in meta:
                     gt = meta["geotransform"]
                     origin, step = (gt[0], gt[1]) if info.get("type") == "HORIZONTAL_X" else (gt[3], gt[5])
-                    coords[out_dim] = origin + (np.arange(shape[position]) + 0.5) * step
-    for out_dim, values in coords.items():
-        base = re.sub(r"_ovr\d+$", "", out_dim)
+                    coords[key] = origin + (np.arange(shape[position]) + 0.5) * step
+    for key, values in coords.items():
+        base = re.sub(r"_ovr\d+$", "", key.rsplit("/", 1)[-1])
         info = cri.dimensions.get(base, {})
         attrs = {k: info[k] for k in ("units", "calendar", "positive", "standard_name", "long_name", "axis")
                  if k in info}
-        arrays.append(coordinate_array(out_dim, values, attrs))
+        arrays.append(dataclasses.replace(coordinate_array(key.rsplit("/", 1)[-1], values, attrs), name=key))
     return arrays, raw_chunks
 
 

@@ -193,12 +193,19 @@ async def _head_all(store: Any, paths: list[str], concurrency: int) -> list[dict
     return [r for r in results if not isinstance(r, str)]
 
 
-def _list_objects(store: Any) -> list[dict[str, Any]]:
+def _list_objects(store: Any, url: str) -> list[dict[str, Any]]:
     import obstore
+    from obstore.exceptions import BaseError
 
     objects: list[dict[str, Any]] = []
-    for batch in obstore.list(store, chunk_size=1000):
-        objects.extend(dict(meta) for meta in batch)
+    try:
+        for batch in obstore.list(store, chunk_size=1000):
+            objects.extend(dict(meta) for meta in batch)
+    except (BaseError, OSError) as exc:
+        # obstore's first line names the folder or object and the cause
+        # (e.g. "... on <folder>: Permission denied"); the rest is a debug dump.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ListingError(f"{url}: cannot list the source: {reason}") from None
     return objects
 
 
@@ -243,8 +250,9 @@ def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
         One row per file, sorted by coordinate (MANIFEST_SCHEMA).
 
     Raises:
-        ListingError: nothing matched, a matching name did not parse, or two
-            files share a (variable, time) coordinate.
+        ListingError: the source cannot be listed (a folder without read
+            permission...), nothing matched, a matching name did not parse, or
+            two files share a (variable, time) coordinate.
     """
     store = open_store(spec)
     pattern = NamePattern.compile(recipe.source.pattern) if recipe.source.pattern else None
@@ -264,7 +272,7 @@ def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
     else:
         if not spec.can_list:
             raise ListingError(f"{spec.url}: an HTTP server cannot list; give source.template in the recipe")
-        objects = _list_objects(store)
+        objects = _list_objects(store, spec.url)
 
     rows = _matching_rows(recipe, objects, pattern)
     what = recipe.source.pattern or recipe.source.glob

@@ -1,10 +1,12 @@
 """Local servers for tests and benchmarks: a static HTTP server with Range
 support (and an optional fixed delay per request, to imitate cloud latency,
-and injected faults) and moto's S3 server, both on 127.0.0.1 only."""
+and injected faults), moto's S3 server, and a proxy in front of it that
+injects the same faults into S3 requests; all on 127.0.0.1 only."""
 
 from __future__ import annotations
 
 import email.utils
+import http.client
 import os
 import re
 import shutil
@@ -177,6 +179,97 @@ class HttpServer:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def __enter__(self) -> HttpServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class S3FaultHandler(BaseHTTPRequestHandler):
+    """Forwards every request to the S3 server at `upstream` and back; a
+    GET of a `bucket/key` listed in `faults` takes its next fault instead:
+    "503", "slowdown" (S3's throttling answer) or "reset" (the server's
+    answer cut off in the middle of its body)."""
+
+    upstream: tuple[str, int]
+    faults: dict[str, list[str]]
+    gets: dict[str, int]
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:  # quiet
+        pass
+
+    def _fault(self) -> str | None:
+        if self.command != "GET":
+            return None
+        key = self.path.split("?", 1)[0].lstrip("/")
+        self.gets[key] = self.gets.get(key, 0) + 1
+        planned = self.faults.get(key)
+        return planned.pop(0) if planned else None
+
+    def _forward(self) -> None:
+        fault = self._fault()
+        if fault == "503":
+            return self._empty(503, extra={"Retry-After": "0"})
+        if fault == "slowdown":
+            return self._empty(503, _SLOWDOWN, {"Content-Type": "application/xml"})
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            upstream.request(self.command, self.path, body=body,
+                             headers={k: v for k, v in self.headers.items() if k.lower() != "connection"})
+            answer = upstream.getresponse()
+            data = answer.read()
+        finally:
+            upstream.close()
+        self.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
+                self.send_header(key, value)
+        # A HEAD's length is the object's, not the (empty) body's.
+        self.send_header("Content-Length", answer.getheader("Content-Length", "0") if self.command == "HEAD"
+                         else str(len(data)))
+        self.end_headers()
+        if fault == "reset":  # half the body, then the connection drops
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return None
+        self.wfile.write(data)
+        return None
+
+    _empty = RangeHandler._empty
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _forward
+
+
+class S3FaultProxy:
+    """A proxy on 127.0.0.1 in front of an S3 server (`endpoint`, e.g. a
+    MotoS3Server's): clients use its `endpoint` instead.
+
+    `faults["bucket/key"]` is a list of faults ("503", "slowdown", "reset")
+    the next GETs of that object answer with, one per request; `gets`
+    counts the GETs of each object. Objects deleted or replaced between a
+    listing and a read are real changes, made in the S3 server itself."""
+
+    def __init__(self, endpoint: str) -> None:
+        host, port = endpoint.removeprefix("http://").rsplit(":", 1)
+        self.faults: dict[str, list[str]] = {}
+        self.gets: dict[str, int] = {}
+        handler = type("Handler", (S3FaultHandler,), {"upstream": (host, int(port)), "faults": self.faults,
+                                                      "gets": self.gets})
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> S3FaultProxy:
         self.thread.start()
         return self
 

@@ -11,8 +11,11 @@
 #include "cpl_json.h"
 #include "cpl_string.h"
 #include "gdal_priv.h"
+#include "ogr_geometry.h"
 #include "ogrsf_frmts.h"
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <list>
 #include <map>
@@ -132,6 +135,64 @@ struct ChunkRef
     int64_t length = 0;
     uint32_t skip = 0;  // bit k: decode step k not applied (`skip` column)
     std::shared_ptr<std::string> raw{};  // inline bytes
+    // The chunk's footprint misses the open's spatial filter (BBOX): it is
+    // not read and reads as the fill value; GetRawBlockInfo still gives it.
+    bool outside = false;
+};
+
+/** The BBOX open option: chunks whose footprint (the index's `geometry`,
+ * WGS84 lon/lat, pre-tested on its `bbox` covering column) does not meet
+ * the box are not read. The box is a WGS84 (Multi)Polygon built as
+ * `chunkindex query --bbox ... --crs ...` builds it, so both select the same
+ * chunks. Immutable once built; tested under the ChunkTable lock. */
+class SpatialFilter
+{
+  public:
+    ~SpatialFilter();
+    /** From "minx,miny,maxx,maxy" in `crs` (empty: WGS84 lon/lat; minx >
+     * maxx crosses the antimeridian). nullptr and `error` when invalid. */
+    static std::unique_ptr<SpatialFilter> Build(const std::string &bbox,
+                                                const std::string &crs,
+                                                std::string &error);
+    /** Envelopes (xmin, ymin, xmax, ymax) of the box's parts, lon/lat. */
+    const std::vector<std::array<double, 4>> &Envelopes() const
+    {
+        return m_envelopes;
+    }
+    /** Whether an envelope meets any part's envelope. */
+    bool EnvelopeMeets(double xmin, double ymin, double xmax,
+                       double ymax) const;
+    /** Exact test of a WKB footprint (GEOS; the envelope test alone when
+     * GDAL has no GEOS). A footprint that cannot be parsed meets the box
+     * (it is read rather than silently dropped). */
+    bool Meets(const GByte *wkb, size_t n) const;
+    const std::string &Description() const
+    {
+        return m_description;
+    }
+
+  private:
+    SpatialFilter() = default;
+    std::vector<std::array<double, 4>> m_envelopes{};
+    std::unique_ptr<OGRGeometry> m_geom{};
+    OGRPreparedGeometry *m_prepared = nullptr;
+    std::string m_description{};
+};
+
+/** What one opened index has read, for tests and tuning: printed with
+ * CPLDebug("CRI", "read summary: ...") when the dataset is closed. */
+struct ReadStats
+{
+    std::atomic<int64_t> queries{0};         // lookups that read the table
+    std::atomic<int64_t> rowGroupsRead{0};   // row groups whose rows were read
+    std::atomic<int64_t> rowGroupsPrunedBBox{0};  // skipped by bbox statistics
+    std::atomic<int64_t> rowsLoaded{0};      // rows decoded from the table
+    std::atomic<int64_t> rowsKept{0};        // of those, in the query's box
+    std::atomic<int64_t> rowsOutside{0};     // of those, outside BBOX (not read)
+    std::atomic<int64_t> chunksFetched{0};   // chunks whose bytes were read
+    std::atomic<int64_t> bytesFetched{0};
+    std::atomic<int64_t> chunksDecoded{0};   // fetched or inline, decoded
+    std::atomic<int64_t> chunksCached{0};    // reads served by the decoded cache
 };
 
 /** Chunk coordinates, fixed capacity (spec arrays have few dimensions). */
@@ -150,6 +211,19 @@ struct Coords
         return true;
     }
 };
+/** Step `c` to the next chunk of the box [lo, hi] in C order (last
+ * dimension fastest); false once past the end. */
+inline bool NextInBox(Coords &c, const Coords &lo, const Coords &hi)
+{
+    for (int j = c.n - 1; j >= 0; --j)
+    {
+        if (++c.c[j] <= hi.c[j])
+            return true;
+        c.c[j] = lo.c[j];
+    }
+    return false;
+}
+
 struct CoordsHash
 {
     size_t operator()(const Coords &k) const
@@ -170,12 +244,26 @@ class ParquetRowGroups;  // cri_parquet.h: built with Arrow/Parquet C++ only
 class ChunkTable
 {
   public:
-    /** Over an opened table. */
+    /** Over an opened table. With `filter`, rows carry `outside`. */
     ChunkTable(std::shared_ptr<const Index> index, GDALDataset *poVectorDS,
-               OGRLayer *poLayer);
-    /** Over a Parquet file opened through OGR on the first lookup. */
-    ChunkTable(std::shared_ptr<const Index> index, const std::string &path);
+               OGRLayer *poLayer,
+               std::shared_ptr<const SpatialFilter> filter = nullptr);
+    /** Over a Parquet file opened on the first lookup. */
+    ChunkTable(std::shared_ptr<const Index> index, const std::string &path,
+               std::shared_ptr<const SpatialFilter> filter = nullptr);
     ~ChunkTable();
+
+    /** Whether the table has the footprint columns (`geometry`; with
+     * Parquet also `bbox`) a spatial filter needs. Opens the table. */
+    bool HasFootprints();
+    const SpatialFilter *GetSpatialFilter() const
+    {
+        return m_filter.get();
+    }
+    ReadStats &Stats()
+    {
+        return m_stats;
+    }
 
     /** Rows of the chunks of `array` at `level` within the box
      * [cmin, cmax] (inclusive). Missing chunks are simply absent. */
@@ -201,6 +289,8 @@ class ChunkTable
 
     std::shared_ptr<const Index> m_indexHolder;
     const Index &m_index;
+    std::shared_ptr<const SpatialFilter> m_filter;
+    ReadStats m_stats{};
     std::unique_ptr<GDALDataset> m_poDS;
     OGRLayer *m_poLayer;
     mutable std::mutex m_mutex{};

@@ -106,6 +106,27 @@ bool ParseConnection(const char *pszName, Connection &c)
     return !c.path.empty();
 }
 
+/** Seconds since 1970 of an ISO date or date-time "Y-M-D[Th:m:s]" (any
+ * one character between date and time) in `unixTime`; returns the number of
+ * fields read (fewer than 3: not a date). */
+int ParseISOTime(const std::string &text, double &unixTime)
+{
+    int Y = 0, M = 1, D = 1, h = 0, m = 0;
+    double s = 0;
+    const int n = sscanf(text.c_str(), "%d-%d-%d%*c%d:%d:%lf", &Y, &M, &D, &h, &m, &s);
+    if (n < 3)
+        return n;
+    struct tm t = {};
+    t.tm_year = Y - 1900;
+    t.tm_mon = M - 1;
+    t.tm_mday = D;
+    t.tm_hour = h;
+    t.tm_min = m;
+    t.tm_sec = static_cast<int>(s);
+    unixTime = static_cast<double>(CPLYMDHMSToUnixTime(&t)) + (s - std::floor(s));
+    return n;
+}
+
 /** Seconds per unit of a CF time unit, and the reference epoch. */
 bool ParseCFUnits(const std::string &units, double &secPerUnit, double &epoch)
 {
@@ -126,20 +147,7 @@ bool ParseCFUnits(const std::string &units, double &secPerUnit, double &epoch)
     std::string ref = toks[2];
     if (toks.size() >= 4)
         ref += std::string("T") + toks[3];
-    int Y = 0, M = 1, D = 1, h = 0, m = 0;
-    double s = 0;
-    const int n = sscanf(ref.c_str(), "%d-%d-%dT%d:%d:%lf", &Y, &M, &D, &h, &m, &s);
-    if (n < 3)
-        return false;
-    struct tm t = {};
-    t.tm_year = Y - 1900;
-    t.tm_mon = M - 1;
-    t.tm_mday = D;
-    t.tm_hour = h;
-    t.tm_min = m;
-    t.tm_sec = static_cast<int>(s);
-    epoch = static_cast<double>(CPLYMDHMSToUnixTime(&t)) + (s - std::floor(s));
-    return true;
+    return ParseISOTime(ref, epoch) >= 3;
 }
 
 /** Index along a time dimension: an integer, or an ISO date/time matched
@@ -163,9 +171,8 @@ bool ResolveTime(const cri::Index &index, const cri::Dimension &dim,
                  index.indexPath.c_str(), value.c_str(), dim.name.c_str());
         return false;
     }
-    int Y = 0, M = 1, D = 1, h = 0, m = 0;
-    double s = 0;
-    const int n = sscanf(value.c_str(), "%d-%d-%d%*c%d:%d:%lf", &Y, &M, &D, &h, &m, &s);
+    double target = 0;
+    const int n = ParseISOTime(value, target);
     if (n < 3)
     {
         CPLError(CE_Failure, CPLE_AppDefined,
@@ -173,14 +180,6 @@ bool ResolveTime(const cri::Index &index, const cri::Dimension &dim,
                  value.c_str());
         return false;
     }
-    struct tm t = {};
-    t.tm_year = Y - 1900;
-    t.tm_mon = M - 1;
-    t.tm_mday = D;
-    t.tm_hour = h;
-    t.tm_min = m;
-    t.tm_sec = static_cast<int>(s);
-    const double target = static_cast<double>(CPLYMDHMSToUnixTime(&t));
     const double span = n <= 3 ? 86400.0 : 1.0;
     for (size_t i = 0; i < dim.values.size(); ++i)
     {
@@ -202,7 +201,9 @@ std::mutex g_indexCacheMutex;
 std::list<std::pair<std::string, std::shared_ptr<cri::Index>>> g_indexCache;
 
 /** Open the index table and parse its `cri` document. */
-bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
+bool OpenIndex(const Connection &conn,
+               const std::shared_ptr<const cri::SpatialFilter> &filter,
+               std::shared_ptr<cri::Index> &index,
                std::shared_ptr<cri::ChunkTable> &table)
 {
     // Parquet: the `cri` document straight from the footer; the table is
@@ -224,7 +225,7 @@ bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
             {
                 index = it->second;
                 g_indexCache.splice(g_indexCache.begin(), g_indexCache, it);
-                table = std::make_shared<cri::ChunkTable>(index, conn.path);
+                table = std::make_shared<cri::ChunkTable>(index, conn.path, filter);
                 return true;
             }
         }
@@ -235,7 +236,7 @@ bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
         index = std::make_shared<cri::Index>();
         if (!cri::ParseIndexJSON(osJSON, conn.path, *index))
             return false;
-        table = std::make_shared<cri::ChunkTable>(index, conn.path);
+        table = std::make_shared<cri::ChunkTable>(index, conn.path, filter);
         if (!key.empty())
         {
             std::lock_guard<std::mutex> lock(g_indexCacheMutex);
@@ -294,7 +295,43 @@ bool OpenIndex(const Connection &conn, std::shared_ptr<cri::Index> &index,
     index = std::make_shared<cri::Index>();
     if (!cri::ParseIndexJSON(pszJSON, conn.path, *index))
         return false;
-    table = std::make_shared<cri::ChunkTable>(index, poVec.release(), poLayer);
+    table = std::make_shared<cri::ChunkTable>(index, poVec.release(), poLayer,
+                                              filter);
+    return true;
+}
+
+/** The spatial filter of the BBOX / BBOX_CRS open options, else of the
+ * CRI_BBOX / CRI_BBOX_CRS configuration options (nullptr when neither
+ * gives a box); false on a bad value. The configuration options reach
+ * datasets GDAL reopens by name without the open options: gdalmdimtranslate
+ * copies through a multidimensional VRT whose sources are reopened so. */
+bool SpatialFilterOption(GDALOpenInfo *poOpenInfo,
+                         std::shared_ptr<const cri::SpatialFilter> &filter)
+{
+    const char *pszBBox = CSLFetchNameValue(poOpenInfo->papszOpenOptions, "BBOX");
+    const char *pszCRS = CSLFetchNameValue(poOpenInfo->papszOpenOptions, "BBOX_CRS");
+    if (!pszBBox && !pszCRS)
+    {
+        pszBBox = CPLGetConfigOption("CRI_BBOX", nullptr);
+        pszCRS = CPLGetConfigOption("CRI_BBOX_CRS", nullptr);
+    }
+    if (!pszBBox)
+    {
+        if (pszCRS)
+        {
+            CPLError(CE_Failure, CPLE_IllegalArg,
+                     "CRI: BBOX_CRS=%s needs a BBOX", pszCRS);
+            return false;
+        }
+        return true;
+    }
+    std::string error;
+    filter = cri::SpatialFilter::Build(pszBBox, pszCRS ? pszCRS : "", error);
+    if (!filter)
+    {
+        CPLError(CE_Failure, CPLE_IllegalArg, "CRI: %s", error.c_str());
+        return false;
+    }
     return true;
 }
 
@@ -315,10 +352,22 @@ GDALDataset *CRIOpen(GDALOpenInfo *poOpenInfo)
                  poOpenInfo->pszFilename);
         return nullptr;
     }
+    std::shared_ptr<const cri::SpatialFilter> filter;
+    if (!SpatialFilterOption(poOpenInfo, filter))
+        return nullptr;
     std::shared_ptr<cri::Index> index;
     std::shared_ptr<cri::ChunkTable> table;
-    if (!OpenIndex(conn, index, table))
+    if (!OpenIndex(conn, filter, index, table))
         return nullptr;
+    if (filter && !table->HasFootprints())
+    {
+        CPLError(CE_Failure, CPLE_AppDefined,
+                 "CRI: %s has no chunk footprints (`geometry` and `bbox` "
+                 "columns) for BBOX: write the index with footprints "
+                 "(output kind `footprints`)",
+                 conn.path.c_str());
+        return nullptr;
+    }
 
     if (poOpenInfo->nOpenFlags & GDAL_OF_MULTIDIM_RASTER)
         return cri::OpenMultiDim(index, table, poOpenInfo->pszFilename);
@@ -428,6 +477,12 @@ extern "C" __attribute__((visibility("default"))) void GDALRegister_CRI()
         "or an ISO date'/>"
         "  <Option name='LEVEL' type='int' default='0' description='Level "
         "(0 = full resolution) opened as the main raster'/>"
+        "  <Option name='BBOX' type='string' description='minx,miny,maxx,maxy: "
+        "read only the chunks whose footprint meets this box (WGS84 lon/lat "
+        "unless BBOX_CRS; minx > maxx crosses 180); others read as nodata. "
+        "Needs an index with footprints'/>"
+        "  <Option name='BBOX_CRS' type='string' description='CRS of BBOX "
+        "(e.g. EPSG:32633); default WGS84 lon/lat'/>"
         "</OpenOptionList>");
     poDriver->pfnIdentify = CRIIdentify;
     poDriver->pfnOpen = CRIOpen;

@@ -124,23 +124,81 @@ std::string DimTypeDirection(const Dimension &d, std::string &dir)
     return d.type;
 }
 
+/** IRead of a 1-D list of doubles held in memory (a coordinate array or
+ * a numeric attribute). */
+bool ReadDoubles(const std::vector<double> &values, const GUInt64 *start,
+                 const size_t *count, const GInt64 *step,
+                 const GPtrDiff_t *stride, const GDALExtendedDataType &bufDT,
+                 void *dst)
+{
+    static const GDALExtendedDataType dt =
+        GDALExtendedDataType::Create(GDT_Float64);
+    GByte *out = static_cast<GByte *>(dst);
+    const auto sz = static_cast<GPtrDiff_t>(bufDT.GetSize());
+    for (size_t i = 0; i < count[0]; ++i)
+    {
+        const double v = values[static_cast<size_t>(
+            static_cast<GInt64>(start[0]) + static_cast<GInt64>(i) * step[0])];
+        GDALExtendedDataType::CopyValue(
+            &v, dt, out + static_cast<GPtrDiff_t>(i) * stride[0] * sz, bufDT);
+    }
+    return true;
+}
+
+/** What the driver's arrays share: read-only, in the index file, with
+ * fixed dimensions and data type. (GDALAbstractMDArray is a virtual base:
+ * the final class constructs it.) */
+class ReadOnlyArray : public GDALMDArray
+{
+  protected:
+    std::vector<std::shared_ptr<GDALDimension>> m_dims;
+    GDALExtendedDataType m_dt;
+    std::string m_osFilename;
+
+    ReadOnlyArray(const std::string &parent, const std::string &name,
+                  std::vector<std::shared_ptr<GDALDimension>> dims,
+                  GDALDataType eDT, const std::string &filename)
+        : GDALAbstractMDArray(parent, name), GDALMDArray(parent, name),
+          m_dims(std::move(dims)), m_dt(GDALExtendedDataType::Create(eDT)),
+          m_osFilename(filename)
+    {
+    }
+
+  public:
+    bool IsWritable() const override
+    {
+        return false;
+    }
+    const std::string &GetFilename() const override
+    {
+        return m_osFilename;
+    }
+    const std::vector<std::shared_ptr<GDALDimension>> &
+    GetDimensions() const override
+    {
+        return m_dims;
+    }
+    const GDALExtendedDataType &GetDataType() const override
+    {
+        return m_dt;
+    }
+};
+
 /** A 1-D array of double values held in memory (coordinates from the
  * `values` of a dimension). */
-class ValuesArray final : public GDALMDArray
+class ValuesArray final : public ReadOnlyArray
 {
     std::vector<double> m_values;
-    std::vector<std::shared_ptr<GDALDimension>> m_dims;
     std::vector<std::shared_ptr<GDALAttribute>> m_attrs{};
-    GDALExtendedDataType m_dt = GDALExtendedDataType::Create(GDT_Float64);
-    std::string m_osFilename;
     std::string m_osUnit{};
 
   protected:
     ValuesArray(const std::string &parent, const std::string &name,
                 const std::shared_ptr<GDALDimension> &dim,
                 std::vector<double> values, const std::string &filename)
-        : GDALAbstractMDArray(parent, name), GDALMDArray(parent, name),
-          m_values(std::move(values)), m_dims{dim}, m_osFilename(filename)
+        : GDALAbstractMDArray(parent, name),
+          ReadOnlyArray(parent, name, {dim}, GDT_Float64, filename),
+          m_values(std::move(values))
     {
     }
 
@@ -148,16 +206,7 @@ class ValuesArray final : public GDALMDArray
                const GPtrDiff_t *stride, const GDALExtendedDataType &bufDT,
                void *dst) const override
     {
-        GByte *out = static_cast<GByte *>(dst);
-        const size_t sz = bufDT.GetSize();
-        for (size_t i = 0; i < count[0]; ++i)
-        {
-            const double v = m_values[static_cast<size_t>(
-                static_cast<GInt64>(start[0]) + static_cast<GInt64>(i) * step[0])];
-            GDALExtendedDataType::CopyValue(&v, m_dt, out + i * stride[0] * sz,
-                                            bufDT);
-        }
-        return true;
+        return ReadDoubles(m_values, start, count, step, stride, bufDT, dst);
     }
 
   public:
@@ -178,23 +227,6 @@ class ValuesArray final : public GDALMDArray
     void SetUnitStr(const std::string &u)
     {
         m_osUnit = u;
-    }
-    bool IsWritable() const override
-    {
-        return false;
-    }
-    const std::string &GetFilename() const override
-    {
-        return m_osFilename;
-    }
-    const std::vector<std::shared_ptr<GDALDimension>> &
-    GetDimensions() const override
-    {
-        return m_dims;
-    }
-    const GDALExtendedDataType &GetDataType() const override
-    {
-        return m_dt;
     }
     const std::string &GetUnit() const override
     {
@@ -219,16 +251,7 @@ class DoublesAttribute final : public GDALAttribute
                const GPtrDiff_t *stride, const GDALExtendedDataType &bufDT,
                void *dst) const override
     {
-        GByte *out = static_cast<GByte *>(dst);
-        const size_t sz = bufDT.GetSize();
-        for (size_t i = 0; i < count[0]; ++i)
-        {
-            const double v = m_values[static_cast<size_t>(
-                static_cast<GInt64>(start[0]) + static_cast<GInt64>(i) * step[0])];
-            GDALExtendedDataType::CopyValue(&v, m_dt, out + i * stride[0] * sz,
-                                            bufDT);
-        }
-        return true;
+        return ReadDoubles(m_values, start, count, step, stride, bufDT, dst);
     }
 
   public:
@@ -323,7 +346,7 @@ class CRIGroup;
 
 /** One variable at one level, with some dimensions optionally pinned to an
  * index (classic mode: a time step). */
-class CRIArray final : public GDALMDArray
+class CRIArray final : public ReadOnlyArray
 {
     std::shared_ptr<SharedResource> m_res;
     std::shared_ptr<GDALGroup> m_root;  // kept alive for GetRootGroup()
@@ -332,9 +355,6 @@ class CRIArray final : public GDALMDArray
     const Level &m_l;
     std::vector<int64_t> m_pinned;  // per array dim: -1 or the index
     std::vector<int> m_exposed;     // exposed dim -> array dim
-    std::vector<std::shared_ptr<GDALDimension>> m_dims;
-    GDALExtendedDataType m_dt;
-    std::string m_osFilename;
     std::string m_osUnit;
     std::vector<GByte> m_nodata{};
     bool m_hasNodata = false;
@@ -360,11 +380,11 @@ class CRIArray final : public GDALMDArray
              const std::shared_ptr<GDALGroup> &root, const Array &a,
              size_t iLevel, std::vector<int64_t> pinned,
              std::vector<std::shared_ptr<GDALDimension>> dims)
-        : GDALAbstractMDArray("/", a.name), GDALMDArray("/", a.name),
+        : GDALAbstractMDArray("/", a.name),
+          ReadOnlyArray("/", a.name, std::move(dims), a.eDT,
+                        res->index->indexPath),
           m_res(res), m_root(root), m_a(a), m_iLevel(iLevel),
-          m_l(a.levels[iLevel]), m_pinned(std::move(pinned)),
-          m_dims(std::move(dims)), m_dt(GDALExtendedDataType::Create(a.eDT)),
-          m_osFilename(res->index->indexPath)
+          m_l(a.levels[iLevel]), m_pinned(std::move(pinned))
     {
         for (size_t d = 0; d < m_pinned.size(); ++d)
             if (m_pinned[d] < 0)
@@ -488,13 +508,18 @@ class CRIArray final : public GDALMDArray
     bool NormalizeChunk(const Coords &c, std::vector<GByte> &buf,
                         const std::string &what) const;
 
-    std::string ChunkName(const Coords &c) const
+    static std::string CoordsText(const Coords &c)
     {
-        std::string s = m_a.name + " level " + std::to_string(m_l.level) +
-                        " chunk (";
+        std::string s = "(";
         for (int i = 0; i < c.n; ++i)
             s += (i ? "," : "") + std::to_string(c.c[i]);
         return s + ")";
+    }
+
+    std::string ChunkName(const Coords &c) const
+    {
+        return m_a.name + " level " + std::to_string(m_l.level) + " chunk " +
+               CoordsText(c);
     }
 
     /** The SRS, built on first use (PROJ's WKT parsing is the costliest
@@ -560,23 +585,6 @@ class CRIArray final : public GDALMDArray
         return arr;
     }
 
-    bool IsWritable() const override
-    {
-        return false;
-    }
-    const std::string &GetFilename() const override
-    {
-        return m_osFilename;
-    }
-    const std::vector<std::shared_ptr<GDALDimension>> &
-    GetDimensions() const override
-    {
-        return m_dims;
-    }
-    const GDALExtendedDataType &GetDataType() const override
-    {
-        return m_dt;
-    }
     std::vector<GUInt64> GetBlockSize() const override
     {
         std::vector<GUInt64> b;
@@ -910,6 +918,8 @@ bool CRIArray::GetRawBlockInfo(const uint64_t *panBlockCoordinates,
     info.nSize = static_cast<uint64_t>(r.length);
     if (r.skip)
         aosInfo.SetNameValue("SKIP", CPLSPrintf("%u", r.skip));
+    if (r.outside)  // not read by IRead(): its footprint misses BBOX
+        aosInfo.SetNameValue("SPATIAL_FILTER", "OUTSIDE");
     if (r.raw)
     {
         info.pabyInlineData = static_cast<GByte *>(VSI_MALLOC_VERBOSE(
@@ -991,18 +1001,47 @@ bool CRIArray::GetChunks(
         std::shared_ptr<std::vector<GByte>> decoded;
     };
     std::vector<Todo> todo;
+    ReadStats &stats = m_res->table->Stats();
+    size_t nOutside = 0, nCached = 0;
     for (auto &r : rows)
     {
+        if (r.second.outside)
+        {
+            // Its footprint misses the BBOX open option: left as fill.
+            ++nOutside;
+            continue;
+        }
         ChunkCache::Key key{m_a.name, m_l.level, r.first};
         if (auto b = m_res->cache->Get(key))
         {
             chunks[r.first] = b;
+            ++nCached;
             continue;
         }
         todo.push_back({r.first, r.second, {}, ChunkName(r.first), nullptr});
     }
+    stats.chunksCached += static_cast<int64_t>(nCached);
+    // (The message is only built when some debug output is on.)
+    const char *pszDebug = CPLGetConfigOption("CPL_DEBUG", nullptr);
+    if (pszDebug)
+        CPLDebug("CRI",
+                 "read %s level %d chunks %s..%s: %zu rows, %zu outside BBOX, "
+                 "%zu cached, %zu to fetch",
+                 m_a.name.c_str(), m_l.level, CoordsText(lo).c_str(),
+                 CoordsText(hi).c_str(), rows.size(), nOutside, nCached,
+                 todo.size());
     if (todo.empty())
         return true;
+    if (pszDebug && CPLString(pszDebug).ifind("CRI_CHUNKS") != std::string::npos)
+    {
+        // Which chunks are read, only when CPL_DEBUG names CRI_CHUNKS (a
+        // long line): tests compare the set with `chunkindex query`.
+        std::string list;
+        for (const auto &t : todo)
+            list += " " + CoordsText(t.c);
+        CPLDebug("CRI_CHUNKS", "%s level %d:%s", m_a.name.c_str(), m_l.level,
+                 list.c_str());
+    }
     if (!unsupported.empty())
     {
         CPLError(CE_Failure, CPLE_NotSupported,
@@ -1029,6 +1068,9 @@ bool CRIArray::GetChunks(
     }
     if (!FetchRanges(reqs))
         return false;
+    stats.chunksFetched += static_cast<int64_t>(reqs.size());
+    for (const auto &rq : reqs)
+        stats.bytesFetched += rq.length;
 
     // Decode, in a few threads when there are many chunks.
     std::atomic<size_t> next{0};
@@ -1095,6 +1137,7 @@ bool CRIArray::GetChunks(
     }
     if (failed)
         return false;
+    stats.chunksDecoded += static_cast<int64_t>(todo.size());
     for (auto &t : todo)
     {
         ChunkCache::Buffer b = t.decoded;
@@ -1224,14 +1267,7 @@ bool CRIArray::IRead(const GUInt64 *arrayStartIdx, const size_t *count,
                     break;
             }
         }
-        int d = nd - 1;
-        for (; d >= 0; --d)
-        {
-            if (++c.c[d] <= hi.c[d])
-                break;
-            c.c[d] = lo.c[d];
-        }
-        if (d < 0)
+        if (!NextInBox(c, lo, hi))
             break;
     }
     return true;

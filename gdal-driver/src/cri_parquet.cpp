@@ -148,6 +148,12 @@ struct ParquetRowGroups::Impl
     std::vector<bool> varKnown{};
     std::vector<int64_t> ranges{};  // nGroups x (1 + K) x 2
     std::vector<int> columns{};     // leaf columns read
+    bool hasFootprints = false;
+    // Per row group: xmin, ymin, xmax, ymax statistics of bbox.* (the least
+    // xmin, ymin and greatest xmax, ymax are what prune), and whether every
+    // row has a footprint (no nulls): only then may a group be skipped.
+    std::vector<std::array<double, 4>> bbox{};
+    std::vector<bool> bboxKnown{};
 };
 
 ParquetRowGroups::ParquetRowGroups() : m(new Impl())
@@ -157,7 +163,7 @@ ParquetRowGroups::ParquetRowGroups() : m(new Impl())
 ParquetRowGroups::~ParquetRowGroups() = default;
 
 std::unique_ptr<ParquetRowGroups> ParquetRowGroups::Open(const std::string &path,
-                                                         int K,
+                                                         int K, bool footprints,
                                                          std::string &error)
 {
     if (CPLTestBool(CPLGetConfigOption("CRI_USE_OGR", "NO")))
@@ -230,6 +236,39 @@ std::unique_ptr<ParquetRowGroups> ParquetRowGroups::Open(const std::string &path
                 }
             }
         }
+        const int iGeom = schema->ColumnIndex("geometry");
+        int iBBox[4];
+        const char *const bboxNames[4] = {"bbox.xmin", "bbox.ymin",
+                                          "bbox.xmax", "bbox.ymax"};
+        d.hasFootprints = iGeom >= 0;
+        for (int k = 0; k < 4; ++k)
+        {
+            iBBox[k] = schema->ColumnIndex(bboxNames[k]);
+            d.hasFootprints = d.hasFootprints && iBBox[k] >= 0;
+        }
+        if (d.hasFootprints)
+        {
+            d.bbox.resize(d.nGroups);
+            d.bboxKnown.assign(d.nGroups, false);
+            for (int g = 0; g < d.nGroups; ++g)
+            {
+                auto rg = md->RowGroup(g);
+                bool known = true;
+                for (int k = 0; k < 4 && known; ++k)
+                {
+                    auto st = rg->ColumnChunk(iBBox[k])->statistics();
+                    known = st && st->HasMinMax() && st->HasNullCount() &&
+                            st->null_count() == 0 &&
+                            st->physical_type() == parquet::Type::DOUBLE;
+                    if (known)
+                    {
+                        auto ds = std::static_pointer_cast<parquet::DoubleStatistics>(st);
+                        d.bbox[g][k] = k < 2 ? ds->min() : ds->max();
+                    }
+                }
+                d.bboxKnown[g] = known;
+            }
+        }
         for (const char *name : {"variable", "level", "path", "offset",
                                  "length", "raw", "skip"})
         {
@@ -239,11 +278,20 @@ std::unique_ptr<ParquetRowGroups> ParquetRowGroups::Open(const std::string &path
         }
         for (int j = 0; j < K; ++j)
             d.columns.push_back(iC[j]);
+        if (footprints && d.hasFootprints)
+        {
+            d.columns.push_back(iGeom);
+            for (int k = 0; k < 4; ++k)
+                d.columns.push_back(iBBox[k]);
+        }
         parquet::ArrowReaderProperties props;
         props.set_read_dictionary(iVar, true);  // one string per group, not per row
         const int iPath = schema->ColumnIndex("path");
         if (iPath >= 0)
             props.set_read_dictionary(iPath, true);
+        // Footprints repeat along time/depth/band: each is parsed once a group.
+        if (footprints && iGeom >= 0)
+            props.set_read_dictionary(iGeom, true);
         auto made = parquet::arrow::FileReader::Make(arrow::default_memory_pool(),
                                                      std::move(pq), props);
         if (!made.ok())
@@ -263,10 +311,13 @@ std::unique_ptr<ParquetRowGroups> ParquetRowGroups::Open(const std::string &path
 
 std::vector<int> ParquetRowGroups::Select(const std::string &variable,
                                           int level, const Coords &lo,
-                                          const Coords &hi) const
+                                          const Coords &hi,
+                                          const SpatialFilter *filter,
+                                          int &prunedByBBox) const
 {
     const Impl &d = *m;
     std::vector<int> groups;
+    prunedByBBox = 0;
     const int K = d.K;
     for (int g = 0; g < d.nGroups; ++g)
     {
@@ -278,10 +329,25 @@ std::vector<int> ParquetRowGroups::Select(const std::string &variable,
         bool meets = true;
         for (int j = 0; j < K && j < lo.n && meets; ++j)
             meets = hi.c[j] >= r[2 * (j + 1)] && lo.c[j] <= r[2 * (j + 1) + 1];
-        if (meets)
-            groups.push_back(g);
+        if (!meets)
+            continue;
+        if (filter && d.hasFootprints && d.bboxKnown[g])
+        {
+            const auto &b = d.bbox[g];
+            if (!filter->EnvelopeMeets(b[0], b[1], b[2], b[3]))
+            {
+                ++prunedByBBox;
+                continue;
+            }
+        }
+        groups.push_back(g);
     }
     return groups;
+}
+
+bool ParquetRowGroups::HasFootprints() const
+{
+    return m->hasFootprints;
 }
 
 bool ParquetRowGroups::Read(const std::vector<int> &groups,

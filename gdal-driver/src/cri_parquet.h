@@ -20,12 +20,22 @@ class ParquetRowGroups
   public:
     ~ParquetRowGroups();
     /** Open `path` (a VSI path) and read the row-group statistics of
-     * variable, level, c0..cK-1. nullptr (and `error`) when it cannot. */
+     * variable, level, c0..cK-1 (and bbox.* when present). With
+     * `footprints`, reads also return the `bbox` and `geometry` columns.
+     * nullptr (and `error`) when it cannot. */
     static std::unique_ptr<ParquetRowGroups> Open(const std::string &path,
-                                                  int K, std::string &error);
-    /** Row groups whose statistics meet (variable, level, box [lo, hi]). */
+                                                  int K, bool footprints,
+                                                  std::string &error);
+    /** Row groups whose statistics meet (variable, level, box [lo, hi]);
+     * with `filter`, also its envelopes (bbox statistics of groups whose
+     * every row has a footprint). `prunedByBBox` counts the groups only
+     * the bbox statistics ruled out. */
     std::vector<int> Select(const std::string &variable, int level,
-                            const Coords &lo, const Coords &hi) const;
+                            const Coords &lo, const Coords &hi,
+                            const SpatialFilter *filter,
+                            int &prunedByBBox) const;
+    /** Whether the file has `geometry` and `bbox` columns. */
+    bool HasFootprints() const;
     /** Read the used columns of `groups`, batch by batch, into `consume`
      * (rows are not filtered here). */
     bool Read(const std::vector<int> &groups,

@@ -72,6 +72,32 @@ struct Column
         }
     }
 
+    /** A double of a (non-null) row; false when null or not a double. */
+    bool Double(int64_t i, double &v) const
+    {
+        if (!valid() || IsNull(i) || strcmp(schema->format, "g") != 0)
+            return false;
+        v = static_cast<const double *>(array->buffers[1])[i + array->offset];
+        return true;
+    }
+
+    /** The child `name` of a struct column (offsets of a struct and its
+     * children add up). */
+    Column Child(const char *name, int64_t &offset) const
+    {
+        Column c;
+        offset = array->offset;
+        for (int64_t k = 0; k < schema->n_children; ++k)
+        {
+            if (EQUAL(schema->children[k]->name, name))
+            {
+                c.schema = schema->children[k];
+                c.array = array->children[k];
+            }
+        }
+        return c;
+    }
+
     bool Int(int64_t i, int64_t &v) const
     {
         if (schema->dictionary)
@@ -122,9 +148,11 @@ struct Column
 }  // namespace
 
 ChunkTable::ChunkTable(std::shared_ptr<const Index> index,
-                       const std::string &path)
+                       const std::string &path,
+                       std::shared_ptr<const SpatialFilter> filter)
     : m_indexHolder(std::move(index)), m_index(*m_indexHolder),
-      m_poDS(nullptr), m_poLayer(nullptr), m_lazyPath(path)
+      m_filter(std::move(filter)), m_poDS(nullptr), m_poLayer(nullptr),
+      m_lazyPath(path)
 {
 }
 
@@ -137,7 +165,8 @@ bool ChunkTable::EnsureOpen()
     {
         m_directTried = true;
         std::string error;
-        auto direct = ParquetRowGroups::Open(m_lazyPath, m_index.K, error);
+        auto direct = ParquetRowGroups::Open(m_lazyPath, m_index.K,
+                                             m_filter != nullptr, error);
         if (direct)
         {
             CPLDebug("CRI", "%s: direct row-group reader (%d row groups)",
@@ -171,11 +200,25 @@ bool ChunkTable::EnsureOpen()
 }
 
 ChunkTable::ChunkTable(std::shared_ptr<const Index> index,
-                       GDALDataset *poVectorDS, OGRLayer *poLayer)
+                       GDALDataset *poVectorDS, OGRLayer *poLayer,
+                       std::shared_ptr<const SpatialFilter> filter)
     : m_indexHolder(std::move(index)), m_index(*m_indexHolder),
-      m_poDS(poVectorDS), m_poLayer(poLayer)
+      m_filter(std::move(filter)), m_poDS(poVectorDS), m_poLayer(poLayer)
 {
     Setup();
+}
+
+bool ChunkTable::HasFootprints()
+{
+    std::lock_guard<std::mutex> lock(m_mutex);
+    if (!EnsureOpen())
+        return false;
+#ifdef CRI_HAVE_PARQUET
+    if (m_direct)
+        return m_direct->HasFootprints();
+#endif
+    const OGRFeatureDefn *defn = m_poLayer->GetLayerDefn();
+    return defn->GetGeomFieldCount() > 0 || defn->GetFieldIndex("geometry") >= 0;
 }
 
 void ChunkTable::Setup()
@@ -191,13 +234,18 @@ void ChunkTable::Setup()
             EQUAL(name, "path") || EQUAL(name, "offset") ||
             EQUAL(name, "length") || EQUAL(name, "raw") ||
             EQUAL(name, "skip") ||
-            (name[0] == 'c' && name[1] >= '0' && name[1] <= '9');
+            (name[0] == 'c' && name[1] >= '0' && name[1] <= '9') ||
+            (m_filter && (EQUAL(name, "geometry") || EQUAL(name, "bbox")));
         if (!used)
             ignored.AddString(name);
     }
-    for (int i = 0; i < defn->GetGeomFieldCount(); ++i)
+    // The footprint is read only to test it against a spatial filter (on the
+    // rows: a filter on the layer would drop the rows, and GetRawBlockInfo
+    // still gives the references of chunks outside).
+    const bool keepGeometry = m_filter != nullptr;
+    for (int i = 0; i < defn->GetGeomFieldCount() && !keepGeometry; ++i)
         ignored.AddString(defn->GetGeomFieldDefn(i)->GetNameRef());
-    if (defn->GetGeomFieldCount() > 0)
+    if (defn->GetGeomFieldCount() > 0 && !keepGeometry)
         ignored.AddString("OGR_GEOMETRY");
     ignored.AddString("OGR_STYLE");
     m_poLayer->SetIgnoredFields(ignored.List());
@@ -226,7 +274,33 @@ void ChunkTable::Setup()
     }
 }
 
-ChunkTable::~ChunkTable() = default;
+ChunkTable::~ChunkTable()
+{
+    // key=value pairs, one line: what tests count and users tune by
+    // (CPL_DEBUG=CRI).
+    const ReadStats &st = m_stats;
+    if (st.queries == 0)
+        return;  // opened, never read (GDAL opens some datasets twice)
+    CPLDebug("CRI",
+             "read summary: %s: row_groups_read=" CPL_FRMT_GIB
+             " row_groups_pruned_bbox=" CPL_FRMT_GIB " rows_loaded=" CPL_FRMT_GIB
+             " rows_kept=" CPL_FRMT_GIB " rows_outside_bbox=" CPL_FRMT_GIB
+             " chunks_fetched=" CPL_FRMT_GIB " bytes_fetched=" CPL_FRMT_GIB
+             " chunks_decoded=" CPL_FRMT_GIB " chunks_cached=" CPL_FRMT_GIB
+             "%s%s",
+             m_index.indexPath.c_str(),
+             static_cast<GIntBig>(st.rowGroupsRead.load()),
+             static_cast<GIntBig>(st.rowGroupsPrunedBBox.load()),
+             static_cast<GIntBig>(st.rowsLoaded.load()),
+             static_cast<GIntBig>(st.rowsKept.load()),
+             static_cast<GIntBig>(st.rowsOutside.load()),
+             static_cast<GIntBig>(st.chunksFetched.load()),
+             static_cast<GIntBig>(st.bytesFetched.load()),
+             static_cast<GIntBig>(st.chunksDecoded.load()),
+             static_cast<GIntBig>(st.chunksCached.load()),
+             m_filter ? " " : "",
+             m_filter ? m_filter->Description().c_str() : "");
+}
 
 std::string ChunkTable::GetPath(int idx) const
 {
@@ -344,21 +418,12 @@ bool ChunkTable::Lookup(const Array &array, int level, const Coords &cmin,
     if (nBox <= cache.rows.size() * 4 + 16)
     {
         Coords c = cmin;
-        while (true)
+        do
         {
             auto it = cache.rows.find(c);
             if (it != cache.rows.end())
                 out.emplace_back(c, it->second);
-            int j = n - 1;
-            for (; j >= 0; --j)
-            {
-                if (++c.c[j] <= cmax.c[j])
-                    break;
-                c.c[j] = cmin.c[j];
-            }
-            if (j < 0)
-                break;
-        }
+        } while (NextInBox(c, cmin, cmax));
     }
     else
     {
@@ -378,10 +443,14 @@ bool ChunkTable::QueryDirect(const Array &array, int level, const Coords &lo,
                              const Coords &hi, Cache &cache)
 {
 #ifdef CRI_HAVE_PARQUET
-    const std::vector<int> groups = m_direct->Select(array.name, level, lo, hi);
-    CPLDebug("CRI", "query %s level %d: %d of %d row groups",
+    int pruned = 0;
+    const std::vector<int> groups =
+        m_direct->Select(array.name, level, lo, hi, m_filter.get(), pruned);
+    CPLDebug("CRI", "query %s level %d: %d of %d row groups (%d ruled out by bbox statistics)",
              array.name.c_str(), level, static_cast<int>(groups.size()),
-             m_direct->GroupCount());
+             m_direct->GroupCount(), pruned);
+    m_stats.rowGroupsRead += static_cast<int64_t>(groups.size());
+    m_stats.rowGroupsPrunedBBox += pruned;
     std::string error;
     const bool ok = m_direct->Read(
         groups,
@@ -401,6 +470,7 @@ bool ChunkTable::QueryDirect(const Array &array, int level, const Coords &lo,
 bool ChunkTable::Query(const Array &array, int level, const Coords &lo,
                        const Coords &hi, Cache &cache)
 {
+    ++m_stats.queries;
     if (m_direct)
         return QueryDirect(array, level, lo, hi, cache);
     std::string filter;
@@ -507,11 +577,17 @@ bool ChunkTable::ConsumeBatch(const Array &array, int level, const Coords &lo,
     for (int j = 0; j < MAX_DIMS; ++j)
         iC[j] = -1;
     int iPath = -1, iOffset = -1, iLength = -1, iRaw = -1, iSkip = -1;
+    int iGeom = -1, iBBox = -1;
     {
         for (int64_t k = 0; k < schema.n_children; ++k)
         {
             const char *name = schema.children[k]->name;
-            if (EQUAL(name, "path"))
+            if (EQUAL(name, "geometry"))
+                iGeom = static_cast<int>(k);
+            else if (EQUAL(name, "bbox") &&
+                     strcmp(schema.children[k]->format, "+s") == 0)
+                iBBox = static_cast<int>(k);
+            else if (EQUAL(name, "path"))
                 iPath = static_cast<int>(k);
             else if (EQUAL(name, "offset"))
                 iOffset = static_cast<int>(k);
@@ -568,6 +644,50 @@ bool ChunkTable::ConsumeBatch(const Array &array, int level, const Coords &lo,
         std::map<int64_t, int> dictToPath;
         const Column cVar = col(iVar), cLevel = col(iLevel);
         std::map<int64_t, bool> dictIsArray;  // dictionary code -> name matches
+        // The spatial filter: the bbox struct's fields pre-test, the WKB
+        // footprint decides (once per dictionary value).
+        const SpatialFilter *spatial = m_filter.get();
+        const Column cGeom = col(iGeom), cBBox = col(iBBox);
+        Column cBox[4];
+        int64_t boxOffset = 0;
+        if (spatial && cBBox.valid())
+        {
+            const char *const names[4] = {"xmin", "ymin", "xmax", "ymax"};
+            for (int k = 0; k < 4; ++k)
+                cBox[k] = cBBox.Child(names[k], boxOffset);
+        }
+        std::map<int64_t, bool> dictMeets;  // geometry dictionary code -> meets
+        auto outsideFilter = [&](int64_t r)
+        {
+            if (!spatial || !cGeom.valid() || cGeom.IsNull(r))
+                return false;  // no footprint: where it lies is unknown; read
+            if (cBBox.valid() && !cBBox.IsNull(r))
+            {
+                double b[4];
+                bool have = true;
+                for (int k = 0; k < 4 && have; ++k)
+                    have = cBox[k].Double(r + boxOffset, b[k]);
+                if (have && !spatial->EnvelopeMeets(b[0], b[1], b[2], b[3]))
+                    return true;
+            }
+            const char *p = nullptr;
+            size_t np = 0;
+            int64_t di = -1;
+            if (!cGeom.Bytes(r, p, np, di))
+                return false;
+            if (di >= 0)
+            {
+                auto it = dictMeets.find(di);
+                if (it == dictMeets.end())
+                    it = dictMeets
+                             .emplace(di, spatial->Meets(
+                                              reinterpret_cast<const GByte *>(p), np))
+                             .first;
+                return !it->second;
+            }
+            return !spatial->Meets(reinterpret_cast<const GByte *>(p), np);
+        };
+        m_stats.rowsLoaded += batch.length;
         for (int64_t r = 0; r < batch.length && ok; ++r)
         {
             if (filter)
@@ -674,6 +794,10 @@ bool ChunkTable::ConsumeBatch(const Array &array, int level, const Coords &lo,
                 ok = false;
                 break;
             }
+            ref.outside = outsideFilter(r);
+            if (ref.outside)
+                ++m_stats.rowsOutside;
+            ++m_stats.rowsKept;
             cache.rows[key] = std::move(ref);
         }
     }

@@ -28,6 +28,7 @@ from chunkindex.model import (
     AssembledIndex,
     ChunkGrid,
     ReferenceColumns,
+    level_group,
     spatial_coordinates,
     stacked_numbers,
     storage_dtype,
@@ -343,11 +344,6 @@ def _level_space(full: dict[str, Any], level: dict[str, Any], suffix: str,
         # differ from the root's (xarray's DataTree aligns same-named dimensions).
         coordinate_arrays.setdefault(group + coord.name, dataclasses.replace(coord, name=group + coord.name))
     return y_dim, x_dim
-
-
-def level_group(suffix: str) -> str:
-    """The sub-group of an overview level (`_ovr4` -> `ovr4/`; "" for full resolution)."""
-    return f"{suffix[1:]}/" if suffix else ""
 
 
 def _variable_arrays(recipe: Recipe, variable: Variable, manifest: pa.Table, levels: pa.Table, urls: dict[int, str],
