@@ -238,7 +238,7 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     with timed(timings, "assemble"):
         assembled = extractor_for(recipe.format).assemble(recipe, manifest, headers)
     return write_assembled(recipe, manifest, assembled, outputs, threads=threads, progress=progress,
-                           timings=timings)
+                           timings=timings, headers=headers)
 
 
 # Writes a Kerchunk Parquet folder from the arrays to write, the path, the
@@ -251,7 +251,8 @@ def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledInde
                     threads: int = 1, progress: ProgressFactory | None = None,
                     timings: dict[str, float] | None = None,
                     kerchunk_parquet_writer: KerchunkParquetWriter | None = None,
-                    cri_parquet_writer: Callable[..., Any] | None = None) -> WriteSummary:
+                    cri_parquet_writer: Callable[..., Any] | None = None,
+                    headers: pa.Table | None = None) -> WriteSummary:
     """Write every index in `outputs` from arrays already assembled (`write_index`'s second half).
 
     Args:
@@ -267,6 +268,9 @@ def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledInde
             reference rows from its shards: `chunkindex.indexes.sharded`).
         cri_parquet_writer: writes the CRI Parquet file instead of
             `flat.write_cri_parquet` (the same keyword arguments), as above.
+        headers: header rows giving each COG file's grid for the GTI
+            coverage (`coverage.header_grids`: at least the first IFD of
+            every file); without them the coverage opens the files.
 
     Returns:
         The WriteSummary (also written to `outputs["summary"]` when given).
@@ -329,7 +333,8 @@ def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledInde
                     if r["variable"] in (None, first)]
             # Grids come from the headers already read; a file they do not place is opened through GDAL,
             # with the recipe's endpoint and credentials settings.
-            grids = header_grids(headers, [r["file_id"] for r in rows]) if recipe.format == "cog" else None
+            grids = (header_grids(headers, [r["file_id"] for r in rows])
+                     if recipe.format == "cog" and headers is not None else None)
             with gdal_module().config_options({k: str(v) for k, v in recipe.source.gdal_config.items()}):
                 write_gti([gdal_path(r["url"]) for r in rows], [r["time"] for r in rows], outputs["coverage_gti"],
                           grids)

@@ -272,7 +272,7 @@ def write_shard_step(recipe_path: str, manifest_path: str, plan_path: str, shard
                      header_paths: list[str], folder: str) -> None:
     """Assemble one shard of the plan from its header batches alone and save
     it for the combine step (chunkindex.indexes.sharded.write_shard)."""
-    from chunkindex.indexes.sharded import WritePlan, shard_headers, write_shard
+    from chunkindex.indexes.sharded import WritePlan, grid_rows, shard_headers, write_shard
 
     recipe = load_recipe(recipe_path)
     plan = WritePlan.read(plan_path)
@@ -289,9 +289,10 @@ def write_shard_step(recipe_path: str, manifest_path: str, plan_path: str, shard
     block = manifest.slice(shard.first_row, shard.end_row - shard.first_row)
     with timed(timings, "assemble"):
         assembled = extractor_for(recipe.format).assemble(recipe, block, headers)
+    grids = grid_rows(headers)
     del headers
     with timed(timings, "save"):
-        write_shard(assembled, folder, block["url"][0].as_py())
+        write_shard(assembled, folder, block["url"][0].as_py(), grids)
     log.info("shard %d: files %d-%d (%d header batches), %d references: %s", shard_number, shard.first_row,
              shard.end_row - 1, len(shard.batches), sum(a.n_chunks for a in assembled.arrays if a.inline is None),
              ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
@@ -363,6 +364,7 @@ def combine_step(recipe: Recipe, manifest: pa.Table, shard_folders: list[str], o
         CriStream,
         KerchunkStream,
         combine_shards,
+        combined_grids,
         in_memory_refusal,
         load_columns,
     )
@@ -379,7 +381,8 @@ def combine_step(recipe: Recipe, manifest: pa.Table, shard_folders: list[str], o
     log.info("combined %d shards: %d references in %d arrays", len(shard_folders), combined.references,
              len(combined.assembled.arrays))
     return write_assembled(recipe, manifest, combined.assembled, outputs, threads=threads, timings=timings,
-                           kerchunk_parquet_writer=KerchunkStream(combined), cri_parquet_writer=CriStream(combined))
+                           kerchunk_parquet_writer=KerchunkStream(combined), cri_parquet_writer=CriStream(combined),
+                           headers=combined_grids(shard_folders) if "coverage_gti" in outputs else None)
 
 
 def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: list[str],

@@ -262,3 +262,14 @@ def test_kinds_written_from_every_reference_refuse_a_large_archive_before_writin
     combine_step(recipe, manifest, [str(f) for f in folders], outputs, threads=1)  # the streamed kinds only
     index = tmp_path / "index"
     assert (index / f"{recipe.id}.cri.parquet").is_file() and (index / f"{recipe.id}.parq" / ".zmetadata").is_file()
+
+
+def test_notes_counted_per_shard_are_summed():
+    from chunkindex.indexes.sharded import _summed_big_chunk_notes
+    from chunkindex.model import BIG_CHUNK_NOTE
+
+    def big(count: int, size: int) -> str:
+        return f"v: {count} chunks larger than 2 GiB (up to {size} bytes), indexed exactly; {BIG_CHUNK_NOTE}"
+
+    notes = [big(2, 3_000_000_000), "v: a chain is not decodable by GDAL", big(1, 4_000_000_000)]
+    assert _summed_big_chunk_notes(notes) == [big(3, 4_000_000_000), "v: a chain is not decodable by GDAL"]

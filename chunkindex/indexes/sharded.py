@@ -29,6 +29,7 @@ import itertools
 import json
 import logging
 import pickle
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,7 +49,7 @@ from chunkindex.indexes.kerchunk import (
     write_refs_table,
 )
 from chunkindex.model import ArraySpec, AssembledIndex
-from chunkindex.tables import read_chunk_table
+from chunkindex.tables import read_chunk_table, write_chunk_table
 
 log = logging.getLogger("chunkindex")
 
@@ -181,18 +182,38 @@ def shard_headers(header_paths: Sequence[str | Path], shard: Shard) -> pa.Table:
     return pa.concat_tables(tables)
 
 
+GRID_COLUMNS = ("file_id", "ifd", "geotransform", "width", "height", "crs")
+
+
+def grid_rows(headers: pa.Table) -> pa.Table | None:
+    """The first-IFD header rows of a COG shard's files, with the columns
+    `coverage.header_grids` reads (None for other formats)."""
+    if not set(GRID_COLUMNS) <= set(headers.column_names):
+        return None
+    return headers.select(list(GRID_COLUMNS)).filter(pc.equal(headers["ifd"], 0))
+
+
+def combined_grids(folders: Sequence[str | Path]) -> pa.Table | None:
+    """The shards' grid rows (`write_shard`'s `grids`), or None when they kept none."""
+    tables = [read_chunk_table(p) for f in folders if (p := Path(f) / "grids.arrow").is_file()]
+    return pa.concat_tables(tables) if tables else None
+
+
 def _stripped(array: ArraySpec) -> ArraySpec:
     empty32, empty64 = np.zeros(0, np.int32), np.zeros(0, np.int64)
     return dataclasses.replace(array, url_index=empty32, offsets=empty64, sizes=empty64)
 
 
-def write_shard(assembled: AssembledIndex, folder: str | Path, first_file: str) -> None:
+def write_shard(assembled: AssembledIndex, folder: str | Path, first_file: str,
+                grids: pa.Table | None = None) -> None:
     """Save one shard's assembled arrays into `folder` (replaced atomically).
 
     Args:
         assembled: the format's `assemble` of the shard's files.
         folder: the shard's folder (the write_shard rule's output).
         first_file: the shard's first file (named when shards disagree).
+        grids: the header rows that place its files (`grid_rows`), kept
+            for the GTI coverage (one small row per file).
     """
     options = pa.ipc.IpcWriteOptions(compression="lz4")
     with atomic_path(folder, folder=True) as staging:
@@ -213,6 +234,8 @@ def write_shard(assembled: AssembledIndex, folder: str | Path, first_file: str) 
                             pa.ipc.new_file(sink, COLUMN_SCHEMA, options=options) as writer:
                         writer.write_table(table, max_chunksize=COLUMN_BATCH_ROWS)
             info.append(item)
+        if grids is not None and grids.num_rows:
+            write_chunk_table(grids, staging / "grids.arrow")
         document = {"format": SHARD_FORMAT, "first_file": first_file, "notes": assembled.notes,
                     "skipped_files": assembled.skipped_files, "info": info,
                     "arrays": [_stripped(a) for a in assembled.arrays]}
@@ -376,6 +399,7 @@ def _merged_notes(shards: list[_ShardFile], arrays: list[ArraySpec], concat_dim:
     notes = list(dict.fromkeys(n for s in shards for n in s.notes))
     if len(shards) == 1:
         return notes
+    notes = _summed_big_chunk_notes(notes)
     static_tail = f": has no {concat_dim} dimension; indexed from "
     gap_infix = f": gap in {concat_dim} between "
     extra: list[str] = []
@@ -398,11 +422,38 @@ def _merged_notes(shards: list[_ShardFile], arrays: list[ArraySpec], concat_dim:
     place = {a.name: number for number, a in enumerate(arrays)}
 
     def key(item: tuple[int, str]) -> tuple[int, int, int]:
+        # An array's notes in the order `assemble` makes them: the files'
+        # order and time gaps, its attributes, then `add_data_array`'s.
         order, note = item
-        rank = 0 if static_tail in note else 1 if gap_infix in note else 2
+        rank = (0 if static_tail in note else 1 if gap_infix in note else 3 if _BIG_CHUNKS.match(note)
+                else 4 if note.endswith(" is not decodable by GDAL") else 2)
         return place.get(note.split(": ", 1)[0], len(arrays)), rank, order
 
     return [n for _, n in sorted(enumerate(extra + notes), key=key)]
+
+
+_BIG_CHUNKS = re.compile(r"^(?P<name>.+): (?P<count>\d+) chunks larger than 2 GiB \(up to (?P<size>\d+) bytes\)"
+                         r"(?P<rest>.*)$", re.DOTALL)
+
+
+def _summed_big_chunk_notes(notes: list[str]) -> list[str]:
+    """One note per array of chunks over 2 GiB (`AssembledIndex.add_data_array`),
+    counted over every shard, where each shard noted its own."""
+    found: dict[str, tuple[int, int, str]] = {}
+    for note in notes:
+        if match := _BIG_CHUNKS.match(note):
+            count, size, _ = found.get(match["name"], (0, 0, ""))
+            found[match["name"]] = (count + int(match["count"]), max(size, int(match["size"])), match["rest"])
+    out, done = [], set()
+    for note in notes:
+        match = _BIG_CHUNKS.match(note)
+        if match is None:
+            out.append(note)
+        elif match["name"] not in done:
+            done.add(match["name"])
+            count, size, rest = found[match["name"]]
+            out.append(f"{match['name']}: {count} chunks larger than 2 GiB (up to {size} bytes){rest}")
+    return out
 
 
 def _combined_inline(base: ArraySpec, parts: list[ArraySpec], shards: list[_ShardFile], along: bool) -> ArraySpec:
