@@ -8,7 +8,11 @@ kind is handled:
 - **Any other mapped grid** (affine in a projected or other geographic CRS,
   GCP polynomial): each chunk edge is sampled at up to `line_points` points,
   transformed to WGS84 with pyproj, and enclosed as below.
-- **Geolocated grids** (curvilinear, swath, tie points): the chunk's pixel
+- **Tie-point grids** (swath and curvilinear geolocation on tie points):
+  exact control points, no sampling: the corner surface is bilinear between
+  tie points, so a chunk lies in the hull of its edge values at the tie
+  rows/columns crossing it (`_tie_points`).
+- **Per-pixel geolocated grids** (curvilinear, swath): the chunk's pixel
   corners on its edges, plus, for scanned swaths, the first and last corner
   rows of every scan inside the chunk (bowtie overlap: a scan's edges may lie
   outside the chunk's outer rows), sampled at up to `line_points` points per
@@ -17,16 +21,17 @@ kind is handled:
 Enclosing: the points are projected onto the plane tangent at the chunk's
 centre (gnomonic: great circles are straight lines, so the enclosure is the
 same anywhere on the globe, across the antimeridian and at the poles), and
-the chunk's polygon is a `k`-DOP there: the intersection of the half-planes
-bounding the points in `k` directions (evenly spaced, with the four whose
-directions are closest to the chunk's own edge normals replaced by those
-normals, so quadrilateral chunks stay quadrilaterals). That is pure numpy
-(`max` over points per direction), contains every sampled point, and is
-expanded by a margin that bounds what sampling can miss: the sag of a chord
-between sampled points, estimated from the second difference of the samples
-along each line (times 2), plus the difference between a great-circle
-segment and the straight longitude/latitude segment stored (edges are
-densified to segments of at most `max_segment_deg`).
+the chunk's polygon is its boundary ring pushed outward (chunks within one
+scan) or a `k`-DOP there: the intersection of the half-planes bounding the
+points in `k` directions (evenly spaced, with the four whose directions are
+closest to the chunk's own edge normals replaced by those normals, so
+quadrilateral chunks stay quadrilaterals). Sampled points add a margin for
+what sampling can miss (the second difference of the samples along each
+line, times 2). Stored edges are straight in longitude/latitude, not great
+circles: the polygon is pushed out by `tolerance` x its width and its edges
+split into pieces whose straight lon/lat chord provably stays within that
+push (a curvature bound from the geodesic equations, `_split_counts`), so no
+iterative refinement and no estimate: the chunk stays inside.
 
 Then: a polygon that contains a pole is closed through the pole along
 longitude -180/180 (a cap); one that crosses the antimeridian is split into
@@ -62,7 +67,7 @@ LARGE_COS = math.cos(math.radians(75))  # a chunk wider than this from its centr
 
 # Default edge tolerances (see `grid_footprints`): area excess about twice these.
 TOLERANCE = 2e-4
-SWATH_TOLERANCE = 5e-3
+SWATH_TOLERANCE = 1e-2
 
 BBOX_TYPE = pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()),
                        ("xmax", pa.float64()), ("ymax", pa.float64())])
@@ -364,11 +369,26 @@ def _tie_points(grid: TiePointGrid, cy: int, cx: int, k: int, max_segment_deg: f
     bottom = grid.bilinear_xyz(end_block[:, None], end_row[:, None] - 0.5, xs)
     # Edge columns down each scan segment: its ends and the tie rows between.
     inner_rows = local_ties[1:-1]
-    ys = np.concatenate([lo[..., None] - 0.5,
-                         np.clip(inner_rows, lo[..., None] - 0.5, hi[..., None] - 0.5),
-                         hi[..., None] - 0.5], axis=2)  # (n, segments, 2 + inner)
-    ys = np.where(seg_valid[..., None], ys, lo[:, :1, None] - 0.5)
-    edges = grid.edge_columns_xyz(block[..., None], ys, np.stack([x0, x1], axis=1))  # (n, seg, ny, 2, 3)
+    if segments > 1 and grid.scan_lines:
+        # Many scans per chunk: the edge columns at every scan's first and
+        # last corner row and inner tie rows, once per scan; rows outside the
+        # chunk (the first and last scans' parts beyond it) give way to the
+        # chunk's own corners (on the first and last corner rows, above).
+        y_local = np.concatenate([[-0.5], inner_rows, [b - 0.5]])
+        unique, which = np.unique(np.stack([x0, x1], axis=1), return_inverse=True)
+        table = grid.block_rows_xyz(y_local, unique).reshape(-1, 3)
+        at = ((block[..., None, None] * y_local.size + np.arange(y_local.size)[:, None]) * unique.size
+              + which.reshape(n, 1, 1, 2))
+        edges = table.take(at, axis=0)  # (n, seg, rows, 2, 3)
+        inside = ((y_local >= lo[..., None] - 0.5) & (y_local <= hi[..., None] - 0.5)) & seg_valid[..., None]
+        ends = np.stack([top[:, 0], top[:, -1]], axis=1)[:, None, None]  # (n, 1, 1, 2, 3)
+        edges = np.where(inside[..., None, None], edges, ends)
+    else:
+        ys = np.concatenate([lo[..., None] - 0.5,
+                             np.clip(inner_rows, lo[..., None] - 0.5, hi[..., None] - 0.5),
+                             hi[..., None] - 0.5], axis=2)  # (n, segments, 2 + inner)
+        ys = np.where(seg_valid[..., None], ys, lo[:, :1, None] - 0.5)
+        edges = grid.edge_columns_xyz(block[..., None], ys, np.stack([x0, x1], axis=1))  # (n, seg, ny, 2, 3)
     left, right = edges[..., 0, :], edges[..., 1, :]
     quad = np.stack([top[:, 0], top[:, -1], bottom[:, -1], bottom[:, 0]], axis=1)
     ring = None
@@ -421,27 +441,75 @@ def _enclose(lines: np.ndarray, valid: np.ndarray | None, quad: np.ndarray, k: i
 def _ragged_to_wkb(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, pole: np.ndarray
                    ) -> tuple[pa.Array, np.ndarray]:
     """WKB and bounds of rings given as flat vertex arrays and per-ring
-    counts: rings are padded (last vertex repeated: the same polygon) to a few
-    sizes (at most 25 % more vertices) and written size by size."""
+    counts, in one buffer: simple polygons written with numpy, antimeridian
+    crossings split and polar caps closed with shapely (few)."""
     n = counts.size
-    q = 2 ** np.maximum(np.floor(np.log2(np.maximum(counts, 1))).astype(np.int64) - 2, 0)
-    size = -(-counts // q) * q
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    order, wkbs, bounds = [], [], []
-    for width in np.unique(size):
-        sel = np.flatnonzero(size == width)
-        at = start[sel, None] + np.minimum(np.arange(width), counts[sel, None] - 1)
-        wkb, b = _rings_to_wkb(lon[at], lat[at], pole[sel])
-        order.append(sel)
-        wkbs.append(wkb)
-        bounds.append(b)
-    if len(wkbs) == 1:
-        return wkbs[0], bounds[0]
-    position = np.argsort(np.concatenate(order), kind="stable")
-    kind = pa.large_binary() if any(w.type == pa.large_binary() for w in wkbs) else pa.binary()
-    merged = pa.concat_arrays([w.cast(kind) for w in wkbs])
-    assert len(position) == n
-    return merged.take(pa.array(position)), np.concatenate(bounds)[position]
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    lo, hi = np.minimum.reduceat(lon, start), np.maximum.reduceat(lon, start)
+    shift = np.where(lo >= 180.0, -360.0, np.where(hi <= -180.0, 360.0, 0.0))
+    if shift.any():
+        lon = lon + np.repeat(shift, counts)
+        lo, hi = lo + shift, hi + shift
+    bounds = np.stack([lo, np.minimum.reduceat(lat, start), hi, np.maximum.reduceat(lat, start)], axis=1)
+    special = np.flatnonzero((pole != 0) | (lo < -180.0) | (hi > 180.0))
+    sizes = 13 + 16 * (counts + 1)
+    blobs = None
+    if special.size:
+        import shapely
+
+        geoms = np.empty(special.size, dtype=object)
+        s_counts, s_start, s_pole = counts[special], start[special], pole[special]
+        capped = s_pole != 0
+        # Caps work on rows of equal length: rings padded to a power of two, bucket by bucket.
+        bucket = 2 ** np.ceil(np.log2(np.maximum(s_counts, 2))).astype(np.int64)
+        for width in np.unique(bucket[capped]):
+            sub = np.flatnonzero(capped & (bucket == width))
+            at = s_start[sub, None] + np.minimum(np.arange(width), s_counts[sub, None] - 1)
+            geoms[sub] = _polar_caps(lon[at], lat[at], s_pole[sub])
+        if (~capped).any():
+            sub = np.flatnonzero(~capped)
+            c_counts = s_counts[sub]
+            at = np.repeat(s_start[sub] - (np.cumsum(c_counts) - c_counts), c_counts) + np.arange(int(c_counts.sum()))
+            geoms[sub] = _split_antimeridian_ragged(lon[at], lat[at], np.repeat(np.arange(sub.size), c_counts))
+        bounds[special] = shapely.bounds(geoms)
+        blobs = shapely.to_wkb(geoms)
+        sizes[special] = np.fromiter(map(len, blobs), np.int64, blobs.size)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(offsets[-1])
+    simple = np.ones(n, bool)
+    simple[special] = False
+    # Simple rings: per record a 13-byte header then the closed ring's
+    # coordinates; the coordinates of all records are one float array, and
+    # the headers go in between (np.insert: one pass over the bytes).
+    s_counts = counts[simple]
+    closed = s_counts + 1
+    ring_start = (np.cumsum(closed) - closed).astype(np.int64)
+    coords = np.empty((int(closed.sum()), 2), "<f8")
+    if s_counts.size:
+        keep = np.ones(coords.shape[0], bool)
+        keep[ring_start + s_counts] = False  # the closing vertices
+        flat_simple = np.repeat(simple, counts)
+        coords[keep, 0], coords[keep, 1] = lon[flat_simple], lat[flat_simple]
+        coords[~keep] = coords[ring_start]
+    header = np.zeros((s_counts.size, 13), np.uint8)
+    header[:, :9] = np.frombuffer(struct.pack("<BII", 1, 3, 1), np.uint8)
+    header[:, 9:] = closed.astype("<u4").view(np.uint8).reshape(-1, 4)
+    body = np.insert(coords.view(np.uint8).ravel(), np.repeat(ring_start * 16, 13), header.ravel())
+    if blobs is None:
+        buf = body
+    else:
+        # Runs of simple records from `body`, the special ones' WKB between them.
+        cut = offsets[special] - (np.cumsum(sizes[special]) - sizes[special])  # their place in `body`
+        pieces, prev = [], 0
+        for at, blob in zip(cut.tolist(), blobs):
+            pieces += [body[prev:at], np.frombuffer(blob, np.uint8)]
+            prev = at
+        pieces.append(body[prev:])
+        buf = np.concatenate(pieces)
+    large = total >= 2**31 - 1
+    kind = pa.large_binary() if large else pa.binary()
+    offsets = offsets.astype(np.int64 if large else np.int32)
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)]), bounds
 
 
 def _pad_ring(a: np.ndarray, width: int) -> np.ndarray:
@@ -539,11 +607,10 @@ def _enclose_batch(lines: np.ndarray, valid: np.ndarray | None, quad: np.ndarray
     box = large.copy()
     if heavy.any():
         sel = np.flatnonzero(heavy)
-        t = np.arange(PRESPLIT) / PRESPLIT
-        hx = (rx[sel, :, None] + (np.roll(rx[sel], -1, 1) - rx[sel])[:, :, None] * t).reshape(sel.size, -1)
-        hy = (ry[sel, :, None] + (np.roll(ry[sel], -1, 1) - ry[sel])[:, :, None] * t).reshape(sel.size, -1)
-        hparts = _split_counts(hx, hy, c[sel], e[sel], nrt[sel], slack[sel], max_segment)
-        ok = (hparts > 0).all(axis=1)
+        pre = np.where((parts[sel] > PRESPLIT) | (parts[sel] < 0), PRESPLIT, 1)
+        hx, hy = _subdivide(rx[sel], ry[sel], pre)
+        hparts = _split_counts(hx, hy, c[sel], e[sel], nrt[sel], slack[sel], max_segment, exact=True)
+        ok = (hparts >= 0).all(axis=1)
         box[sel[~ok]] = True
         if ok.any():
             s_ok = sel[ok]
@@ -568,6 +635,21 @@ def _enclose_batch(lines: np.ndarray, valid: np.ndarray | None, quad: np.ndarray
         groups.append((sel, box_lon.ravel(), box_lat.ravel(), np.full(sel.size, 4)))
         pole[sel] = 0
     return (*_merge_ragged(groups, n), pole)
+
+
+def _subdivide(rx: np.ndarray, ry: np.ndarray, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rings (n, V) with edge j of ring i cut in parts[i, j] equal steps, as
+    rows padded with their last vertex (zero-length edges)."""
+    n, v = rx.shape
+    flat = parts.ravel()
+    edge = np.repeat(np.arange(n * v), flat)
+    t = (np.arange(edge.size) - (np.cumsum(flat) - flat)[edge]) / flat[edge]
+    x0, y0 = rx.ravel(), ry.ravel()
+    x1, y1 = np.roll(rx, -1, 1).ravel(), np.roll(ry, -1, 1).ravel()
+    x, y = x0[edge] + (x1 - x0)[edge] * t, y0[edge] + (y1 - y0)[edge] * t
+    counts = parts.sum(axis=1)
+    at = (np.cumsum(counts) - counts)[:, None] + np.minimum(np.arange(int(counts.max())), counts[:, None] - 1)
+    return x[at], y[at]
 
 
 def _merge_ragged(groups: list[tuple[np.ndarray, ...]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -612,7 +694,7 @@ PRESPLIT = 32
 
 
 def _split_counts(rx: np.ndarray, ry: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray,
-                  slack: np.ndarray, max_segment: float) -> np.ndarray:
+                  slack: np.ndarray, max_segment: float, exact: bool = False) -> np.ndarray:
     """Pieces per edge (n, V) so that each straight lon/lat piece stays within
     `slack` (radians, per chunk) of its great-circle arc; -1 where no count
     can (an arc that may reach a pole).
@@ -622,37 +704,43 @@ def _split_counts(rx: np.ndarray, ry: np.ndarray, c: np.ndarray, e: np.ndarray, 
     |d2 lon/ds2| = |tan lat sin 2a| / cos lat <= 2 |tan lat| |cos a| / cos lat;
     |cos a| changes by at most |tan lat| per radian (Clairaut). A piece of arc
     length S is then within S^2/8 x that curvature of its chord, with lat the
-    arc's largest |latitude| (`_arc_z_range`). Uniform
-    steps in the plane give pieces no longer on the sphere than in the plane
-    (the gnomonic scale is >= 1); lon/lat distance is >= distance on the
-    sphere, so the bound holds as a lon/lat distance."""
-    ex, ey = np.roll(rx, -1, 1) - rx, np.roll(ry, -1, 1) - ry
+    arc's largest |latitude|: at most its ends' / cos(S/2), or exactly
+    (`exact`, `_arc_z_range`). Uniform steps in the plane give pieces no
+    longer on the sphere than in the plane (the gnomonic scale is >= 1);
+    lon/lat distance is >= distance on the sphere, so the bound holds as a
+    lon/lat distance. All in plane coordinates: z = (c + x e + y n)_z / s,
+    s = sqrt(1 + x^2 + y^2)."""
+    x1, y1 = np.roll(rx, -1, 1), np.roll(ry, -1, 1)
+    ex, ey = x1 - rx, y1 - ry
     length = np.hypot(ex, ey)
-    a = c[:, None] + rx[..., None] * e[:, None] + ry[..., None] * nrt[:, None]
-    a /= np.linalg.norm(a, axis=-1, keepdims=True)
-    b = np.roll(a, -1, 1)
-    z_lo, z_hi = _arc_z_range(a, b)
-    z = np.maximum(-z_lo, z_hi)
+    s0, s1 = np.sqrt(1 + rx * rx + ry * ry), np.sqrt(1 + x1 * x1 + y1 * y1)
+    cz, ez, nz = c[:, 2:3], e[:, 2:3], nrt[:, 2:3]
+    z0, z1 = (cz + rx * ez + ry * nz) / s0, (cz + x1 * ez + y1 * nz) / s1
+    dz = ex * ez + ey * nz  # the step's 3-D direction, z part
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        if exact:
+            a = c[:, None] + rx[..., None] * e[:, None] + ry[..., None] * nrt[:, None]
+            a /= s0[..., None]
+            z_lo, z_hi = _arc_z_range(a, np.roll(a, -1, 1))
+            z = np.maximum(-z_lo, z_hi)
+        else:
+            z = np.maximum(np.abs(z0), np.abs(z1)) / np.cos(np.minimum(length, 3.0) / 2)
         cos_lat = np.sqrt(np.maximum(1 - z * z, 0.0))
         tan_lat = z / cos_lat
-        # |cos a| at both ends: the arc's direction (tangent) against north.
-        cos_a = np.maximum(_cos_azimuth(a, b), _cos_azimuth(b, a))
-        cos_a = np.minimum(cos_a + np.minimum(length, 3.0) * tan_lat, 1.0)
+        # |cos a| at each end: the step's 3-D direction d made tangent at the
+        # point p, against north: (d_z - p_z (d.p)) / (|d - (d.p) p| cos lat_p).
+        ends = []
+        for x, y, s, zp in ((rx, ry, s0, z0), (x1, y1, s1, z1)):
+            along = (x * ex + y * ey) / s
+            tangent = np.sqrt(np.maximum(length * length - along * along, 1e-300))
+            ends.append(np.abs(dz - zp * along) / (tangent * np.sqrt(np.maximum(1 - zp * zp, 1e-300))))
+        cos_a = np.minimum(np.maximum(*ends) + np.minimum(length, 3.0) * tan_lat, 1.0)
         curvature = tan_lat * np.sqrt(1 + (2 * cos_a / cos_lat) ** 2)
         need = np.maximum(length * np.sqrt(curvature / (8 * slack[:, None])), length / max_segment)
-        parts = np.maximum(np.ceil(need), 1)
+        parts = np.where(length > 0, np.maximum(np.ceil(need), 1), 0)
+        parts[:, 0] = np.maximum(parts[:, 0], 1)  # a ring keeps at least one vertex
     bad = (z >= 1 - 1e-12) | ~np.isfinite(parts) | (parts > MAX_PARTS)
     return np.where(bad, -1, parts).astype(np.int64)
-
-
-def _cos_azimuth(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """|cos| of the azimuth at `p` of the great circle towards `q` (unit vectors)."""
-    t = q - (p * q).sum(-1, keepdims=True) * p  # tangent at p towards q
-    horizontal = np.hypot(p[..., 0], p[..., 1])
-    north = t[..., 2] * horizontal - (t[..., 0] * p[..., 0] + t[..., 1] * p[..., 1]) * p[..., 2] / np.maximum(
-        horizontal, 1e-300)
-    return np.abs(north) / np.maximum(np.linalg.norm(t, axis=-1), 1e-300)
 
 
 def _split_edges(rx: np.ndarray, ry: np.ndarray, parts: np.ndarray, c: np.ndarray, e: np.ndarray,
@@ -810,15 +898,22 @@ def _rings_to_wkb(lon: np.ndarray, lat: np.ndarray, pole: np.ndarray) -> tuple[p
 
 
 def _split_antimeridian(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    n, v = lon.shape
+    return _split_antimeridian_ragged(lon.ravel(), lat.ravel(), np.repeat(np.arange(n), v))
+
+
+def _split_antimeridian_ragged(lon: np.ndarray, lat: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Rings (flat vertices, ring number of each) with longitudes past +-180:
+    their parts in [-180, 180] (the ring, and the ring moved by 360 towards
+    the other side, each cut to the world)."""
     import shapely
 
-    ring = np.stack([lon, lat], axis=-1)
-    polys = shapely.polygons(np.concatenate([ring, ring[:, :1]], axis=1))
+    polys = shapely.polygons(shapely.linearrings(np.stack([lon, lat], axis=1), indices=ring))
+    hi = np.maximum.reduceat(lon, np.flatnonzero(np.diff(ring, prepend=-1)))
+    shift = np.where(hi > 180.0, -360.0, 360.0)[ring]
+    moved = shapely.polygons(shapely.linearrings(np.stack([lon + shift, lat], axis=1), indices=ring))
     world = shapely.box(-180.0, -90.0, 180.0, 90.0)
-    out = shapely.intersection(polys, world)
-    for shift in (360.0, -360.0):
-        moved = shapely.transform(polys, lambda xy, s=shift: xy + np.array([s, 0.0]))
-        out = shapely.union(out, shapely.intersection(moved, world))
+    out = shapely.union(shapely.intersection(polys, world), shapely.intersection(moved, world))
     return shapely.orient_polygons(out)
 
 

@@ -344,6 +344,20 @@ class TiePointGrid:
         wr = wr[..., None, None]
         return columns.take(at, axis=0) * (1 - wr) + columns.take(at + unique.size, axis=0) * wr
 
+    def block_rows_xyz(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """`bilinear_xyz` at the same local rows `y` (R,) of every block and
+        columns `x` (U,), shape (blocks, R, U, 3): in a scanning swath every
+        scan has its tie rows at the same lines, so one bracket serves all."""
+        tie = self._tie_xyz
+        j, wc = _bracket(np.asarray(self.tie_cols, np.float64), np.asarray(x, np.float64))
+        columns = tie[:, j] * (1 - wc)[:, None] + tie[:, j + 1] * wc[:, None]  # (tie rows, U, 3)
+        tr = np.asarray(self.tie_rows, np.float64)
+        blocks = self.granules * (self.shape[0] // self.block_rows)
+        per = tr.size // (self.shape[0] // self.block_rows)
+        columns = columns.reshape(blocks, per, len(j), 3)
+        i, wr = _bracket(tr[:per], np.asarray(y, np.float64))
+        return columns[:, i] * (1 - wr)[None, :, None, None] + columns[:, i + 1] * wr[None, :, None, None]
+
     def expand(self) -> GeolocatedGrid:
         """The full-resolution geolocation (a `GeolocatedGrid`) of an unstacked grid."""
         if self.granules > 1:
