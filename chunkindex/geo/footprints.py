@@ -898,8 +898,18 @@ def _rings_to_wkb(lon: np.ndarray, lat: np.ndarray, pole: np.ndarray) -> tuple[p
 
 
 def _split_antimeridian(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    n, v = lon.shape
-    return _split_antimeridian_ragged(lon.ravel(), lat.ravel(), np.repeat(np.arange(n), v))
+    """Rings (n, V) with longitudes past +-180: their parts in [-180, 180]
+    (as written since the first footprint indexes: the demo digests pin it)."""
+    import shapely
+
+    ring = np.stack([lon, lat], axis=-1)
+    polys = shapely.polygons(np.concatenate([ring, ring[:, :1]], axis=1))
+    world = shapely.box(-180.0, -90.0, 180.0, 90.0)
+    out = shapely.intersection(polys, world)
+    for shift in (360.0, -360.0):
+        moved = shapely.transform(polys, lambda xy, s=shift: xy + np.array([s, 0.0]))
+        out = shapely.union(out, shapely.intersection(moved, world))
+    return shapely.orient_polygons(out)
 
 
 def _split_antimeridian_ragged(lon: np.ndarray, lat: np.ndarray, ring: np.ndarray) -> np.ndarray:
