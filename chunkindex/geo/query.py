@@ -25,7 +25,8 @@ REF_COLUMNS = ("variable", "level", "path", "offset", "length", "time")
 @dataclass(frozen=True)
 class Query:
     """A query: `bbox` (minx, miny, maxx, maxy) in `crs`; optional time range
-    [start, end], variable and level. In longitude/latitude, minx > maxx is a
+    [start, end], variable (`V` also matches `<grid>/V` in archives grouped
+    by grid) and level. In longitude/latitude, minx > maxx is a
     box across the antimeridian."""
 
     bbox: tuple[float, float, float, float]
@@ -104,7 +105,12 @@ def _mask(table: pa.Table, query: Query, envelope: tuple[float, float, float, fl
     fields = {name: bbox.field(name).to_numpy(zero_copy_only=False) for name in ("xmin", "ymin", "xmax", "ymax")}
     mask = (fields["xmax"] >= minx) & (fields["xmin"] <= maxx) & (fields["ymax"] >= miny) & (fields["ymin"] <= maxy)
     if query.variable is not None:
-        mask &= pc.equal(table["variable"], query.variable).to_numpy(zero_copy_only=False)
+        # `V` also names V in every grid group (`EPSG32755_699960_6300040/V`).
+        names = table["variable"]
+        if pa.types.is_dictionary(names.type):
+            names = names.cast(names.type.value_type)
+        hit = pc.or_(pc.equal(names, query.variable), pc.ends_with(names, "/" + query.variable))
+        mask &= hit.to_numpy(zero_copy_only=False)
     if query.level is not None:
         mask &= table["level"].to_numpy() == query.level
     if "time" in table.column_names and (query.start or query.end):
