@@ -45,7 +45,8 @@ def footprint_map(index: str | Path, png: str | Path, color_by: str = "time", va
         color_by = "length"
         last = pc.max(grouped["time_max"]).as_py()
         span = ("no time axis" if not len(first) else
-                f"every footprint {_when(first[0].as_py())}" + (f" to {_when(last)}" if last != first[0].as_py() else ""))
+                f"each footprint holds every step, {_when(first[0].as_py())}"
+                + (f" to {_when(last)}" if last != first[0].as_py() else ""))
     if color_by == "time":
         values = grouped["time_min"].cast("int64").to_numpy(zero_copy_only=False).astype(float)
         label = "time (first step)"
@@ -62,12 +63,19 @@ def footprint_map(index: str | Path, png: str | Path, color_by: str = "time", va
     ax.grid(True, lw=0.3, alpha=0.5)
     ax.set_xlabel("longitude")
     ax.set_ylabel("latitude")
-    cbar = fig.colorbar(collection, ax=ax, shrink=0.7)
-    if color_by == "time":
+    if values.size and np.ptp(values) == 0:  # one value: a colour bar would show a made-up range around it
+        collection.set_array(None)
+        collection.set_facecolor(plt.get_cmap("viridis")(0.5))
+        span = ", ".join(filter(None, [span, f"{label} {values[0]:,.0f} each" if color_by != "time" else ""]))
+        cbar = None
+    else:
+        cbar = fig.colorbar(collection, ax=ax, shrink=0.7)
+    if cbar is not None and color_by == "time":
         ticks = cbar.get_ticks()
         cbar.set_ticks(ticks)
         cbar.set_ticklabels([_when(np.datetime64(int(t), "ms")) for t in ticks])
-    cbar.set_label(label)
+    if cbar is not None:
+        cbar.set_label(label)
     ax.set_title(title or f"{Path(index).name}: {variable} level {level}, {grouped.num_rows:,} footprints"
                  + (f"\n({span})" if span else ""))
     fig.tight_layout()
