@@ -112,13 +112,15 @@ def _mask(table: pa.Table, query: Query, envelope: tuple[float, float, float, fl
         hit = pc.or_(pc.equal(names, query.variable), pc.ends_with(names, "/" + query.variable))
         mask &= hit.to_numpy(zero_copy_only=False)
     if query.level is not None:
-        mask &= table["level"].to_numpy() == query.level
+        mask &= table["level"].combine_chunks().to_numpy() == query.level
     if "time" in table.column_names and (query.start or query.end):
-        t = table["time"].to_numpy(zero_copy_only=False).astype("datetime64[ms]")
+        # Through int64: a chunked timestamp column's to_numpy goes element by element.
+        t = table["time"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+        unit = table.schema.field("time").type.unit
         if query.start:
-            mask &= t >= np.datetime64(query.start, "ms")
+            mask &= t >= np.datetime64(query.start, unit).astype(np.int64)
         if query.end:
-            mask &= t <= np.datetime64(query.end, "ms")
+            mask &= t <= np.datetime64(query.end, unit).astype(np.int64)
     return mask
 
 
@@ -151,7 +153,7 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
 
     # Footprints repeat (every time step of a spatial chunk shares one): read
     # them as a dictionary and test each distinct one once.
-    pf = pq.ParquetFile(str(index), read_dictionary=["geometry"], memory_map=True)
+    pf = pq.ParquetFile(str(index), read_dictionary=["geometry", "variable", "path"], memory_map=True)
     names = pf.schema_arrow.names
     for needed in ("geometry", "bbox"):
         if needed not in names:
@@ -166,7 +168,10 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
     coords = [c for c in names if c.startswith("c") and c[1:].isdigit()]
     columns = [c for c in ("variable", "level", *coords, "path", "offset", "length", "time", "geometry")
                if c in names]
-    first = [c for c in ("bbox", "variable", "level", "time") if c in names]
+    # First read: the bbox and only the filter columns the query uses.
+    used = {"bbox", *(["variable"] if query.variable is not None else []), *(["level"] if query.level is not None else []),
+            *(["time"] if query.start or query.end else [])}
+    first = [c for c in ("bbox", "variable", "level", "time") if c in names and c in used]
     rest = [c for c in columns if c not in first]
     # Row groups the statistics leave, then their filter columns in one read
     # (one call: per-call overhead dominates small reads), then the other
@@ -200,18 +205,17 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
                 keep = shapely.intersects(geometry, shapely.from_wkb(shapes.to_numpy(zero_copy_only=False)))
             pieces.append(piece.filter(pa.array(keep)))
     if pieces:
-        table = pa.concat_tables([p.set_column(p.column_names.index("geometry"), "geometry",
-                                               _plain(p["geometry"])) for p in pieces])
+        table = pa.concat_tables([pa.table({c: _plain(p[c]) for c in p.column_names}) for p in pieces])
     else:
         table = pa.schema([pf.schema_arrow.field(c) for c in columns]).empty_table()
-        table = table.set_column(table.column_names.index("geometry"), "geometry", _plain(table["geometry"]))
+        table = pa.table({c: _plain(table[c]) for c in table.column_names})
     if not with_geometry:
         table = table.drop_columns(["geometry"])
     return table
 
 
 def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """A dictionary-read geometry column as plain WKB."""
+    """A column read as a dictionary (geometry, variable, path) as plain values."""
     return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 
