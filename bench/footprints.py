@@ -91,8 +91,8 @@ def stream_index(path: Path, prints: list[tuple[str, int, object]], days: int, r
     ((variable, level, Footprints) per array) in the layout
     `write_geoparquet` gives, streamed: rows in `spatial_order` of their
     footprint (each footprint's days side by side), `row_group_rows` per row
-    group, zstd, dictionaries, statistics, the `geo` metadata. Writing the
-    59 M rows in one table would need ~10 GB; streamed, one batch at a time.
+    group, zstd, dictionaries, statistics, the `geo` metadata. Writing the 59 M rows in
+    one table would need ~10 GB; streamed, one batch at a time.
 
     `rows_of_day(which, day)` gives (path, offset) of chunk rows; `times(day,
     which)` their timestamps (ms)."""
@@ -106,35 +106,48 @@ def stream_index(path: Path, prints: list[tuple[str, int, object]], days: int, r
     bounds = np.concatenate([f.bounds for _, _, f in prints])
     native = np.concatenate([f.native_bounds for _, _, f in prints])
     crs = np.concatenate([np.full(len(f), f.native_crs, object) for _, _, f in prints])
+    # `spatial_order(bounds)` row by row: footprints by Morton code, each
+    # footprint's rows (days) side by side, as a stable sort of the table gives.
     order = spatial_order(bounds)
     schema = None
     writer = None
-    per_batch = max(1, 2_000_000 // days)
+    pending = None
     total = 0
+    per_batch = max(1, 2_000_000 // days)
     try:
         for start in range(0, order.size, per_batch):
-            which = np.repeat(order[start:start + per_batch], days)
-            day = np.tile(np.arange(days), min(per_batch, order.size - start))
+            fps = order[start:start + per_batch]
+            which = np.repeat(fps, days)
+            day = np.tile(np.arange(days), fps.size)
+            stamp = times(day, granule[which])
             path_col, offset = rows_of_day(which, day, granule[which])
             batch = pa.table({
                 "variable": pa.array(variable[which], pa.string()), "level": pa.array(level[which]),
                 "c0": pa.array((day * (granule.max() + 1) + granule[which]).astype(np.int32)),
                 "c1": pa.array(crow[which]), "c2": pa.array(ccol[which]),
-                "path": path_col, "offset": pa.array(offset), "length": pa.array(np.full(which.size, 4096, np.int64)),
-                "time": pa.array(times(day, granule[which]), pa.timestamp("ms")),
+                "path": path_col, "offset": pa.array(offset),
+                "length": pa.array(np.full(which.size, 4096, np.int64)),
+                "time": pa.array(stamp, pa.timestamp("ms")),
                 "geometry": wkb.take(pa.array(which)), "bbox": bbox_column(bounds[which]),
-                **{f"native_{k}": pa.array(native[which, i]) for i, k in enumerate(("xmin", "ymin", "xmax", "ymax"))},
+                **{f"native_{k}": pa.array(native[which, i])
+                   for i, k in enumerate(("xmin", "ymin", "xmax", "ymax"))},
                 "native_crs": pa.array(crs[which], pa.string()),
             })
             if writer is None:
-                meta = {b"geo": json.dumps(geoparquet_metadata([float(bounds[:, 0].min()), float(bounds[:, 1].min()),
-                                                                 float(bounds[:, 2].max()), float(bounds[:, 3].max())]
-                                                                )).encode()}
-                schema = batch.schema.with_metadata(meta)
+                extent = [float(bounds[:, 0].min()), float(bounds[:, 1].min()), float(bounds[:, 2].max()),
+                          float(bounds[:, 3].max())]
+                schema = batch.schema.with_metadata({b"geo": json.dumps(geoparquet_metadata(extent)).encode()})
                 writer = pq.ParquetWriter(str(path), schema, compression="zstd", write_statistics=True,
                                           use_dictionary=True)
-            writer.write_table(batch.cast(schema), row_group_size=row_group_rows)
+            # Whole row groups only, as one write of the table would cut them.
+            pending = pa.concat_tables([pending, batch.cast(schema)]) if pending is not None else batch.cast(schema)
+            full = pending.num_rows // row_group_rows * row_group_rows
+            if full:
+                writer.write_table(pending.slice(0, full), row_group_size=row_group_rows)
+                pending = pending.slice(full)
             total += batch.num_rows
+        if pending is not None and pending.num_rows:
+            writer.write_table(pending, row_group_size=row_group_rows)
     finally:
         if writer is not None:
             writer.close()
@@ -206,7 +219,7 @@ def latencies(path: Path, query: Query, text: str, rows: int) -> list[tuple[str,
     except ImportError:
         pass
     ogr_where = " AND ".join(w for w in where if not w.startswith(("bbox", "time")))
-    cmd = [str(Path(sys.executable).parent / "ogrinfo"), "-ro", "-q", "-so", str(path), "-spat", *map(str, query.bbox)]
+    cmd = [str(Path(sys.executable).parent / "ogrinfo"), "-ro", "-al", "-so", str(path), "-spat", *map(str, query.bbox)]
     if ogr_where:
         cmd += ["-where", ogr_where]
     if query.start is None:  # ogrinfo -so reports the feature count the filters give
