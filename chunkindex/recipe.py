@@ -167,6 +167,7 @@ class Source:
     gdal_config: dict[str, str] = field(default_factory=dict)
     synthetic: str | None = None
     on_mismatch: str = "error"  # filled from the schema by recipe_from_dict
+    group_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,8 @@ def _check_semantics(doc: dict[str, Any], source: str, stem: str | None) -> None
             problems.append("field source.pattern: concat.from is `filename`, so the pattern needs a `{time:...}` field")
     if len(set(names)) != len(names):
         problems.append("field variables: names must be unique")
+    if doc["source"].get("group_by") and doc["format"] != "cog":
+        problems.append("field source.group_by: grouping files by grid is for COG archives")
     if "vrt" in doc["output"]["kinds"] and doc["format"] != "cog":
         problems.append(f"field output.kinds: `vrt` (a VRT over the source files' TIFF bands) is written for "
                         f"format cog only, not {doc['format']}")

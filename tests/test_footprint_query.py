@@ -329,3 +329,66 @@ def test_coverage_grids_from_the_headers_equal_gdals(fixtures_root, tmp_path, gd
     assert len(shapes[0]) == len(files)
     for ours, gdals in zip(*shapes):
         assert wkt.loads(ours).equals_exact(wkt.loads(gdals), 1e-9)
+MULTI_CRS_RECIPE = {
+    "id": "multi-crs", "title": "two UTM zones and a GCP scene, grouped by grid", "format": "cog",
+    "source": {"url": "", "pattern": "{time:%Y%m%d}/{tile}_{time:%Y%m%d}_{variable}.tif", "group_by": "grid"},
+    "variables": [{"name": "B04"}],
+    "concat": {"dim": "time", "from": "filename", "units": "days since 1970-01-01"},
+    "output": {"kinds": ["footprints"], "overviews": True},
+    "validation": {"sample_chunks": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def multi_crs(fixtures_root, tmp_path_factory):
+    """One index of the two-zone UTM COGs and the GCP scene (as a third
+    'tile' of the first date): `source.group_by: grid` gives an array per
+    grid (four UTM tiles, one GCP scene), each in its own group."""
+    import os
+
+    base = tmp_path_factory.mktemp("multi-crs")
+    src = base / "src"
+    for tif in sorted((fixtures_root / "utm-two-zones").rglob("*.tif")):
+        (src / tif.parent.name).mkdir(parents=True, exist_ok=True)
+        os.link(tif, src / tif.parent.name / tif.name)
+    os.link(fixtures_root / "gcp-scene" / "scene_gcp.tif", src / "20240105" / "GCPSCENE_20240105_B04.tif")
+    doc = {**MULTI_CRS_RECIPE, "source": {**MULTI_CRS_RECIPE["source"], "url": str(src)}}
+    arrays = _assemble(doc, REPO)
+    path = base / "multi-crs.footprints.parquet"
+    write_footprints(arrays, path)
+    return arrays, path
+
+
+def test_multi_crs_archive_groups_files_by_grid(multi_crs):
+    arrays, path = multi_crs
+    data = {a.name: a for a in arrays if a.inline is None and "variant_of" not in a.attrs.get("chunkindex", {})}
+    level0 = sorted(n for n in data if "/ovr" not in n)
+    assert level0 == ["EPSG32755_699960_6300040/B04", "EPSG32755_799980_6300040/B04",
+                      "EPSG32756_199980_6300040/B04", "EPSG32756_300000_6300040/B04", "EPSG4326_gcp/B04"]
+    assert {n.split("/")[0] + "/x" for n in level0 if "gcp" not in n} <= {a.name for a in arrays}
+    assert data["EPSG32756_199980_6300040/B04"].attrs["_CRS"]["url"].endswith("/32756")
+    # The GCP scene has one date: its other step has no chunks.
+    assert (data["EPSG4326_gcp/B04"].url_index.reshape(2, -1)[1] < 0).all()
+    table = pq.read_table(path)
+    crs = set(table["native_crs"].to_pylist())
+    assert {"EPSG:32755", "EPSG:32756", "EPSG:4326"} <= crs
+    # Native bounds are in each chunk's own CRS: UTM metres beside degrees.
+    utm = table.filter(pa.compute.equal(table["native_crs"], "EPSG:32756"))
+    assert pa.compute.min(utm["native_xmin"]).as_py() >= 199980 - 1
+    assert pa.compute.max(utm["native_ymax"]).as_py() <= 6300040 + 1
+
+
+@pytest.mark.parametrize("bbox", [(149.5, -33.6, 150.5, -33.0), (148.0, -35.0, 152.0, -32.0),
+                                  (134.5, -20.8, 135.2, -20.2)])
+def test_multi_crs_query_equals_brute_force(multi_crs, bbox):
+    """A box across the zone 55 / 56 boundary (150 E) returns chunks of both
+    zones' tiles, one over the GCP scene its chunks: exactly the chunks with
+    a pixel in the box."""
+    arrays, path = multi_crs
+    full = [a for a in arrays if "/ovr" not in a.name]
+    expected = _brute_force(full, shapely.box(*bbox))
+    result = query_index(path, Query(bbox, variable="B04"))
+    got = _rows(result.filter(pa.compute.equal(result["level"], 0)))
+    assert got == expected and got, f"{bbox}: {len(got - expected)} extra, {len(expected - got)} missing"
+    zones = {k[0].split("_")[0] for k in got}
+    assert zones == ({"EPSG32755", "EPSG32756"} if bbox[0] < 150 < bbox[2] else {"EPSG4326"})

@@ -8,7 +8,11 @@ kind is handled:
 - **Any other mapped grid** (affine in a projected or other geographic CRS,
   GCP polynomial): each chunk edge is sampled at up to `line_points` points,
   transformed to WGS84 with pyproj, and enclosed as below.
-- **Geolocated grids** (curvilinear, swath, tie points): the chunk's pixel
+- **Tie-point grids** (swath and curvilinear geolocation on tie points):
+  exact control points, no sampling: the corner surface is bilinear between
+  tie points, so a chunk lies in the hull of its edge values at the tie
+  rows/columns crossing it (`_tie_points`).
+- **Per-pixel geolocated grids** (curvilinear, swath): the chunk's pixel
   corners on its edges, plus, for scanned swaths, the first and last corner
   rows of every scan inside the chunk (bowtie overlap: a scan's edges may lie
   outside the chunk's outer rows), sampled at up to `line_points` points per
@@ -17,16 +21,17 @@ kind is handled:
 Enclosing: the points are projected onto the plane tangent at the chunk's
 centre (gnomonic: great circles are straight lines, so the enclosure is the
 same anywhere on the globe, across the antimeridian and at the poles), and
-the chunk's polygon is a `k`-DOP there: the intersection of the half-planes
-bounding the points in `k` directions (evenly spaced, with the four whose
-directions are closest to the chunk's own edge normals replaced by those
-normals, so quadrilateral chunks stay quadrilaterals). That is pure numpy
-(`max` over points per direction), contains every sampled point, and is
-expanded by a margin that bounds what sampling can miss: the sag of a chord
-between sampled points, estimated from the second difference of the samples
-along each line (times 2), plus the difference between a great-circle
-segment and the straight longitude/latitude segment stored (edges are
-densified to segments of at most `max_segment_deg`).
+the chunk's polygon is its boundary ring pushed outward (chunks within one
+scan) or a `k`-DOP there: the intersection of the half-planes bounding the
+points in `k` directions (evenly spaced, with the four whose directions are
+closest to the chunk's own edge normals replaced by those normals, so
+quadrilateral chunks stay quadrilaterals). Sampled points add a margin for
+what sampling can miss (the second difference of the samples along each
+line, times 2). Stored edges are straight in longitude/latitude, not great
+circles: the polygon is pushed out by `tolerance` x its width and its edges
+split into pieces whose straight lon/lat chord provably stays within that
+push (a curvature bound from the geodesic equations, `_split_counts`), so no
+iterative refinement and no estimate: the chunk stays inside.
 
 Then: a polygon that contains a pole is closed through the pole along
 longitude -180/180 (a cap); one that crosses the antimeridian is split into
@@ -40,7 +45,6 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -60,6 +64,10 @@ Grid = AffineGrid | GCPGrid | GeolocatedGrid | TiePointGrid
 EPS_RAD = 1e-9  # ~6 mm: covers round-off in the lon/lat <-> 3-D <-> plane round trips
 BATCH = 2048  # chunks enclosed at once (memory: BATCH x k x points doubles)
 LARGE_COS = math.cos(math.radians(75))  # a chunk wider than this from its centre leaves the tangent plane
+
+# Default edge tolerances (see `grid_footprints`): area excess about twice these.
+TOLERANCE = 2e-4
+SWATH_TOLERANCE = 1e-2
 
 BBOX_TYPE = pa.struct([("xmin", pa.float64()), ("ymin", pa.float64()),
                        ("xmax", pa.float64()), ("ymax", pa.float64())])
@@ -118,7 +126,7 @@ def bbox_column(bounds: np.ndarray) -> pa.StructArray:
 
 
 def grid_footprints(grid: Grid, chunk_shape: tuple[int, int], *, k: int = 16, line_points: int = 9,
-                    max_segment_deg: float = 2.0) -> Footprints:
+                    max_segment_deg: float = 2.0, tolerance: float | None = None) -> Footprints:
     """Footprints of every chunk of `grid` cut into chunks of `chunk_shape` (rows, cols).
 
     Args:
@@ -127,6 +135,10 @@ def grid_footprints(grid: Grid, chunk_shape: tuple[int, int], *, k: int = 16, li
         k: directions of the enclosing polygon (>= 8) for non-exact footprints.
         line_points: most points sampled along each chunk edge or scan line.
         max_segment_deg: longest straight edge stored (great circles are densified).
+        tolerance: how far a stored (straight lon/lat) edge may stray from the
+            great circle it stands for, relative to the chunk's width (sets the
+            outward push, so about half the area excess it adds); default
+            `SWATH_TOLERANCE` for scanned swaths, `TOLERANCE` otherwise.
 
     Returns:
         The footprints, one per chunk, in C order of the chunk grid.
@@ -143,11 +155,14 @@ def grid_footprints(grid: Grid, chunk_shape: tuple[int, int], *, k: int = 16, li
     if k < 8:
         raise ValueError(f"k={k}: at least 8 directions are needed")
     if isinstance(grid, GeolocatedGrid | TiePointGrid):
-        return _geolocated(grid, cy, cx, k, line_points, max_segment_deg)
+        tol = tolerance or (SWATH_TOLERANCE if grid.scan_lines else TOLERANCE)
+        if isinstance(grid, TiePointGrid):
+            return _tie_points(grid, cy, cx, k, max_segment_deg, tol)
+        return _geolocated(grid, cy, cx, k, line_points, max_segment_deg, tol)
     if isinstance(grid, AffineGrid) and _is_wgs84(grid.crs):
         return _affine_wgs84(grid, cy, cx)
     if isinstance(grid, AffineGrid | GCPGrid):
-        return _mapped(grid, cy, cx, k, line_points, max_segment_deg)
+        return _mapped(grid, cy, cx, k, line_points, max_segment_deg, tolerance or TOLERANCE)
     raise TypeError(f"not a grid: {type(grid).__name__}")
 
 
@@ -201,7 +216,7 @@ def _signed_area(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 # --- mapped grids: sampled edges, transformed -------------------------------------------------
 
 def _mapped(grid: AffineGrid | GCPGrid, cy: int, cx: int, k: int, line_points: int,
-            max_segment_deg: float) -> Footprints:
+            max_segment_deg: float, tolerance: float) -> Footprints:
     from pyproj import Transformer
 
     row, col, r0, r1, c0, c1 = _chunk_ranges(grid.height, grid.width, cy, cx)
@@ -224,7 +239,7 @@ def _mapped(grid: AffineGrid | GCPGrid, cy: int, cx: int, k: int, line_points: i
     valid = np.ones(xyz.shape[:3], bool)
     corners = xyz[:, :, 0]
     ring = xyz[:, :, :-1].reshape(len(row), -1, 3)  # edges run corner to corner, counter-clockwise or not
-    wkb, bounds = _enclose(xyz, valid, corners, k, max_segment_deg, ring=ring)
+    wkb, bounds = _enclose(xyz, valid, corners, k, max_segment_deg, tolerance, ring=ring)
     return Footprints(row, col, wkb, bounds, native, grid.crs, "mapped")
 
 
@@ -242,8 +257,8 @@ def _sample_positions(start: np.ndarray, stop: np.ndarray, points: int) -> tuple
     return pos, uniform
 
 
-def _geolocated(grid: GeolocatedGrid | TiePointGrid, cy: int, cx: int, k: int, line_points: int,
-                max_segment_deg: float) -> Footprints:
+def _geolocated(grid: GeolocatedGrid, cy: int, cx: int, k: int, line_points: int,
+                max_segment_deg: float, tolerance: float) -> Footprints:
     rows_total, cols_total = grid.shape
     b = grid.block_rows
     corner = grid.corner_xyz  # (block, corner row in block, corner column) -> unit vectors
@@ -292,7 +307,95 @@ def _geolocated(grid: GeolocatedGrid | TiePointGrid, cy: int, cx: int, k: int, l
     if segments == 1:  # no scan boundary inside any chunk: its boundary ring is simple
         top, bottom, left, right = (p[:, 0] for p in lines)
         ring = np.concatenate([top[:, :-1], right[:, :-1], bottom[:, ::-1][:, :-1], left[:, ::-1][:, :-1]], axis=1)
-    wkb, bounds = _enclose(xyz, valid, quad, k, max_segment_deg, ring=ring)
+    wkb, bounds = _enclose(xyz, valid, quad, k, max_segment_deg, tolerance, ring=ring)
+    native = np.full((n, 4), np.nan)
+    kind = "swath" if grid.scan_lines else "curvilinear"
+    return Footprints(row, col, wkb, bounds, native, WGS84, kind, granule if granules > 1 else None)
+
+
+def _granule_chunks(rows_total: int, cols_total: int, granules: int, cy: int, cx: int) -> tuple[np.ndarray, ...]:
+    """Chunk ranges of every granule (rows of all granules one after another)."""
+    row, col, r0, r1, c0, c1 = _chunk_ranges(rows_total, cols_total, cy, cx)
+    granule = np.repeat(np.arange(granules, dtype=np.int32), len(row))
+    row, col, c0, c1 = (np.tile(v, granules) for v in (row, col, c0, c1))
+    offset = granule.astype(np.int64) * rows_total
+    return granule, row, col, np.tile(r0, granules) + offset, np.tile(r1, granules) + offset, c0, c1
+
+
+def _tie_points(grid: TiePointGrid, cy: int, cx: int, k: int, max_segment_deg: float,
+                tolerance: float) -> Footprints:
+    """Footprints of a tie-point grid from exact control points.
+
+    The corner surface is bilinear in 3-D between tie points (within each
+    scan), so over a rectangle of rows x columns it lies in the convex hull of
+    its values at the rectangle's corners and at the tie rows/columns crossing
+    it (a bilinear patch is a convex combination of its corners), and the
+    gnomonic projection keeps convex hulls. Control points: the chunk's first
+    and last corner rows at its edge columns and every tie column between,
+    and its edge columns at each scan's first and last corner row (and tie
+    rows between). No sampling, no sag estimate: the margin is round-off
+    (and the 0.1 m between these corners and the mean of four expanded
+    centres, `test_tie_point_corners_match_expand`)."""
+    rows_total, cols_total = grid.shape
+    b = grid.block_rows
+    granules = grid.granules
+    granule, row, col, r0, r1, c0, c1 = _granule_chunks(rows_total, cols_total, granules, cy, cx)
+    n = len(row)
+    tr = np.asarray(grid.tie_rows, np.float64)
+    tc = np.asarray(grid.tie_cols, np.float64)
+    per = tr.size // (rows_total // b) if grid.scan_lines else tr.size
+    local_ties = tr[:per] if grid.scan_lines else tr
+    segments = max(1, int(((r1 - 1) // b - r0 // b).max()) + 1)
+    block = r0[:, None] // b + np.arange(segments)
+    seg_valid = block * b < r1[:, None]
+    block = np.where(seg_valid, block, block[:, :1])
+    lo = np.maximum(r0[:, None], block * b) - block * b
+    hi = np.minimum(r1[:, None], (block + 1) * b) - block * b
+    n_idx = np.arange(n)
+    last_seg = seg_valid.sum(1) - 1
+    end_block, end_row = block[n_idx, last_seg], hi[n_idx, last_seg]
+    # Columns of the first/last corner rows: the edge columns and the
+    # interior tie columns between (bilinear breakpoints), per chunk column.
+    x0, x1 = c0 - 0.5, c1 - 0.5
+    inner = tc[1:-1]
+    between = (inner > x0[:, None]) & (inner < x1[:, None])
+    width = int(between.sum(1).max()) + 2
+    xs = np.repeat(x1[:, None].astype(np.float64), width, axis=1)
+    xs[:, 0] = x0
+    rank = np.cumsum(between, axis=1)
+    chunk_i, tie_j = np.nonzero(between)
+    xs[chunk_i, rank[chunk_i, tie_j]] = inner[tie_j]
+    top = grid.bilinear_xyz(block[:, :1], lo[:, :1] - 0.5, xs)
+    bottom = grid.bilinear_xyz(end_block[:, None], end_row[:, None] - 0.5, xs)
+    # Edge columns down each scan segment: its ends and the tie rows between.
+    inner_rows = local_ties[1:-1]
+    if segments > 1 and grid.scan_lines:
+        # Many scans per chunk: the edge columns at every scan's first and
+        # last corner row and inner tie rows, once per scan; rows outside the
+        # chunk (the first and last scans' parts beyond it) give way to the
+        # chunk's own corners (on the first and last corner rows, above).
+        y_local = np.concatenate([[-0.5], inner_rows, [b - 0.5]])
+        unique, which = np.unique(np.stack([x0, x1], axis=1), return_inverse=True)
+        table = grid.block_rows_xyz(y_local, unique).reshape(-1, 3)
+        at = ((block[..., None, None] * y_local.size + np.arange(y_local.size)[:, None]) * unique.size
+              + which.reshape(n, 1, 1, 2))
+        edges = table.take(at, axis=0)  # (n, seg, rows, 2, 3)
+        inside = ((y_local >= lo[..., None] - 0.5) & (y_local <= hi[..., None] - 0.5)) & seg_valid[..., None]
+        ends = np.stack([top[:, 0], top[:, -1]], axis=1)[:, None, None]  # (n, 1, 1, 2, 3)
+        edges = np.where(inside[..., None, None], edges, ends)
+    else:
+        ys = np.concatenate([lo[..., None] - 0.5,
+                             np.clip(inner_rows, lo[..., None] - 0.5, hi[..., None] - 0.5),
+                             hi[..., None] - 0.5], axis=2)  # (n, segments, 2 + inner)
+        ys = np.where(seg_valid[..., None], ys, lo[:, :1, None] - 0.5)
+        edges = grid.edge_columns_xyz(block[..., None], ys, np.stack([x0, x1], axis=1))  # (n, seg, ny, 2, 3)
+    left, right = edges[..., 0, :], edges[..., 1, :]
+    quad = np.stack([top[:, 0], top[:, -1], bottom[:, -1], bottom[:, 0]], axis=1)
+    ring = None
+    if segments == 1:  # one scan piece per chunk: its boundary is a simple ring
+        ring = np.concatenate([top, right[:, 0, 1:-1], bottom[:, ::-1], left[:, 0, 1:-1][:, ::-1]], axis=1)
+    points = np.concatenate([top, bottom, left.reshape(n, -1, 3), right.reshape(n, -1, 3)], axis=1)
+    wkb, bounds = _enclose(points[:, None], None, quad, k, max_segment_deg, tolerance, ring=ring)
     native = np.full((n, 4), np.nan)
     kind = "swath" if grid.scan_lines else "curvilinear"
     return Footprints(row, col, wkb, bounds, native, WGS84, kind, granule if granules > 1 else None)
@@ -312,33 +415,101 @@ def _pad_false(a: np.ndarray, width: int) -> np.ndarray:
 
 # --- the enclosure ---------------------------------------------------------------------------
 
-def _enclose(lines: np.ndarray, valid: np.ndarray, quad: np.ndarray, k: int,
-             max_segment_deg: float, ring: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
-    """Enclosing polygons of `lines` (n, L, M, 3 unit vectors; `valid` marks
-    samples that end a uniform step): the sampled boundary `ring` (n, V, 3)
-    itself when given (chunks whose pixels do not fold over each other),
-    otherwise a k-DOP with the edge normals of `quad` (n, 4, 3)."""
+def _enclose(lines: np.ndarray, valid: np.ndarray | None, quad: np.ndarray, k: int,
+             max_segment_deg: float, tolerance: float, ring: np.ndarray | None = None
+             ) -> tuple[pa.Array, np.ndarray]:
+    """Enclosing polygons of `lines` (n, L, M, 3 vectors, any length): the
+    boundary `ring` (n, V, 3) pushed outward when given (chunks whose pixels
+    do not fold over each other), otherwise a k-DOP with the edge normals of
+    `quad` (n, 4, 3). `valid` marks samples ending a uniform step, whose
+    second differences give the sampling margin; None: the points are exact
+    control points (their hull holds the surface), no sampling margin."""
     n = lines.shape[0]
-    groups: dict[int, list[tuple[np.ndarray, ...]]] = {}
+    lons, lats, counts, poles = [], [], [], []
     for s in range(0, n, BATCH):
         sl = slice(s, s + BATCH)
-        for idx, lon, lat, pole in _enclose_batch(lines[sl], valid[sl], quad[sl], k, math.radians(max_segment_deg),
-                                                  None if ring is None else ring[sl]):
-            groups.setdefault(lon.shape[1], []).append((idx + s, lon, lat, pole))
-    # Rings of one vertex count at a time (chunks near a pole need more).
-    order, wkbs, bounds = [], [], []
-    for parts in groups.values():
-        idx, lon, lat, pole = (np.concatenate(p) for p in zip(*parts))
-        wkb, b = _rings_to_wkb(lon, lat, pole)
-        order.append(idx)
-        wkbs.append(wkb)
-        bounds.append(b)
-    if len(wkbs) == 1 and (order[0] == np.arange(n)).all():
-        return wkbs[0], bounds[0]
-    position = np.argsort(np.concatenate(order), kind="stable")
-    kind = pa.large_binary() if any(w.type == pa.large_binary() for w in wkbs) else pa.binary()
-    merged = pa.concat_arrays([w.cast(kind) for w in wkbs])
-    return merged.take(pa.array(position)), np.concatenate(bounds)[position]
+        lon, lat, count, pole = _enclose_batch(lines[sl], None if valid is None else valid[sl], quad[sl], k,
+                                               math.radians(max_segment_deg), tolerance,
+                                               None if ring is None else ring[sl])
+        lons.append(lon)
+        lats.append(lat)
+        counts.append(count)
+        poles.append(pole)
+    return _ragged_to_wkb(np.concatenate(lons), np.concatenate(lats), np.concatenate(counts), np.concatenate(poles))
+
+
+def _ragged_to_wkb(lon: np.ndarray, lat: np.ndarray, counts: np.ndarray, pole: np.ndarray
+                   ) -> tuple[pa.Array, np.ndarray]:
+    """WKB and bounds of rings given as flat vertex arrays and per-ring
+    counts, in one buffer: simple polygons written with numpy, antimeridian
+    crossings split and polar caps closed with shapely (few)."""
+    n = counts.size
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    lo, hi = np.minimum.reduceat(lon, start), np.maximum.reduceat(lon, start)
+    shift = np.where(lo >= 180.0, -360.0, np.where(hi <= -180.0, 360.0, 0.0))
+    if shift.any():
+        lon = lon + np.repeat(shift, counts)
+        lo, hi = lo + shift, hi + shift
+    bounds = np.stack([lo, np.minimum.reduceat(lat, start), hi, np.maximum.reduceat(lat, start)], axis=1)
+    special = np.flatnonzero((pole != 0) | (lo < -180.0) | (hi > 180.0))
+    sizes = 13 + 16 * (counts + 1)
+    blobs = None
+    if special.size:
+        import shapely
+
+        geoms = np.empty(special.size, dtype=object)
+        s_counts, s_start, s_pole = counts[special], start[special], pole[special]
+        capped = s_pole != 0
+        # Caps work on rows of equal length: rings padded to a power of two, bucket by bucket.
+        bucket = 2 ** np.ceil(np.log2(np.maximum(s_counts, 2))).astype(np.int64)
+        for width in np.unique(bucket[capped]):
+            sub = np.flatnonzero(capped & (bucket == width))
+            at = s_start[sub, None] + np.minimum(np.arange(width), s_counts[sub, None] - 1)
+            geoms[sub] = _polar_caps(lon[at], lat[at], s_pole[sub])
+        if (~capped).any():
+            sub = np.flatnonzero(~capped)
+            c_counts = s_counts[sub]
+            at = np.repeat(s_start[sub] - (np.cumsum(c_counts) - c_counts), c_counts) + np.arange(int(c_counts.sum()))
+            geoms[sub] = _split_antimeridian_ragged(lon[at], lat[at], np.repeat(np.arange(sub.size), c_counts))
+        bounds[special] = shapely.bounds(geoms)
+        blobs = shapely.to_wkb(geoms)
+        sizes[special] = np.fromiter(map(len, blobs), np.int64, blobs.size)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    total = int(offsets[-1])
+    simple = np.ones(n, bool)
+    simple[special] = False
+    # Simple rings: per record a 13-byte header then the closed ring's
+    # coordinates; the coordinates of all records are one float array, and
+    # the headers go in between (np.insert: one pass over the bytes).
+    s_counts = counts[simple]
+    closed = s_counts + 1
+    ring_start = (np.cumsum(closed) - closed).astype(np.int64)
+    coords = np.empty((int(closed.sum()), 2), "<f8")
+    if s_counts.size:
+        keep = np.ones(coords.shape[0], bool)
+        keep[ring_start + s_counts] = False  # the closing vertices
+        flat_simple = np.repeat(simple, counts)
+        coords[keep, 0], coords[keep, 1] = lon[flat_simple], lat[flat_simple]
+        coords[~keep] = coords[ring_start]
+    header = np.zeros((s_counts.size, 13), np.uint8)
+    header[:, :9] = np.frombuffer(struct.pack("<BII", 1, 3, 1), np.uint8)
+    header[:, 9:] = closed.astype("<u4").view(np.uint8).reshape(-1, 4)
+    body = np.insert(coords.view(np.uint8).ravel(), np.repeat(ring_start * 16, 13), header.ravel())
+    if blobs is None:
+        buf = body
+    else:
+        # Runs of simple records from `body`, the special ones' WKB between them.
+        cut = offsets[special] - (np.cumsum(sizes[special]) - sizes[special])  # their place in `body`
+        pieces, prev = [], 0
+        for at, blob in zip(cut.tolist(), blobs):
+            pieces += [body[prev:at], np.frombuffer(blob, np.uint8)]
+            prev = at
+        pieces.append(body[prev:])
+        buf = np.concatenate(pieces)
+    large = total >= 2**31 - 1
+    kind = pa.large_binary() if large else pa.binary()
+    offsets = offsets.astype(np.int64 if large else np.int32)
+    return pa.Array.from_buffers(kind, n, [None, pa.py_buffer(offsets), pa.py_buffer(buf)]), bounds
 
 
 def _pad_ring(a: np.ndarray, width: int) -> np.ndarray:
@@ -381,73 +552,216 @@ def _sampling_sag(gx: np.ndarray, gy: np.ndarray, valid: np.ndarray) -> np.ndarr
     return d2.reshape(n, -1).max(axis=1, initial=0.0) / 4
 
 
-def _enclose_batch(lines: np.ndarray, valid: np.ndarray, quad: np.ndarray, k: int, max_segment: float,
-                   ring_xyz: np.ndarray | None) -> list[tuple[np.ndarray, ...]]:
-    """(chunk positions, ring lon, ring lat, pole) per group of equal ring size."""
+def _enclose_batch(lines: np.ndarray, valid: np.ndarray | None, quad: np.ndarray, k: int, max_segment: float,
+                   tolerance: float, ring_xyz: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """(flat ring lon, flat ring lat, vertices per chunk, pole) of a batch.
+
+    In the tangent plane the polygon P holds every point (plus `margin`: the
+    sampling sag, or round-off for exact control points). Its edges are great
+    circles; stored edges are straight in longitude/latitude. The polygon is
+    pushed out to P' (by `delta` > `margin`) and each edge of P' split into
+    pieces short enough that a straight lon/lat piece stays within
+    (`delta` - `margin`) cos^2(rho) of its great-circle arc (rho: the largest
+    angle from the centre), a bound (`_split_counts`), not an estimate: so no
+    stored edge reaches P, and every point is inside. `delta` is sized from
+    `tolerance` x the polygon's width (2 area / perimeter)."""
     n = lines.shape[0]
-    c, e, nrt = _frame(lines)
+    c, e, nrt = _frame(quad)
     gx, gy, w = _to_plane(lines, c, e, nrt)  # (n, L, M)
     large = w.reshape(n, -1).min(axis=1) < LARGE_COS
-    margin = _sampling_sag(gx, gy, valid) + EPS_RAD
+    margin = EPS_RAD + (0.0 if valid is None else _sampling_sag(gx, gy, valid))
+    margin = np.broadcast_to(margin, (n,)).copy()
     if ring_xyz is not None:
         qx, qy, _ = _to_plane(ring_xyz, c, e, nrt)
         make = _offset_ring(qx, qy, max_segment, large)
     else:
         make = _kdop(gx, gy, quad, c, e, nrt, k, max_segment, large)
-    rx, ry, _ = make(margin, 1)
-    dev = _lonlat_sag(rx, ry, c, e, nrt)
-    # Stored edges are straight in lon/lat, not great circles (they stray most
-    # near the poles): split each chunk's edges (by powers of two) until the
-    # stray is below 2% of its area / perimeter (~ its half-width: excess
-    # under ~8%), and no edge exceeds `max_segment`; then widen by twice the
-    # stray that remains.
-    area = np.abs(_signed_area(rx, ry))
-    edge = np.hypot(np.roll(rx, -1, 1) - rx, np.roll(ry, -1, 1) - ry)
-    target = 0.02 * area / np.maximum(edge.sum(axis=1), 1e-300) + EPS_RAD
-    need = np.maximum(np.sqrt(dev / target), edge.max(axis=1) / max_segment)
-    refine = 2 ** np.clip(np.ceil(np.log2(np.maximum(need, 1.0))), 0, 7)
-    refine[large] = 1
-    out = []
-    for r in np.unique(refine):
-        sel = np.flatnonzero(refine == r)
-        sub = _Frame(c[sel], e[sel], nrt[sel])
-        rx, ry, _ = make(margin[sel], int(r), sel)
-        extra = 2 * _lonlat_sag(rx, ry, *sub)
-        rx, ry, inside = make(margin[sel] + extra, int(r), sel)
-        lon, lat = xyz_to_lonlat(_from_plane(rx, ry, *sub))
-        pole = np.zeros(sel.size, np.int8)
-        for sign in (1, -1):
-            wz = sign * sub.c[:, 2]
-            front = wz > 0
-            zx = np.where(front, sign * sub.e[:, 2] / np.where(front, wz, 1), 0)
-            zy = np.where(front, sign * sub.nrt[:, 2] / np.where(front, wz, 1), 0)
-            pole[front & inside(zx, zy)] = sign
-        lon_c, _ = xyz_to_lonlat(sub.c)
-        lon = lon_c[:, None] + _wrap(lon - lon_c[:, None])
-        big = large[sel]
-        if big.any():
-            lon[big], lat[big] = _box_ring(lines[sel[big]], pole[big], lon.shape[1])
-            pole[big] = 0
-        out.append((sel, lon, lat, pole))
-    return out
+    bx, by, _ = make(margin, 1)
+    area = np.abs(_signed_area(bx, by))
+    perimeter = np.hypot(np.roll(bx, -1, 1) - bx, np.roll(by, -1, 1) - by).sum(axis=1)
+    allowed = np.maximum(tolerance * 2 * area / np.maximum(perimeter, 1e-300), EPS_RAD)
+    # The push that lets straight pieces deviate by `allowed` (the polygon's
+    # corners move out by a few times the push: cos^2(rho) taken beyond them).
+    r2 = _row_max(bx * bx + by * by)
+    reach = np.sqrt(r2) + 4 * (allowed * (1 + r2))
+    delta = margin + allowed * (1 + reach * reach)
+    rx, ry, inside = make(delta, 1)
+    pole = np.zeros(n, np.int8)
+    for sign in (1, -1):
+        wz = sign * c[:, 2]
+        front = wz > 0
+        zx = np.where(front, sign * e[:, 2] / np.where(front, wz, 1), 0)
+        zy = np.where(front, sign * nrt[:, 2] / np.where(front, wz, 1), 0)
+        pole[front & inside(zx, zy)] = sign
+    # What the pieces may deviate, from the pushed polygon itself: a bound whatever `delta` was.
+    slack = (delta - margin) / (1 + _row_max(rx * rx + ry * ry))
+    parts = _split_counts(rx, ry, c, e, nrt, slack, max_segment)
+    groups = []
+    # Near a pole the curvature peaks on a short stretch of an edge: edges
+    # needing many pieces are cut in PRESPLIT first and each cut bounded alone.
+    heavy = ((parts > PRESPLIT) | (parts < 0)).any(axis=1) & ~large
+    normal = ~heavy & ~large
+    if normal.any():
+        sel = np.flatnonzero(normal)
+        groups.append((sel, *_split_edges(rx[sel], ry[sel], parts[sel], c[sel], e[sel], nrt[sel])))
+    box = large.copy()
+    if heavy.any():
+        sel = np.flatnonzero(heavy)
+        pre = np.where((parts[sel] > PRESPLIT) | (parts[sel] < 0), PRESPLIT, 1)
+        hx, hy = _subdivide(rx[sel], ry[sel], pre)
+        hparts = _split_counts(hx, hy, c[sel], e[sel], nrt[sel], slack[sel], max_segment, exact=True)
+        ok = (hparts >= 0).all(axis=1)
+        box[sel[~ok]] = True
+        if ok.any():
+            s_ok = sel[ok]
+            groups.append((s_ok, *_split_edges(hx[ok], hy[ok], hparts[ok], c[s_ok], e[s_ok], nrt[s_ok])))
+    if box.any():
+        # Too wide for a tangent plane, or an edge over a pole: a lon/lat box
+        # (all longitudes) over the latitudes the pushed polygon's arcs reach.
+        sel = np.flatnonzero(box)
+        a = c[sel, None] + rx[sel][..., None] * e[sel, None] + ry[sel][..., None] * nrt[sel, None]
+        a /= np.linalg.norm(a, axis=-1, keepdims=True)
+        z_lo, z_hi = _arc_z_range(a, np.roll(a, -1, 1))
+        south = np.where(pole[sel] < 0, -90.0, np.degrees(np.arcsin(_row_min(z_lo))))
+        north = np.where(pole[sel] > 0, 90.0, np.degrees(np.arcsin(_row_max(z_hi))))
+        if large[sel].any():  # the plane does not hold these: latitudes of the points, widened
+            _, lat_pts = xyz_to_lonlat(lines[sel].reshape(sel.size, -1, 3))
+            pad = np.degrees(2 * delta[sel])
+            wide = large[sel]
+            south[wide] = np.where(pole[sel][wide] < 0, -90.0, np.maximum(lat_pts[wide].min(1) - pad[wide], -90))
+            north[wide] = np.where(pole[sel][wide] > 0, 90.0, np.minimum(lat_pts[wide].max(1) + pad[wide], 90))
+        box_lon = np.broadcast_to(np.array([-180.0, 180.0, 180.0, -180.0]), (sel.size, 4))
+        box_lat = np.stack([south, south, north, north], axis=1)
+        groups.append((sel, box_lon.ravel(), box_lat.ravel(), np.full(sel.size, 4)))
+        pole[sel] = 0
+    return (*_merge_ragged(groups, n), pole)
 
 
-class _Frame(NamedTuple):
-    c: np.ndarray
-    e: np.ndarray
-    nrt: np.ndarray
+def _subdivide(rx: np.ndarray, ry: np.ndarray, parts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rings (n, V) with edge j of ring i cut in parts[i, j] equal steps, as
+    rows padded with their last vertex (zero-length edges)."""
+    n, v = rx.shape
+    flat = parts.ravel()
+    edge = np.repeat(np.arange(n * v), flat)
+    t = (np.arange(edge.size) - (np.cumsum(flat) - flat)[edge]) / flat[edge]
+    x0, y0 = rx.ravel(), ry.ravel()
+    x1, y1 = np.roll(rx, -1, 1).ravel(), np.roll(ry, -1, 1).ravel()
+    x, y = x0[edge] + (x1 - x0)[edge] * t, y0[edge] + (y1 - y0)[edge] * t
+    counts = parts.sum(axis=1)
+    at = (np.cumsum(counts) - counts)[:, None] + np.minimum(np.arange(int(counts.max())), counts[:, None] - 1)
+    return x[at], y[at]
 
 
-def _lonlat_sag(rx: np.ndarray, ry: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray) -> np.ndarray:
-    """Per chunk, the largest distance (radians) between a ring segment's
-    great-circle midpoint and the midpoint of the straight lon/lat segment."""
-    lon, lat = xyz_to_lonlat(_from_plane(rx, ry, c, e, nrt))
-    mid_x, mid_y = (rx + np.roll(rx, -1, 1)) / 2, (ry + np.roll(ry, -1, 1)) / 2
-    mlon, mlat = xyz_to_lonlat(_from_plane(mid_x, mid_y, c, e, nrt))
-    chord_lon = lon + _wrap(np.roll(lon, -1, 1) - lon) / 2
-    chord_lat = (lat + np.roll(lat, -1, 1)) / 2
-    dev = np.hypot(np.radians(_wrap(mlon - chord_lon)) * np.cos(np.radians(mlat)), np.radians(mlat - chord_lat))
-    return dev.max(axis=1)
+def _merge_ragged(groups: list[tuple[np.ndarray, ...]], n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat lon, lat and counts of `n` rings, from groups (chunk positions, flat lon, flat lat, counts)."""
+    if len(groups) == 1 and groups[0][0].size == n:
+        return groups[0][1:]
+    counts = np.zeros(n, np.int64)
+    for sel, _, _, count in groups:
+        counts[sel] = count
+    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    lon, lat = np.empty(int(counts.sum())), np.empty(int(counts.sum()))
+    for sel, g_lon, g_lat, count in groups:
+        g_start = np.concatenate([[0], np.cumsum(count)[:-1]])
+        at = np.repeat(start[sel] - g_start, count) + np.arange(int(count.sum()))
+        lon[at], lat[at] = g_lon, g_lat
+    return lon, lat, counts
+
+
+def _arc_z_range(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least and largest z (sine of latitude) on the short great-circle arcs a -> b."""
+    normal = np.cross(a, b)
+    size = np.linalg.norm(normal, axis=-1, keepdims=True)
+    normal = normal / np.maximum(size, 1e-300)
+    lo, hi = np.minimum(a[..., 2], b[..., 2]), np.maximum(a[..., 2], b[..., 2])
+    for sign in (1.0, -1.0):
+        top = sign * np.array([0.0, 0.0, 1.0]) - sign * normal[..., 2:3] * normal
+        on_arc = (((np.cross(a, top) * normal).sum(-1) >= 0) & ((np.cross(top, b) * normal).sum(-1) >= 0)
+                  & (size[..., 0] > 1e-15))
+        extreme = sign * np.linalg.norm(top, axis=-1)
+        if sign > 0:
+            hi = np.where(on_arc, np.maximum(hi, extreme), hi)
+        else:
+            lo = np.where(on_arc, np.minimum(lo, extreme), lo)
+    return np.clip(lo, -1.0, 1.0), np.clip(hi, -1.0, 1.0)
+
+
+# Straight lon/lat pieces: at most this many per polygon edge (more: the chunk
+# falls back to a box, e.g. an edge passing within metres of a pole); edges
+# needing more than PRESPLIT are first cut in PRESPLIT, each cut bounded alone.
+MAX_PARTS = 4096
+PRESPLIT = 32
+
+
+def _split_counts(rx: np.ndarray, ry: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray,
+                  slack: np.ndarray, max_segment: float, exact: bool = False) -> np.ndarray:
+    """Pieces per edge (n, V) so that each straight lon/lat piece stays within
+    `slack` (radians, per chunk) of its great-circle arc; -1 where no count
+    can (an arc that may reach a pole).
+
+    On a great circle at unit speed with azimuth a, in (lon, lat) radians
+    (geodesic equations): |d2 lat/ds2| = |tan lat| sin^2 a <= |tan lat| and
+    |d2 lon/ds2| = |tan lat sin 2a| / cos lat <= 2 |tan lat| |cos a| / cos lat;
+    |cos a| changes by at most |tan lat| per radian (Clairaut). A piece of arc
+    length S is then within S^2/8 x that curvature of its chord, with lat the
+    arc's largest |latitude|: at most its ends' / cos(S/2), or exactly
+    (`exact`, `_arc_z_range`). Uniform steps in the plane give pieces no
+    longer on the sphere than in the plane (the gnomonic scale is >= 1);
+    lon/lat distance is >= distance on the sphere, so the bound holds as a
+    lon/lat distance. All in plane coordinates: z = (c + x e + y n)_z / s,
+    s = sqrt(1 + x^2 + y^2)."""
+    x1, y1 = np.roll(rx, -1, 1), np.roll(ry, -1, 1)
+    ex, ey = x1 - rx, y1 - ry
+    length = np.hypot(ex, ey)
+    s0, s1 = np.sqrt(1 + rx * rx + ry * ry), np.sqrt(1 + x1 * x1 + y1 * y1)
+    cz, ez, nz = c[:, 2:3], e[:, 2:3], nrt[:, 2:3]
+    z0, z1 = (cz + rx * ez + ry * nz) / s0, (cz + x1 * ez + y1 * nz) / s1
+    dz = ex * ez + ey * nz  # the step's 3-D direction, z part
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        if exact:
+            a = c[:, None] + rx[..., None] * e[:, None] + ry[..., None] * nrt[:, None]
+            a /= s0[..., None]
+            z_lo, z_hi = _arc_z_range(a, np.roll(a, -1, 1))
+            z = np.maximum(-z_lo, z_hi)
+        else:
+            z = np.maximum(np.abs(z0), np.abs(z1)) / np.cos(np.minimum(length, 3.0) / 2)
+        cos_lat = np.sqrt(np.maximum(1 - z * z, 0.0))
+        tan_lat = z / cos_lat
+        # |cos a| at each end: the step's 3-D direction d made tangent at the
+        # point p, against north: (d_z - p_z (d.p)) / (|d - (d.p) p| cos lat_p).
+        ends = []
+        for x, y, s, zp in ((rx, ry, s0, z0), (x1, y1, s1, z1)):
+            along = (x * ex + y * ey) / s
+            tangent = np.sqrt(np.maximum(length * length - along * along, 1e-300))
+            ends.append(np.abs(dz - zp * along) / (tangent * np.sqrt(np.maximum(1 - zp * zp, 1e-300))))
+        cos_a = np.minimum(np.maximum(*ends) + np.minimum(length, 3.0) * tan_lat, 1.0)
+        curvature = tan_lat * np.sqrt(1 + (2 * cos_a / cos_lat) ** 2)
+        need = np.maximum(length * np.sqrt(curvature / (8 * slack[:, None])), length / max_segment)
+        parts = np.where(length > 0, np.maximum(np.ceil(need), 1), 0)
+        parts[:, 0] = np.maximum(parts[:, 0], 1)  # a ring keeps at least one vertex
+    bad = (z >= 1 - 1e-12) | ~np.isfinite(parts) | (parts > MAX_PARTS)
+    return np.where(bad, -1, parts).astype(np.int64)
+
+
+def _split_edges(rx: np.ndarray, ry: np.ndarray, parts: np.ndarray, c: np.ndarray, e: np.ndarray,
+                 nrt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat lon/lat of the rings (n, V) with each edge split in `parts`
+    (uniform steps in the plane), longitudes continuous about each centre."""
+    n, v = rx.shape
+    flat = parts.ravel()
+    edge = np.repeat(np.arange(n * v), flat)
+    first = np.concatenate([[0], np.cumsum(flat)[:-1]])
+    t = (np.arange(edge.size) - first[edge]) / flat[edge]
+    x0, y0 = rx.ravel(), ry.ravel()
+    x1, y1 = np.roll(rx, -1, 1).ravel(), np.roll(ry, -1, 1).ravel()
+    x = x0[edge] + (x1 - x0)[edge] * t
+    y = y0[edge] + (y1 - y0)[edge] * t
+    owner = edge // v
+    xyz = c[owner] + x[:, None] * e[owner] + y[:, None] * nrt[owner]
+    lon, lat = xyz_to_lonlat(xyz)
+    lon_c, _ = xyz_to_lonlat(c)
+    lon = lon_c[owner] + _wrap(lon - lon_c[owner])
+    return lon, lat, parts.sum(axis=1)
 
 
 def _kdop(gx: np.ndarray, gy: np.ndarray, quad: np.ndarray, c: np.ndarray, e: np.ndarray, nrt: np.ndarray,
@@ -531,18 +845,6 @@ def _wrap(d: np.ndarray) -> np.ndarray:
     return (d + 180.0) % 360.0 - 180.0
 
 
-def _box_ring(lines: np.ndarray, pole: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """A lon/lat box ring around chunks too wide for a tangent plane (rare:
-    chunks over ~150 degrees across): all longitudes, latitudes to the pole."""
-    _, lat = xyz_to_lonlat(lines.reshape(lines.shape[0], -1, 3))
-    south = np.where(pole < 0, -90.0, lat.min(1))
-    north = np.where(pole > 0, 90.0, lat.max(1))
-    xs = np.array([-180.0, 180.0, 180.0, -180.0])
-    rx = np.broadcast_to(xs, (len(pole), 4))
-    ry = np.stack([south, south, north, north], axis=1)
-    return _pad_ring(rx, width), _pad_ring(ry, width)
-
-
 # --- rings to WKB ----------------------------------------------------------------------------
 
 def polygon_wkb(lon: np.ndarray, lat: np.ndarray) -> pa.Array:
@@ -596,6 +898,8 @@ def _rings_to_wkb(lon: np.ndarray, lat: np.ndarray, pole: np.ndarray) -> tuple[p
 
 
 def _split_antimeridian(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Rings (n, V) with longitudes past +-180: their parts in [-180, 180]
+    (as written since the first footprint indexes: the demo digests pin it)."""
     import shapely
 
     ring = np.stack([lon, lat], axis=-1)
@@ -605,6 +909,21 @@ def _split_antimeridian(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     for shift in (360.0, -360.0):
         moved = shapely.transform(polys, lambda xy, s=shift: xy + np.array([s, 0.0]))
         out = shapely.union(out, shapely.intersection(moved, world))
+    return shapely.orient_polygons(out)
+
+
+def _split_antimeridian_ragged(lon: np.ndarray, lat: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Rings (flat vertices, ring number of each) with longitudes past +-180:
+    their parts in [-180, 180] (the ring, and the ring moved by 360 towards
+    the other side, each cut to the world)."""
+    import shapely
+
+    polys = shapely.polygons(shapely.linearrings(np.stack([lon, lat], axis=1), indices=ring))
+    hi = np.maximum.reduceat(lon, np.flatnonzero(np.diff(ring, prepend=-1)))
+    shift = np.where(hi > 180.0, -360.0, 360.0)[ring]
+    moved = shapely.polygons(shapely.linearrings(np.stack([lon + shift, lat], axis=1), indices=ring))
+    world = shapely.box(-180.0, -90.0, 180.0, 90.0)
+    out = shapely.union(shapely.intersection(polys, world), shapely.intersection(moved, world))
     return shapely.orient_polygons(out)
 
 

@@ -298,6 +298,66 @@ class TiePointGrid:
         bottom = tie[i + 1, j] * (1 - wc) + tie[i + 1, j + 1] * wc
         return _normalise(top * (1 - wr) + bottom * wr)
 
+    def _row_brackets(self, block: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first tie row index in the flat tie arrays, weight) of fractional
+        local rows `y` of blocks `block` (extrapolated past the outer ties)."""
+        tr = np.asarray(self.tie_rows, np.float64)
+        granule, first = np.divmod(block * self.block_rows, self.shape[0])
+        if self.scan_lines:
+            per = tr.size // (self.shape[0] // self.scan_lines)
+            i, wr = _bracket(tr[:per], y)
+            i = i + (first // self.scan_lines) * per
+        else:
+            i, wr = _bracket(tr, first + y)
+        return i + granule * len(self.tie_rows), wr
+
+    def bilinear_xyz(self, block: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """The interpolated surface (3-D, not normalised) at fractional local
+        rows `y` of `block` and fractional columns `x` (corner of pixel (r, c):
+        y = r - 0.5, x = c - 0.5), broadcast together."""
+        block, y, x = np.broadcast_arrays(block, y, x)
+        i, wr = self._row_brackets(block, y)
+        j, wc = _bracket(np.asarray(self.tie_cols, np.float64), x)
+        tie = self._tie_xyz
+        flat = tie.reshape(-1, 3)  # one-axis takes: far cheaper than multi-axis fancy indexing
+        at = i * tie.shape[1] + j
+        wr, wc = wr[..., None], wc[..., None]
+        top = flat.take(at, axis=0) * (1 - wc) + flat.take(at + 1, axis=0) * wc
+        at += tie.shape[1]
+        bottom = flat.take(at, axis=0) * (1 - wc) + flat.take(at + 1, axis=0) * wc
+        return top * (1 - wr) + bottom * wr
+
+    def edge_columns_xyz(self, block: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """`bilinear_xyz` at rows (block, y) (broadcast, shape S) and columns
+        `x` (shape (S[0], C): a few distinct values), shape S + (C, 3): every
+        tie row is interpolated once at the distinct columns, then each point
+        from two of those."""
+        block, y = np.broadcast_arrays(block, y)
+        unique, which = np.unique(x, return_inverse=True)
+        which = which.reshape(x.shape)
+        j, wc = _bracket(np.asarray(self.tie_cols, np.float64), unique)
+        tie = self._tie_xyz
+        columns = (tie[:, j] * (1 - wc)[:, None] + tie[:, j + 1] * wc[:, None]).reshape(-1, 3)
+        i, wr = self._row_brackets(block, y)
+        col = which.reshape(which.shape[:1] + (1,) * (y.ndim - 1) + which.shape[1:])
+        at = i[..., None] * unique.size + col
+        wr = wr[..., None, None]
+        return columns.take(at, axis=0) * (1 - wr) + columns.take(at + unique.size, axis=0) * wr
+
+    def block_rows_xyz(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """`bilinear_xyz` at the same local rows `y` (R,) of every block and
+        columns `x` (U,), shape (blocks, R, U, 3): in a scanning swath every
+        scan has its tie rows at the same lines, so one bracket serves all."""
+        tie = self._tie_xyz
+        j, wc = _bracket(np.asarray(self.tie_cols, np.float64), np.asarray(x, np.float64))
+        columns = tie[:, j] * (1 - wc)[:, None] + tie[:, j + 1] * wc[:, None]  # (tie rows, U, 3)
+        tr = np.asarray(self.tie_rows, np.float64)
+        blocks = self.granules * (self.shape[0] // self.block_rows)
+        per = tr.size // (self.shape[0] // self.block_rows)
+        columns = columns.reshape(blocks, per, len(j), 3)
+        i, wr = _bracket(tr[:per], np.asarray(y, np.float64))
+        return columns[:, i] * (1 - wr)[None, :, None, None] + columns[:, i + 1] * wr[None, :, None, None]
+
     def expand(self) -> GeolocatedGrid:
         """The full-resolution geolocation (a `GeolocatedGrid`) of an unstacked grid."""
         if self.granules > 1:

@@ -25,7 +25,8 @@ REF_COLUMNS = ("variable", "level", "path", "offset", "length", "time")
 @dataclass(frozen=True)
 class Query:
     """A query: `bbox` (minx, miny, maxx, maxy) in `crs`; optional time range
-    [start, end], variable and level. In longitude/latitude, minx > maxx is a
+    [start, end], variable (`V` also matches `<grid>/V` in archives grouped
+    by grid) and level. In longitude/latitude, minx > maxx is a
     box across the antimeridian."""
 
     bbox: tuple[float, float, float, float]
@@ -104,15 +105,22 @@ def _mask(table: pa.Table, query: Query, envelope: tuple[float, float, float, fl
     fields = {name: bbox.field(name).to_numpy(zero_copy_only=False) for name in ("xmin", "ymin", "xmax", "ymax")}
     mask = (fields["xmax"] >= minx) & (fields["xmin"] <= maxx) & (fields["ymax"] >= miny) & (fields["ymin"] <= maxy)
     if query.variable is not None:
-        mask &= pc.equal(table["variable"], query.variable).to_numpy(zero_copy_only=False)
+        # `V` also names V in every grid group (`EPSG32755_699960_6300040/V`).
+        names = table["variable"]
+        if pa.types.is_dictionary(names.type):
+            names = names.cast(names.type.value_type)
+        hit = pc.or_(pc.equal(names, query.variable), pc.ends_with(names, "/" + query.variable))
+        mask &= hit.to_numpy(zero_copy_only=False)
     if query.level is not None:
-        mask &= table["level"].to_numpy() == query.level
+        mask &= table["level"].combine_chunks().to_numpy() == query.level
     if "time" in table.column_names and (query.start or query.end):
-        t = table["time"].to_numpy(zero_copy_only=False).astype("datetime64[ms]")
+        # Through int64: a chunked timestamp column's to_numpy goes element by element.
+        t = table["time"].combine_chunks().cast(pa.int64()).to_numpy(zero_copy_only=False)
+        unit = table.schema.field("time").type.unit
         if query.start:
-            mask &= t >= np.datetime64(query.start, "ms")
+            mask &= t >= np.datetime64(query.start, unit).astype(np.int64)
         if query.end:
-            mask &= t <= np.datetime64(query.end, "ms")
+            mask &= t <= np.datetime64(query.end, unit).astype(np.int64)
     return mask
 
 
@@ -143,7 +151,9 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
     import pyarrow.parquet as pq
     import shapely
 
-    pf = pq.ParquetFile(str(index))
+    # Footprints repeat (every time step of a spatial chunk shares one): read
+    # them as a dictionary and test each distinct one once.
+    pf = pq.ParquetFile(str(index), read_dictionary=["geometry", "variable", "path"], memory_map=True)
     names = pf.schema_arrow.names
     for needed in ("geometry", "bbox"):
         if needed not in names:
@@ -158,32 +168,54 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
     coords = [c for c in names if c.startswith("c") and c[1:].isdigit()]
     columns = [c for c in ("variable", "level", *coords, "path", "offset", "length", "time", "geometry")
                if c in names]
-    first = [c for c in ("bbox", "variable", "level", "time") if c in names]
+    # First read: the bbox and only the filter columns the query uses.
+    used = {"bbox", *(["variable"] if query.variable is not None else []), *(["level"] if query.level is not None else []),
+            *(["time"] if query.start or query.end else [])}
+    first = [c for c in ("bbox", "variable", "level", "time") if c in names and c in used]
     rest = [c for c in columns if c not in first]
+    # Row groups the statistics leave, then their filter columns in one read
+    # (one call: per-call overhead dominates small reads), then the other
+    # columns of the row groups holding candidates, in one read too.
+    live_groups = [rg for rg in range(pf.num_row_groups)
+                   if any(_row_group_may_match(pf.metadata.row_group(rg), leaf, query, e) for e in envelopes)]
     pieces = []
-    for rg in range(pf.num_row_groups):
-        meta = pf.metadata.row_group(rg)
-        live = [e for e in envelopes if _row_group_may_match(meta, leaf, query, e)]
-        if not live:
-            continue
-        head = pf.read_row_group(rg, columns=first)
+    if live_groups:
+        head = pf.read_row_groups(live_groups, columns=first)
+        sizes = np.array([pf.metadata.row_group(rg).num_rows for rg in live_groups])
+        starts = np.concatenate([[0], np.cumsum(sizes)])
         mask = np.zeros(head.num_rows, bool)
-        for envelope in live:
+        for envelope in envelopes:
             mask |= _mask(head, query, envelope)
-        if not mask.any():
-            continue
-        rows = pa.array(np.flatnonzero(mask))
-        body = pf.read_row_group(rg, columns=rest).take(rows)
-        head = head.take(rows)
-        piece = pa.table({c: (head[c] if c in head.column_names else body[c]) for c in columns})
-        keep = shapely.intersects(geometry, shapely.from_wkb(piece["geometry"].to_numpy(zero_copy_only=False)))
-        pieces.append(piece.filter(pa.array(keep)))
+        # A row group pruned for one envelope (of a box across 180) only: its rows met the other.
+        hit_groups = [i for i in range(len(live_groups)) if mask[starts[i]:starts[i + 1]].any()]
+        if hit_groups:
+            rows = np.concatenate([np.flatnonzero(mask[starts[i]:starts[i + 1]]) + starts[i] for i in hit_groups])
+            local = np.concatenate([np.flatnonzero(mask[starts[i]:starts[i + 1]]) for i in hit_groups])
+            within = np.concatenate([[0], np.cumsum(sizes[hit_groups])])
+            body = pf.read_row_groups([live_groups[i] for i in hit_groups], columns=rest)
+            at = local + np.repeat(within[:-1], [int(mask[starts[i]:starts[i + 1]].sum()) for i in hit_groups])
+            body = body.take(pa.array(at))
+            head = head.take(pa.array(rows))
+            piece = pa.table({c: (head[c] if c in head.column_names else body[c]) for c in columns})
+            shapes = piece["geometry"].combine_chunks()
+            if pa.types.is_dictionary(shapes.type):
+                hit = shapely.intersects(geometry, shapely.from_wkb(shapes.dictionary.to_numpy(zero_copy_only=False)))
+                keep = hit[shapes.indices.to_numpy(zero_copy_only=False)]
+            else:
+                keep = shapely.intersects(geometry, shapely.from_wkb(shapes.to_numpy(zero_copy_only=False)))
+            pieces.append(piece.filter(pa.array(keep)))
     if pieces:
-        table = pa.concat_tables(pieces)
+        table = pa.concat_tables([pa.table({c: _plain(p[c]) for c in p.column_names}) for p in pieces])
     else:
-        table = pf.schema_arrow.empty_table().select(columns)
+        table = pa.schema([pf.schema_arrow.field(c) for c in columns]).empty_table()
+        table = pa.table({c: _plain(table[c]) for c in table.column_names})
     if not with_geometry:
         table = table.drop_columns(["geometry"])
     return table
+
+
+def _plain(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """A column read as a dictionary (geometry, variable, path) as plain values."""
+    return column.cast(column.type.value_type) if pa.types.is_dictionary(column.type) else column
 
 

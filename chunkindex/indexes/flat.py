@@ -42,9 +42,15 @@ SUPPORTED_MAJOR = 0
 ROW_GROUP_ROWS = 131_072
 # Row groups per buffer encoded by one thread (the write is spliced from them).
 GROUPS_PER_BUFFER = 8
-# An overview level's array (`ovr<f>/<var>`, or `<var>_ovr<f>` in indexes
-# written before levels moved to sub-groups) or coordinate (`lat_ovr<f>`).
-_OVERVIEW = re.compile(r"^(?:ovr\d+/)?(?P<base>.+?)(?:_ovr(?P<factor>\d+))?$")
+# An overview level's array (`[<grid>/]ovr<f>/<var>`, or `<var>_ovr<f>` in
+# indexes written before levels moved to sub-groups) or coordinate
+# (`lat_ovr<f>`); `<grid>/` for archives grouped by grid (`source.group_by`).
+_OVERVIEW = re.compile(r"^(?P<group>(?:[^/]+/)*?)(?:ovr\d+/)?(?P<name>[^/]+?)(?:_ovr(?P<factor>\d+))?$")
+
+
+def _overview_base(name: str) -> str | None:
+    match = _OVERVIEW.match(name)
+    return match.group("group") + match.group("name") if match else None
 
 
 class CriError(ValueError):
@@ -153,7 +159,7 @@ def _clean(value: float) -> float:
 def _dimension_kind(name: str, attrs: dict[str, Any]) -> str | None:
     axis = str(attrs.get("axis", "")).upper()
     standard = str(attrs.get("standard_name", ""))
-    base = _OVERVIEW.sub(r"\g<base>", name).lower()
+    base = (_overview_base(name) or name).lower()
     units = str(attrs.get("units", "")).lower().replace("_", "").replace(" ", "")
     if units in ("degreesnorth", "degreenorth", "degreesn", "degreen"):
         return "HORIZONTAL_Y"  # CF: latitude by its units
@@ -228,9 +234,9 @@ def _group_levels(arrays: list[ArraySpec]) -> dict[str, _Variable]:
     overviews: dict[str, list[tuple[int, ArraySpec]]] = {}
     for array in data:
         factor = array.attrs.get("chunkindex", {}).get("overview_factor", 1)
-        match = _OVERVIEW.match(array.name)
-        if factor and factor > 1 and match and match.group("base") in names:
-            overviews.setdefault(match.group("base"), []).append((int(factor), array))
+        base = _overview_base(array.name)
+        if factor and factor > 1 and base in names:
+            overviews.setdefault(base, []).append((int(factor), array))
         else:
             variables[array.name] = _Variable(array.name, [_Level(0, array)])
     for base, items in overviews.items():

@@ -40,12 +40,17 @@ import pyarrow.parquet as pq
 from chunkindex.atomic import commit, staging_path
 from chunkindex.codecs import decode_chunk
 from chunkindex.geo.footprints import BBOX_TYPE, Footprints, Grid, bbox_column, grid_footprints
-from chunkindex.geo.grids import WGS84, AffineGrid, GeolocatedGrid, TiePointGrid
+from chunkindex.geo.grids import WGS84, AffineGrid, GCPGrid, GeolocatedGrid, TiePointGrid
 from chunkindex.model import ArraySpec, parse_cf_units
 
 log = logging.getLogger(__name__)
 
 GEOPARQUET_VERSION = "1.1.0"
+# Rows per row group of the footprint GeoParquet: few enough row groups that
+# a query reads the footer and prunes by their bbox statistics in
+# milliseconds at 59 M rows (GHRSST scale), small enough that a box reads
+# few rows (bench/footprints.py).
+ROW_GROUP_ROWS = 65536
 
 
 @dataclass
@@ -101,13 +106,32 @@ def _open(url: str) -> Any:
     return fsspec.open(url, "rb").open()
 
 
-def _crs(array: ArraySpec, y_dim: str, x_dim: str, arrays: dict[str, ArraySpec]) -> str | None:
-    crs = array.attrs.get("_CRS") or {}
+def _coordinate(array: ArraySpec, dim: str, arrays: dict[str, ArraySpec]) -> ArraySpec | None:
+    """The coordinate array of `array`'s dimension `dim`: in the array's own
+    group first, then each parent group, then anywhere (arrays grouped by
+    grid each have their own `x`/`y`)."""
+    parts = array.name.split("/")[:-1]
+    for depth in range(len(parts), 0, -1):
+        found = arrays.get("/".join(parts[:depth]) + "/" + dim)
+        if found is not None:
+            return found
+    return arrays.get(dim)
+
+
+def _crs_name(crs: dict[str, Any]) -> str | None:
     if "url" in crs:
         return "EPSG:" + crs["url"].rstrip("/").rsplit("/", 1)[1]
     if "wkt" in crs:
         return crs["wkt"]
-    units = [arrays[d].attrs.get("units", "") if d in arrays else "" for d in (y_dim, x_dim)]
+    return None
+
+
+def _crs(array: ArraySpec, y_dim: str, x_dim: str, arrays: dict[str, ArraySpec]) -> str | None:
+    named = _crs_name(array.attrs.get("_CRS") or {})
+    if named:
+        return named
+    coords = [_coordinate(array, d, arrays) for d in (y_dim, x_dim)]
+    units = [c.attrs.get("units", "") if c is not None else "" for c in coords]
     if units[0].startswith("degree") and units[1].startswith("degree"):
         return WGS84
     return None
@@ -156,7 +180,15 @@ def array_grid(array: ArraySpec, arrays: list[ArraySpec] | dict[str, ArraySpec])
                              f"tie points {names[1]}/{names[0]} on {tie_dims[0]} x {tie_dims[1]}")
         log.warning("%s: geolocation %s is neither per pixel nor on tie-point coordinates", array.name, names)
         return None
-    coords = [arrays.get(d) for d in (y_dim, x_dim)]
+    gcps = array.attrs.get("gcps")
+    if gcps:
+        # A GCP scene: the polynomial GDAL fits, on this level's pixels (an
+        # overview's are `overview_factor` full-resolution pixels each).
+        factor = float(array.attrs.get("chunkindex", {}).get("overview_factor", 1))
+        points = np.array([[g["pixel"] / factor, g["line"] / factor, g["x"], g["y"]] for g in gcps])
+        crs = str(array.attrs.get("gcps_crs") or WGS84)
+        return ArrayGrid(GCPGrid(points, nx, ny, crs), False, f"{len(gcps)} GCPs in {crs}")
+    coords = [_coordinate(array, d, arrays) for d in (y_dim, x_dim)]
     if any(c is None or c.inline is None for c in coords):
         return None
     y, x = (_values(c).astype(np.float64) for c in coords)
@@ -172,17 +204,18 @@ def array_grid(array: ArraySpec, arrays: list[ArraySpec] | dict[str, ArraySpec])
 
 
 def _level(name: str) -> tuple[str, int]:
-    """(variable, overview factor) of an array: `ovr<f>/<v>` (or `<v>_ovr<f>`,
-    as indexes written before levels moved to sub-groups name them)."""
-    match = re.fullmatch(r"(?:ovr(\d+)/)?(.+?)(?:_ovr(\d+))?", name)
-    factor = match.group(1) or match.group(3) if match else None
-    return (match.group(2), int(factor)) if match and factor else (name, 1)
+    """(variable, overview factor) of an array: `[<group>/]ovr<f>/<v>` (or
+    `<v>_ovr<f>`, as indexes written before levels moved to sub-groups name
+    them); the variable keeps its group (`EPSG32755_699960_6300040/B04`)."""
+    match = re.fullmatch(r"((?:[^/]+/)*?)(?:ovr(\d+)/)?([^/]+?)(?:_ovr(\d+))?", name)
+    factor = match.group(2) or match.group(4) if match else None
+    return (match.group(1) + match.group(3), int(factor)) if match and factor else (name, 1)
 
 
 def _time_axis(array: ArraySpec, arrays: dict[str, ArraySpec]) -> tuple[int, np.ndarray] | None:
     """(axis, datetime64[ms] per index) of the array's time dimension, if any."""
     for axis, dim in enumerate(array.dims):
-        coord = arrays.get(dim)
+        coord = _coordinate(array, dim, arrays)
         if coord is None or coord.inline is None:
             continue
         units = str(coord.attrs.get("units", ""))
@@ -380,13 +413,15 @@ def _spread_bits(v: np.ndarray) -> np.ndarray:
     return v
 
 
-def write_geoparquet(table: pa.Table, path: str | Path, row_group_rows: int = 8192) -> None:
+def write_geoparquet(table: pa.Table, path: str | Path, row_group_rows: int | None = None) -> None:
     """Write `table` as GeoParquet 1.1 (under a temporary name, then renamed),
     its rows in `spatial_order` (time, depth and band steps of one spatial
     chunk side by side), in row groups of `row_group_rows`: a query's bbox
     statistics keep the few row groups of its region, whatever the time span
-    (`chunkindex query` then filters time on those rows)."""
+    (`chunkindex query` then filters time on those rows). Default
+    `ROW_GROUP_ROWS`."""
     path = Path(path)
+    row_group_rows = row_group_rows or ROW_GROUP_ROWS
     bbox = table["bbox"].combine_chunks()
     bounds = np.stack([bbox.field(c).to_numpy(zero_copy_only=False) for c in ("xmin", "ymin", "xmax", "ymax")],
                       axis=1) if table.num_rows else np.zeros((0, 4))

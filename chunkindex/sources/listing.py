@@ -283,7 +283,9 @@ def list_sources(recipe: Recipe, spec: StoreSpec) -> pa.Table:
     # Sort by coordinate (then variable, then path) and reject duplicates.
     rows.sort(key=lambda r: (r[5] or dt.datetime.min, r[4] or "", r[0]))
     seen: dict[tuple[Any, Any], str] = {}
-    if pattern is not None and pattern.time_formats:
+    # Grouped by grid, several files share a time (one per grid): the COG
+    # assembler checks each grid's times once the groups are known.
+    if pattern is not None and pattern.time_formats and recipe.source.group_by is None:
         for row in rows:
             var = row[4]
             key = (var, row[5])

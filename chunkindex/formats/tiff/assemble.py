@@ -13,6 +13,7 @@ the reference columns with one slice assignment.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -328,7 +329,7 @@ def _level_attributes(name: str, full: dict[str, Any], level: dict[str, Any], va
 
 
 def _level_space(full: dict[str, Any], level: dict[str, Any], suffix: str,
-                 coordinate_arrays: dict[str, ArraySpec]) -> tuple[str, str]:
+                 coordinate_arrays: dict[str, ArraySpec], prefix: str = "") -> tuple[str, str]:
     """(y, x) dimension names of one level; its lat/lon (or y/x) coordinates
     join `coordinate_arrays` when the file is georeferenced without rotation."""
     gt = full["geotransform"]
@@ -338,7 +339,7 @@ def _level_space(full: dict[str, Any], level: dict[str, Any], suffix: str,
     level_gt = [gt[0], gt[1] * full["width"] / level["width"], 0.0,
                 gt[3], 0.0, gt[5] * full["height"] / level["height"]]
     (y_dim, x_dim), coords = spatial_coordinates(level_gt, level["width"], level["height"], geographic, suffix)
-    group = level_group(suffix)
+    group = prefix + level_group(suffix)
     for coord in coords:
         # An overview's coordinates live in its group; their dimension names
         # differ from the root's (xarray's DataTree aligns same-named dimensions).
@@ -346,14 +347,55 @@ def _level_space(full: dict[str, Any], level: dict[str, Any], suffix: str,
     return y_dim, x_dim
 
 
+def grid_groups(levels: pa.Table, file_ids: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Files grouped by the grid of their full-resolution image (CRS,
+    geotransform or GCPs, size), each group named after it:
+    `EPSG32755_699960_6300040` (CRS and upper-left corner), `<crs>_gcp` for a
+    GCP scene, `<crs>_nogeo` without georeferencing; `_2`, `_3` where two
+    grids would share a name. Groups in the order of their first file."""
+    images = levels.filter(pc.and_(pc.is_in(levels["file_id"], pa.array(file_ids, pa.int32())),
+                                   pc.equal(levels["kind"], "image")))
+    rows = images.select(["file_id", "crs", "geotransform", "width", "height", "gcps"]).to_pylist()
+    keys: dict[tuple, list[int]] = {}
+    for row in rows:  # one per file
+        gt = row["geotransform"]
+        key = (row["crs"], tuple(round(v, 9) for v in gt) if gt else None, row["width"], row["height"],
+               tuple(row["gcps"] or ()) if not gt else ())
+        keys.setdefault(key, []).append(row["file_id"])
+    names: list[tuple[str, np.ndarray]] = []
+    used: set[str] = set()
+    for (crs, gt, _, _, gcps), ids in keys.items():
+        token = "".join(ch for ch in (crs or "nocrs") if ch.isalnum()) if (crs or "").startswith("EPSG:") or not crs \
+            else f"crs{hashlib.sha256(crs.encode()).hexdigest()[:8]}"
+        name = f"{token}_{gt[0]:.10g}_{gt[3]:.10g}" if gt else f"{token}_{'gcp' if gcps else 'nogeo'}"
+        base, k = name, 2
+        while name in used:
+            name, k = f"{base}_{k}", k + 1
+        used.add(name)
+        names.append((name, np.array(sorted(ids), np.int64)))
+    return names
+
+
 def _variable_arrays(recipe: Recipe, variable: Variable, manifest: pa.Table, levels: pa.Table, urls: dict[int, str],
                      tiles: _Tiles, times_all: np.ndarray, has_time: bool, result: AssembledIndex,
-                     coordinate_arrays: dict[str, ArraySpec]) -> None:
-    """The arrays of one variable (full resolution, overviews, mask) stacked along time."""
+                     coordinate_arrays: dict[str, ArraySpec], files: np.ndarray | None = None,
+                     prefix: str = "") -> None:
+    """The arrays of one variable (full resolution, overviews, mask) stacked
+    along time; with `files`, of those files only, in group `prefix`."""
     var_rows = manifest.filter(pc.equal(manifest["variable"], variable.name))
+    if files is not None:
+        var_rows = var_rows.filter(pc.is_in(var_rows["file_id"], pa.array(files, pa.int32())))
     if var_rows.num_rows == 0:
         raise LayoutMismatch(f"recipe {recipe.id}: no file lists variable {variable.name!r}")
     file_ids = var_rows["file_id"].to_numpy()
+    if files is not None and has_time:
+        times = var_rows["time"].to_numpy(zero_copy_only=False)
+        order = np.argsort(times, kind="stable")
+        same = np.flatnonzero(times[order][1:] == times[order][:-1])
+        if same.size:
+            a, b = file_ids[order][same[0]], file_ids[order][same[0] + 1]
+            raise LayoutMismatch(f"recipe {recipe.id}: {urls[int(a)]} and {urls[int(b)]} lie on one grid "
+                                 f"({prefix.rstrip('/')}) at the same time {times[order][same[0]]}")
     var_levels = levels.drop_columns(["tile_offsets", "tile_byte_counts"])
     var_levels = var_levels.filter(pc.is_in(var_levels["file_id"], pa.array(file_ids, pa.int32())))
     var_levels = check_layouts(var_levels, urls, int(file_ids[0]), recipe.source.on_mismatch, result.skipped_files)
@@ -369,8 +411,8 @@ def _variable_arrays(recipe: Recipe, variable: Variable, manifest: pa.Table, lev
             continue
         suffix = "" if factor == 1 else f"_ovr{factor}"
         # An internal mask IFD (GDAL's per-dataset mask) is a variable of its own.
-        name = level_group(suffix) + variable.name + ("_mask" if is_mask else "")
-        y_dim, x_dim = _level_space(full, level, suffix, coordinate_arrays)
+        name = prefix + level_group(suffix) + variable.name + ("_mask" if is_mask else "")
+        y_dim, x_dim = _level_space(full, level, suffix, coordinate_arrays, prefix)
         dims, shape, chunks, x_axis = _chunk_layout(level, n_times, y_dim, x_dim, recipe.concat.dim)
         dtype = "|u1" if is_mask else level["dtype"]
         chain = tiff_chain(level["compression"], level["predictor"], dtype, chunks, x_axis, level["jpeg_tables"],
@@ -417,6 +459,12 @@ def assemble_cog(recipe: Recipe, manifest: pa.Table, levels: pa.Table) -> Assemb
         tiles = _Tiles(levels["ifd"].to_numpy(), levels["file_id"].to_numpy(), _TileColumns(levels["tile_offsets"]),
                        _TileColumns(levels["tile_byte_counts"]), gather_pool)
         for variable in recipe.variables:
+            if recipe.source.group_by == "grid":
+                var_files = manifest.filter(pc.equal(manifest["variable"], variable.name))["file_id"].to_numpy()
+                for group, files in grid_groups(levels, var_files):
+                    _variable_arrays(recipe, variable, manifest, levels, urls, tiles, times_all, has_time, result,
+                                     coordinate_arrays, files, group + "/")
+                continue
             _variable_arrays(recipe, variable, manifest, levels, urls, tiles, times_all, has_time, result,
                              coordinate_arrays)
     if has_time:
