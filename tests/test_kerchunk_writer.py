@@ -61,6 +61,31 @@ def test_records_split_by_record_size_and_gdal_reads_them(tmp_path, gdal):
         lookup_reference(index, "v", (5, 0))
 
 
+def test_each_record_file_holds_only_the_urls_its_rows_use(tmp_path, gdal):
+    """Every record file's path dictionary lists the files its own rows
+    reference, not the whole archive's (which would grow the index as files x
+    references); GDAL still reads every value."""
+    import shutil
+
+    array, expected = _array(tmp_path, n_chunks_y=6, missing=(3,))
+    # Each chunk in a file of its own: six copies of the blob.
+    urls = []
+    for j in range(6):
+        copy = tmp_path / f"blob-{j}.bin"
+        shutil.copyfile(array.urls[0], copy)
+        urls.append(str(copy))
+    array.urls = urls
+    array.url_index = np.where(array.url_index < 0, -1, np.arange(6)).astype(np.int32)
+    index = write_kerchunk_parquet([array], tmp_path / "idx.parq", record_size=2)
+    for k, want in enumerate([urls[0:2], urls[2:3], urls[4:6]]):  # chunk 3 has no file
+        part = pq.read_table(index / f"v/refs.{k}.parq", read_dictionary=["path"])
+        paths = part["path"].combine_chunks()
+        assert paths.dictionary.to_pylist() == want, k
+        assert [p for p in paths.to_pylist() if p is not None] == want, k
+    arr = gdal.OpenEx(f'ZARR:"{index}"', gdal.OF_MULTIDIM_RASTER).GetRootGroup().OpenMDArray("v")
+    np.testing.assert_array_equal(arr.ReadAsArray(), expected)
+
+
 def test_a_failed_write_keeps_the_old_index(tmp_path):
     array, _ = _array(tmp_path)
     index = write_kerchunk_parquet([array], tmp_path / "idx.parq", record_size=10)

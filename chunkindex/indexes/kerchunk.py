@@ -169,8 +169,15 @@ def refs_record_batch(array: ArraySpec, start: int, stop: int, urls: pa.Array | 
         ], schema=REFS_SCHEMA)
     index = array.url_index[start:stop]
     missing = index < 0
-    indices = pa.array(index, pa.int32(), mask=missing)
-    paths = pa.DictionaryArray.from_arrays(indices, urls if urls is not None else pa.array(array.urls, pa.string()))
+    # Each record file's dictionary holds only the URLs its rows use: the
+    # whole archive's URLs in every file would grow the index as files x
+    # references (86,600 URLs cost 330 KB and 0.23 s per 100,000-row file).
+    used = np.unique(index[~missing])
+    remap = np.zeros(max(len(array.urls), 1), np.int32)
+    remap[used] = np.arange(used.size, dtype=np.int32)
+    indices = pa.array(remap[np.where(missing, 0, index)], pa.int32(), mask=missing)
+    all_urls = urls if urls is not None else pa.array(array.urls, pa.string())
+    paths = pa.DictionaryArray.from_arrays(indices, all_urls.take(pa.array(used, pa.int64())))
     if missing.any() and array.missing_raw is not None:
         # Parquet rows are positional: a chunk with no data carries the encoded
         # fill chunk inline (GDAL reads a null path without raw as an error).
