@@ -68,6 +68,32 @@ def indexes(fixtures_root, tmp_path_factory):
     return built
 
 
+_QUADS: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _pixel_quads(grid) -> tuple[np.ndarray, np.ndarray]:
+    """Every pixel's quadrilateral (n, 4, 2), each continuous in longitude,
+    and its bounds (n, 4); kept per grid (the variables of a granule share
+    one, and every box of a test reuses it)."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    for field in ("lon", "lat", "tie_rows", "tie_cols", "gcps"):
+        if getattr(grid, field, None) is not None:
+            digest.update(np.ascontiguousarray(getattr(grid, field)).tobytes())
+    key = (type(grid).__name__, digest.hexdigest(), repr(getattr(grid, "geotransform", None)),
+           getattr(grid, "order", None), getattr(grid, "width", None), getattr(grid, "height", None),
+           getattr(grid, "shape", None), getattr(grid, "scan_lines", None), str(getattr(grid, "crs", "")))
+    if key not in _QUADS:
+        lon, lat = pixel_points(grid)
+        centre = lon[..., 4:5]
+        lon = centre + (lon[..., :4] - centre + 180.0) % 360.0 - 180.0  # each quad continuous
+        corners = np.stack([lon, lat[..., :4]], axis=-1).reshape(-1, 4, 2)
+        bounds = np.concatenate([corners.min(axis=1), corners.max(axis=1)], axis=1)
+        _QUADS[key] = (corners, bounds)
+    return _QUADS[key]
+
+
 def _brute_force(arrays, box) -> set[tuple]:
     """Chunks (KEY) with a pixel whose quadrilateral intersects `box`, from
     the pixel corners of each array's grid: no footprint involved."""
@@ -93,13 +119,14 @@ def _brute_force(arrays, box) -> set[tuple]:
                 grids = [GeolocatedGrid(g.lon[i], g.lat[i], g.scan_lines) for i in range(g.granules)]
         hit_spatial = []
         for grid in grids:
-            lon, lat = pixel_points(grid)
-            centre = lon[..., 4:5]
-            lon = centre + (lon[..., :4] - centre + 180.0) % 360.0 - 180.0  # each quad continuous
-            quads = shapely.polygons(np.stack([lon, lat[..., :4]], axis=-1).reshape(-1, 4, 2))
-            hit = np.zeros(len(quads), bool)
-            for b in shifted:
-                hit |= shapely.intersects(quads, b)
+            corners, bounds = _pixel_quads(grid)
+            hit = np.zeros(len(corners), bool)
+            for part in (p for b in shifted for p in shapely.get_parts(b)):
+                # Only quads whose bounds meet the box can intersect it: test those exactly.
+                xmin, ymin, xmax, ymax = part.bounds
+                near = np.flatnonzero((bounds[:, 0] <= xmax) & (bounds[:, 2] >= xmin)
+                                      & (bounds[:, 1] <= ymax) & (bounds[:, 3] >= ymin) & ~hit)
+                hit[near] = shapely.intersects(shapely.polygons(corners[near]), part)
             hit_spatial.append(set(np.unique(chunk_of_pixels(grid, (cy, cx)).ravel()[hit]).tolist()))
         grid_shape = array.chunk_grid
         nx = grid_shape[-1]
