@@ -1,0 +1,290 @@
+"""Benchmark: time and peak memory of every workflow step from ~10 M to ~600 M
+chunk references, on local disk and through a local S3 endpoint (issue 13 §2).
+
+Each point is a real workflow run (`snakemake --config dataset=<id>`: list,
+header batches, write, validate, report) on a subset of the ten-times GHRSST
+archive (`recipes/ghrsst-scale-x10.yaml`, 86,600 days, ~6,860 references a
+day with overviews and references-only variants) chosen by date range
+(`source.template`), or on the whole archive by listing it; plus the
+BRAN-like full archive (`recipes/bran-scale.yaml`, ~67 M references). The
+S3 runs read the same files through a path-style S3 endpoint serving the
+fixture folder (chunkindex.testing.servers.FolderS3Server: moto keeps objects
+in memory, and the archive is 3 TB of hard links).
+
+Figures come from Snakemake's `benchmark:` files: per step, its wall time
+(first job start to last job end, from the files' times) and the largest
+`max_rss` of its jobs. Results accumulate in `<out>/scale.json` (one entry per
+run, so the big points can run once, later); the table and the plot
+(`<out>/scale.png`: time and peak memory against references) are made from
+it. Each run's header batches and index are deleted once measured (they are
+GBs at the big points); its benchmark files, logs and reports stay.
+
+    .venv/bin/python bench/scale.py --points 10,50,100 --where local,s3   # M references
+    .venv/bin/python bench/scale.py --points 600 --where local --bran      # the whole archive
+    .venv/bin/python bench/scale.py --report-only                          # table + plot again
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+GHRSST = "ghrsst-scale-x10"
+BRAN = "bran-scale"
+# References per GHRSST day: 2,556 full-resolution tiles + 876 in the five
+# overviews, twice (each level's references-only variant shares them).
+GHRSST_REFS_PER_DAY = 2 * (2556 + 648 + 162 + 45 + 15 + 6)
+LIMIT_MB = 2048  # every job must stay within 2 GB
+STEP_ORDER = ("list", "headers", "write", "validate", "report", "footprint_map")
+
+
+def recipe_doc(name: str) -> dict:
+    return yaml.safe_load((REPO / "recipes" / f"{name}.yaml").read_text())
+
+
+def fixture_folder(doc: dict) -> Path:
+    return REPO / doc["source"]["url"]
+
+
+def point_recipe(archive: str, million_refs: int | None, where: str, endpoint: str | None) -> tuple[str, dict]:
+    """(dataset id, recipe) of one benchmark point: the archive's first days
+    (a date range) holding about `million_refs` M references, or the whole
+    archive (listed) when `million_refs` is None; read locally or via S3."""
+    doc = recipe_doc(archive)
+    size = "all" if million_refs is None else f"{million_refs}m"
+    dataset = f"scale-{archive}-{size}-{where}"
+    doc["id"] = dataset
+    doc["title"] = f"{doc['title']} [{size} refs, {where}]"
+    if million_refs is not None:
+        if archive != GHRSST:
+            raise SystemExit(f"subsets are by GHRSST days; {archive} runs whole")
+        start = dt.date.fromisoformat(fixture_spec(GHRSST)["start"])
+        days = min(round(million_refs * 1e6 / GHRSST_REFS_PER_DAY), int(fixture_spec(GHRSST)["count"]))
+        doc["source"]["template"] = {"start": start.isoformat(),
+                                     "end": (start + dt.timedelta(days=days - 1)).isoformat(), "step": "day"}
+    if where == "s3":
+        assert endpoint is not None
+        host = endpoint.removeprefix("http://")
+        doc["source"]["url"] = "s3://archive"
+        doc["source"]["store_options"] = {"endpoint": endpoint, "skip_signature": True, "region": "us-east-1",
+                                          "client_options": {"allow_http": True}}
+        doc["source"]["gdal_config"] = {"AWS_S3_ENDPOINT": host, "AWS_HTTPS": "NO", "AWS_VIRTUAL_HOSTING": "FALSE",
+                                        "AWS_NO_SIGN_REQUEST": "YES", "AWS_REGION": "us-east-1"}
+        # fsspec's S3 would need s3fs (not a dependency): GDAL is the reader checked.
+        doc.setdefault("validation", {})["second_reader"] = False
+    return dataset, doc
+
+
+def fixture_spec(name: str) -> dict:
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
+    return config["fixtures"]["sets"][name]
+
+
+@contextlib.contextmanager
+def source_server(archive: str, where: str) -> Iterator[str | None]:
+    if where == "local":
+        yield None
+        return
+    from chunkindex.testing.servers import FolderS3Server
+
+    with FolderS3Server(fixture_folder(recipe_doc(archive)), "archive") as server:
+        yield server.endpoint
+
+
+def step_figures(benchmarks: Path) -> dict[str, dict[str, float]]:
+    """Per step: wall seconds (first start to last end), summed job seconds,
+    jobs, and the largest max_rss (MB) of its jobs, from benchmark TSVs."""
+    jobs: dict[str, list[tuple[float, float, float]]] = {}
+    for path in sorted(benchmarks.glob("*.tsv")):
+        with open(path) as handle:
+            row = list(csv.DictReader(handle, delimiter="\t"))[-1]
+        seconds = float(row["s"])
+        end = path.stat().st_mtime  # written when the job ends
+        rss = float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else 0.0
+        jobs.setdefault(path.stem.split("-")[0], []).append((end - seconds, end, rss))
+    return {step: {"wall_s": max(j[1] for j in runs) - min(j[0] for j in runs),
+                   "job_s": sum(j[1] - j[0] for j in runs), "jobs": len(runs),
+                   "max_rss_mb": max(j[2] for j in runs)}
+            for step, runs in jobs.items()}
+
+
+def run_point(archive: str, million_refs: int | None, where: str, out: Path, keep: bool, cores: int,
+              until: str | None) -> dict:
+    with source_server(archive, where) as endpoint:
+        dataset, doc = point_recipe(archive, million_refs, where, endpoint)
+        recipes, results = out / "recipes", out / "runs"
+        recipes.mkdir(parents=True, exist_ok=True)
+        (recipes / f"{dataset}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        shutil.rmtree(results / dataset, ignore_errors=True)
+        shutil.rmtree(results / "benchmarks" / dataset, ignore_errors=True)
+        command = [SNAKEMAKE, "--cores", str(cores), "--rerun-triggers", "mtime",
+                   "--config", f"dataset={dataset}", f"recipes_dir={recipes}", f"results_dir={results}"]
+        if until:
+            command += ["--until", until]
+        print(f"[{time.strftime('%H:%M:%S')}] {dataset}: {' '.join(command[1:])}", flush=True)
+        start = time.perf_counter()
+        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+        total = time.perf_counter() - start
+    (out / "logs").mkdir(exist_ok=True)
+    (out / "logs" / f"{dataset}.log").write_text(done.stdout + done.stderr)
+    figures = step_figures(results / "benchmarks" / dataset)
+    summary = results / dataset / "index" / f"{dataset}.summary.json"
+    refs = json.loads(summary.read_text())["refs"] if summary.is_file() else None
+    manifest = results / dataset / "manifest.parquet"
+    files = None
+    if manifest.is_file():
+        import pyarrow.parquet as pq
+
+        files = pq.read_metadata(manifest).num_rows
+    disk = {name: _size(results / dataset / name) for name in ("headers", "index")}
+    entry = {"dataset": dataset, "archive": archive, "where": where, "target_m": million_refs, "files": files,
+             "refs": refs, "total_s": total, "ok": done.returncode == 0, "steps": figures, "disk_bytes": disk,
+             "until": until, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    if done.returncode != 0:
+        entry["error"] = (done.stderr or done.stdout)[-2000:]
+        print(f"  failed (log {out / 'logs' / (dataset + '.log')}):\n{entry['error'][-800:]}", flush=True)
+    if not keep:
+        for name in ("headers", "index", "batches", "validation"):
+            shutil.rmtree(results / dataset / name, ignore_errors=True)
+    return entry
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.exists() else 0
+
+
+def load(out: Path) -> list[dict]:
+    path = out / "scale.json"
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def save(out: Path, entries: list[dict]) -> None:
+    tmp = out / "scale.json.partial"
+    tmp.write_text(json.dumps(entries, indent=1))
+    os.replace(tmp, out / "scale.json")
+
+
+def latest(entries: list[dict]) -> list[dict]:
+    """The last run of each dataset, by references."""
+    by_dataset = {e["dataset"]: e for e in entries}
+    return sorted(by_dataset.values(), key=lambda e: (e["archive"] != GHRSST, e["where"], e["refs"] or 0))
+
+
+def table(entries: list[dict]) -> str:
+    """Per run and step: wall time, s per M references, peak RSS of its
+    largest job and that against 2 GB; the ratios to the smallest run."""
+    lines = []
+    header = (f"{'archive':<17} {'where':<5} {'files':>6} {'refs':>6} {'step':<13} {'jobs':>4} {'wall s':>8} "
+              f"{'s/M refs':>9} {'peak MB':>8} {'of 2 GB':>8}  {'time x':>7} {'refs x':>7} {'mem x':>6}")
+    lines += [header, "-" * len(header)]
+    base: dict[tuple[str, str, str], tuple[float, float, float]] = {}
+    for entry in latest(entries):
+        refs = entry["refs"] or (entry["files"] or 0) * GHRSST_REFS_PER_DAY
+        steps = sorted(entry["steps"].items(),
+                       key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else len(STEP_ORDER))
+        for step, fig in steps:
+            key = (entry["archive"], entry["where"], step)
+            base.setdefault(key, (fig["wall_s"], refs, fig["max_rss_mb"]))
+            b_time, b_refs, b_mem = base[key]
+            over = " !" if fig["max_rss_mb"] > LIMIT_MB else ""
+            lines.append(
+                f"{entry['archive']:<17} {entry['where']:<5} {entry['files'] or 0:>6} {refs / 1e6:>5.0f}M {step:<13} "
+                f"{fig['jobs']:>4} {fig['wall_s']:>8.1f} {fig['wall_s'] / max(refs / 1e6, 1e-9):>9.3f} "
+                f"{fig['max_rss_mb']:>8.0f} {fig['max_rss_mb'] / LIMIT_MB:>7.0%}{over:<2}"
+                f"{fig['wall_s'] / max(b_time, 1e-9):>7.1f} {refs / max(b_refs, 1):>7.1f} "
+                f"{fig['max_rss_mb'] / max(b_mem, 1e-9):>6.2f}")
+        status = "ok" if entry["ok"] else f"FAILED ({(entry.get('error') or '').strip().splitlines()[-1:]})"
+        lines.append(f"{'':<17} {'':<5} {'':>6} {'':>6} {'whole run':<13} {'':>4} {entry['total_s']:>8.1f} "
+                     f"{entry['total_s'] / max(refs / 1e6, 1e-9):>9.3f}   {status}"
+                     + (f" (until {entry['until']})" if entry.get("until") else ""))
+    lines.append("time x, refs x, mem x: against the smallest run of the same archive, place and step "
+                 "(linear or better: time x <= refs x; flat memory: mem x ~ 1). '!' marks a job over 2 GB.")
+    return "\n".join(lines)
+
+
+def plot(entries: list[dict], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_time, ax_mem) = plt.subplots(1, 2, figsize=(13, 5.2))
+    colours = {step: f"C{i}" for i, step in enumerate(STEP_ORDER)}
+    styles = {"local": "-o", "s3": "--s"}
+    series: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
+    for entry in latest(entries):
+        refs = entry["refs"] or (entry["files"] or 0) * GHRSST_REFS_PER_DAY
+        for step, fig_ in entry["steps"].items():
+            series.setdefault((entry["archive"], entry["where"], step), []).append(
+                (refs / 1e6, fig_["wall_s"], fig_["max_rss_mb"]))
+    for (archive, where, step), points in sorted(series.items()):
+        points.sort()
+        x = [p[0] for p in points]
+        label = f"{step} ({where}{'' if archive == GHRSST else ', BRAN'})"
+        kwargs = {"color": colours.get(step, "k"), "label": label, "alpha": 0.9}
+        style = styles[where] if archive == GHRSST else ("*" if where == "local" else "x")
+        markersize = 12 if archive != GHRSST else 5
+        ax_time.plot(x, [p[1] for p in points], style, markersize=markersize, **kwargs)
+        ax_mem.plot(x, [p[2] for p in points], style, markersize=markersize, **kwargs)
+    top = max((p[0] for pts in series.values() for p in pts), default=1)
+    ax_mem.axhline(LIMIT_MB, color="red", linestyle=":", label="2 GB per job")
+    for ax, title, unit in ((ax_time, "wall time per step", "seconds"), (ax_mem, "peak RSS of the largest job", "MB")):
+        ax.set_xlabel("chunk references (millions)")
+        ax.set_ylabel(unit)
+        ax.set_title(title)
+        ax.set_xlim(0, top * 1.05)
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+    ax_mem.legend(fontsize=7, ncol=2, loc="upper left")
+    fig.suptitle("chunkindex workflow at scale (GHRSST x10 subsets: lines; BRAN-like full archive: stars/crosses)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", default="", help="M references per GHRSST point, comma-separated; "
+                        "'all' for the whole (listed) archive")
+    parser.add_argument("--where", default="local,s3", help="local, s3 or both")
+    parser.add_argument("--bran", action="store_true", help="also the BRAN-like full archive")
+    parser.add_argument("--until", help="stop each run after this rule (e.g. headers_batch to leave write out)")
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "results/bench/scale"))
+    parser.add_argument("--keep", action="store_true", help="keep each run's header batches and index")
+    parser.add_argument("--report-only", action="store_true", help="only print the table and draw the plot")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    entries = load(out)
+    if not args.report_only:
+        runs: list[tuple[str, int | None]] = []
+        for point in filter(None, args.points.split(",")):
+            runs.append((GHRSST, None if point == "all" else int(point)))
+        if args.bran:
+            runs.append((BRAN, None))
+        for archive, million in runs:
+            for where in args.where.split(","):
+                entries.append(run_point(archive, million, where, out, args.keep, args.cores, args.until))
+                save(out, entries)
+    print(table(entries))
+    print(f"plot: {plot(entries, out / 'scale.png')}")
+
+
+if __name__ == "__main__":
+    main()
