@@ -4,12 +4,14 @@ chunk references, on local disk and through a local S3 endpoint (issue 13 §2).
 Each point is a real workflow run (`snakemake --config dataset=<id>`: list,
 header batches, write, validate, report) on a subset of the ten-times GHRSST
 archive (`recipes/ghrsst-scale-x10.yaml`, 86,600 days, ~6,860 references a
-day with overviews and references-only variants) chosen by date range
-(`source.template`), or on the whole archive by listing it; plus the
-BRAN-like full archive (`recipes/bran-scale.yaml`, ~67 M references). The
-S3 runs read the same files through a path-style S3 endpoint serving the
-fixture folder (chunkindex.testing.servers.FolderS3Server: moto keeps objects
-in memory, and the archive is 3 TB of hard links).
+day with overviews and references-only variants): its first days, hard-linked
+into a folder of their own and listed as a whole; plus the BRAN-like full
+archive (`recipes/bran-scale.yaml`, ~67 M references). With `--append` a
+point is first indexed without its last file, which a second run then
+appends (measured on its own: the append path on the big index). The S3 runs
+read the same folder through a path-style S3 endpoint
+(chunkindex.testing.servers.FolderS3Server: moto keeps objects in memory,
+and the archive is 3 TB of hard links).
 
 Figures come from Snakemake's `benchmark:` files: per step, its wall time
 (first job start to last job end, from the files' times) and the largest
@@ -20,7 +22,7 @@ it. Each run's header batches and index are deleted once measured (they are
 GBs at the big points); its benchmark files, logs and reports stay.
 
     .venv/bin/python bench/scale.py --points 10,50,100 --where local,s3   # M references
-    .venv/bin/python bench/scale.py --points 600 --where local --bran      # the whole archive
+    .venv/bin/python bench/scale.py --points all --append --bran           # whole archives, + append
     .venv/bin/python bench/scale.py --report-only                          # table + plot again
 """
 
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
-import datetime as dt
 import json
 import os
 import shutil
@@ -60,22 +61,57 @@ def fixture_folder(doc: dict) -> Path:
     return REPO / doc["source"]["url"]
 
 
-def point_recipe(archive: str, million_refs: int | None, where: str, endpoint: str | None) -> tuple[str, dict]:
-    """(dataset id, recipe) of one benchmark point: the archive's first days
-    (a date range) holding about `million_refs` M references, or the whole
-    archive (listed) when `million_refs` is None; read locally or via S3."""
+def archive_files(archive: str) -> list[str]:
+    """The archive's data files (relative paths, in date order: the fixture
+    manifest is sorted by path, and the paths start with the date)."""
+    from chunkindex.sources.listing import NamePattern
+    from chunkindex.synthetic.manifest import MANIFEST_NAME, read_manifest
+
+    doc = recipe_doc(archive)
+    regex = NamePattern.compile(doc["source"]["pattern"]).regex
+    return [rel for rel in sorted(read_manifest(fixture_folder(doc) / MANIFEST_NAME)) if regex.match(rel)]
+
+
+def link_archive(archive: str, count: int, folder: Path) -> Path:
+    """`folder` holding hard links to the archive's first `count` files (the
+    point's subset, listed as a whole). Files already linked ~60,000 times
+    (the GHRSST template; ext4 allows 65,000) are linked through a copy."""
+    source = fixture_folder(recipe_doc(archive))
+    files = archive_files(archive)[:count]
+    present = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+    copies: dict[int, list] = {}
+    for rel in files:
+        if rel in present:
+            continue
+        path = source / rel
+        stat = path.stat()
+        target = path
+        if stat.st_nlink > 30_000:
+            entry = copies.get(stat.st_ino)
+            if entry is None or entry[1] >= 60_000:
+                copy = folder / ".copies" / f"{stat.st_ino}-{len(copies)}{path.suffix}"
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                if not copy.exists():
+                    shutil.copyfile(path, copy)
+                entry = copies[stat.st_ino] = [copy, copy.stat().st_nlink - 1]
+            target = entry[0]
+            entry[1] += 1
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        os.link(target, folder / rel)
+    return folder
+
+
+def point_recipe(archive: str, million_refs: int | None, where: str, folder: Path, endpoint: str | None
+                 ) -> tuple[str, dict]:
+    """(dataset id, recipe) of one benchmark point: the files linked in
+    `folder`, listed (locally, or through the S3 endpoint serving it)."""
     doc = recipe_doc(archive)
     size = "all" if million_refs is None else f"{million_refs}m"
     dataset = f"scale-{archive}-{size}-{where}"
     doc["id"] = dataset
     doc["title"] = f"{doc['title']} [{size} refs, {where}]"
-    if million_refs is not None:
-        if archive != GHRSST:
-            raise SystemExit(f"subsets are by GHRSST days; {archive} runs whole")
-        start = dt.date.fromisoformat(fixture_spec(GHRSST)["start"])
-        days = min(round(million_refs * 1e6 / GHRSST_REFS_PER_DAY), int(fixture_spec(GHRSST)["count"]))
-        doc["source"]["template"] = {"start": start.isoformat(),
-                                     "end": (start + dt.timedelta(days=days - 1)).isoformat(), "step": "day"}
+    doc["source"].pop("synthetic", None)  # the point's folder of links, made by this script
+    doc["source"]["url"] = str(folder)
     if where == "s3":
         assert endpoint is not None
         host = endpoint.removeprefix("http://")
@@ -89,31 +125,44 @@ def point_recipe(archive: str, million_refs: int | None, where: str, endpoint: s
     return dataset, doc
 
 
+def point_files(archive: str, million_refs: int | None) -> int:
+    """Files of a point: GHRSST days holding about `million_refs` M references, or the whole archive."""
+    total = len(archive_files(archive))
+    if million_refs is None:
+        return total
+    if archive != GHRSST:
+        raise SystemExit(f"subsets are by GHRSST days; {archive} runs whole")
+    return min(round(million_refs * 1e6 / GHRSST_REFS_PER_DAY), total)
+
+
 def fixture_spec(name: str) -> dict:
     config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     return config["fixtures"]["sets"][name]
 
 
 @contextlib.contextmanager
-def source_server(archive: str, where: str) -> Iterator[str | None]:
+def source_server(folder: Path, where: str) -> Iterator[str | None]:
     if where == "local":
         yield None
         return
     from chunkindex.testing.servers import FolderS3Server
 
-    with FolderS3Server(fixture_folder(recipe_doc(archive)), "archive") as server:
+    with FolderS3Server(folder, "archive") as server:
         yield server.endpoint
 
 
-def step_figures(benchmarks: Path) -> dict[str, dict[str, float]]:
+def step_figures(benchmarks: Path, since: float = 0.0) -> dict[str, dict[str, float]]:
     """Per step: wall seconds (first start to last end), summed job seconds,
-    jobs, and the largest max_rss (MB) of its jobs, from benchmark TSVs."""
+    jobs, and the largest max_rss (MB) of its jobs, from the benchmark TSVs
+    of jobs that ended after `since` (a Unix time)."""
     jobs: dict[str, list[tuple[float, float, float]]] = {}
     for path in sorted(benchmarks.glob("*.tsv")):
+        end = path.stat().st_mtime  # written when the job ends
+        if end < since:
+            continue
         with open(path) as handle:
             row = list(csv.DictReader(handle, delimiter="\t"))[-1]
         seconds = float(row["s"])
-        end = path.stat().st_mtime  # written when the job ends
         rss = float(row["max_rss"]) if row["max_rss"] not in ("", "NA", "-") else 0.0
         jobs.setdefault(path.stem.split("-")[0], []).append((end - seconds, end, rss))
     return {step: {"wall_s": max(j[1] for j in runs) - min(j[0] for j in runs),
@@ -123,25 +172,56 @@ def step_figures(benchmarks: Path) -> dict[str, dict[str, float]]:
 
 
 def run_point(archive: str, million_refs: int | None, where: str, out: Path, keep: bool, cores: int,
-              until: str | None) -> dict:
-    with source_server(archive, where) as endpoint:
-        dataset, doc = point_recipe(archive, million_refs, where, endpoint)
-        recipes, results = out / "recipes", out / "runs"
-        recipes.mkdir(parents=True, exist_ok=True)
-        (recipes / f"{dataset}.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-        shutil.rmtree(results / dataset, ignore_errors=True)
-        shutil.rmtree(results / "benchmarks" / dataset, ignore_errors=True)
-        command = [SNAKEMAKE, "--cores", str(cores), "--rerun-triggers", "mtime",
-                   "--config", f"dataset={dataset}", f"recipes_dir={recipes}", f"results_dir={results}"]
-        if until:
-            command += ["--until", until]
-        print(f"[{time.strftime('%H:%M:%S')}] {dataset}: {' '.join(command[1:])}", flush=True)
-        start = time.perf_counter()
-        done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-        total = time.perf_counter() - start
+              until: str | None, append: bool = False) -> list[dict]:
+    """One benchmark point; with `append`, first without its last file, then
+    with it (the workflow appends it: a second run, measured on its own)."""
+    files = point_files(archive, million_refs)
+    folder = out / "archives" / f"{archive}-{million_refs or 'all'}"
+    shutil.rmtree(folder, ignore_errors=True)
+    entries = []
+    folder.mkdir(parents=True)
+    try:
+        # One server for both runs: the same endpoint, so the same recipe.
+        with source_server(folder, where) as endpoint:
+            if append:
+                link_archive(archive, files - 1, folder)
+                entries.append(_run(archive, million_refs, where, folder, endpoint, out, True, cores, until))
+            link_archive(archive, files, folder)
+            entries.append(_run(archive, million_refs, where, folder, endpoint, out, keep, cores, until,
+                                appending=append))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return entries
+
+
+def _run(archive: str, million_refs: int | None, where: str, folder: Path, endpoint: str | None, out: Path,
+         keep: bool, cores: int, until: str | None, appending: bool = False) -> dict:
+    dataset, doc = point_recipe(archive, million_refs, where, folder, endpoint)
+    recipes, results = out / "recipes", out / "runs"
+    recipes.mkdir(parents=True, exist_ok=True)
+    recipe = recipes / f"{dataset}.yaml"
+    text = yaml.safe_dump(doc, sort_keys=False)
+    if not appending or not recipe.is_file() or recipe.read_text() != text:
+        recipe.write_text(text)  # (unchanged for an append: a new recipe would redo every batch)
+    if not appending:
+        for path in (results / dataset, results / "benchmarks" / dataset, results / "logs" / dataset):
+            shutil.rmtree(path, ignore_errors=True)
+    command = [SNAKEMAKE, "--cores", str(cores), "--rerun-triggers", "mtime",
+               "--config", f"dataset={dataset}", f"recipes_dir={recipes}", f"results_dir={results}"]
+    if until:
+        command += ["--until", until]
+    if appending:
+        command += ["--forcerun", "list_sources"]  # re-list the grown archive, as a nightly run would
+    print(f"[{time.strftime('%H:%M:%S')}] {dataset}{' (append)' if appending else ''}: "
+          f"{' '.join(command[1:])}", flush=True)
+    since = time.time()
+    start = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    total = time.perf_counter() - start
     (out / "logs").mkdir(exist_ok=True)
-    (out / "logs" / f"{dataset}.log").write_text(done.stdout + done.stderr)
-    figures = step_figures(results / "benchmarks" / dataset)
+    name = dataset + ("+1file" if appending else "")
+    (out / "logs" / f"{name}.log").write_text(done.stdout + done.stderr)
+    figures = step_figures(results / "benchmarks" / dataset, since)
     summary = results / dataset / "index" / f"{dataset}.summary.json"
     refs = json.loads(summary.read_text())["refs"] if summary.is_file() else None
     manifest = results / dataset / "manifest.parquet"
@@ -151,15 +231,15 @@ def run_point(archive: str, million_refs: int | None, where: str, out: Path, kee
 
         files = pq.read_metadata(manifest).num_rows
     disk = {name: _size(results / dataset / name) for name in ("headers", "index")}
-    entry = {"dataset": dataset, "archive": archive, "where": where, "target_m": million_refs, "files": files,
-             "refs": refs, "total_s": total, "ok": done.returncode == 0, "steps": figures, "disk_bytes": disk,
-             "until": until, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    entry = {"dataset": name, "append": appending, "archive": archive, "where": where, "target_m": million_refs,
+             "files": files, "refs": refs, "total_s": total, "ok": done.returncode == 0, "steps": figures,
+             "disk_bytes": disk, "until": until, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     if done.returncode != 0:
         entry["error"] = (done.stderr or done.stdout)[-2000:]
-        print(f"  failed (log {out / 'logs' / (dataset + '.log')}):\n{entry['error'][-800:]}", flush=True)
+        print(f"  failed (log {out / 'logs' / (name + '.log')}):\n{entry['error'][-800:]}", flush=True)
     if not keep:
-        for name in ("headers", "index", "batches", "validation"):
-            shutil.rmtree(results / dataset / name, ignore_errors=True)
+        for part in ("headers", "index", "batches", "validation"):
+            shutil.rmtree(results / dataset / part, ignore_errors=True)
     return entry
 
 
@@ -181,7 +261,8 @@ def save(out: Path, entries: list[dict]) -> None:
 def latest(entries: list[dict]) -> list[dict]:
     """The last run of each dataset, by references."""
     by_dataset = {e["dataset"]: e for e in entries}
-    return sorted(by_dataset.values(), key=lambda e: (e["archive"] != GHRSST, e["where"], e["refs"] or 0))
+    return sorted(by_dataset.values(),
+                  key=lambda e: (e["archive"] != GHRSST, e["where"], bool(e.get("append")), e["refs"] or 0))
 
 
 def table(entries: list[dict]) -> str:
@@ -197,12 +278,13 @@ def table(entries: list[dict]) -> str:
         steps = sorted(entry["steps"].items(),
                        key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else len(STEP_ORDER))
         for step, fig in steps:
-            key = (entry["archive"], entry["where"], step)
+            key = (entry["archive"], entry["where"] + ("+1" if entry.get("append") else ""), step)
             base.setdefault(key, (fig["wall_s"], refs, fig["max_rss_mb"]))
             b_time, b_refs, b_mem = base[key]
             over = " !" if fig["max_rss_mb"] > LIMIT_MB else ""
+            where = entry["where"] + ("+1" if entry.get("append") else "")
             lines.append(
-                f"{entry['archive']:<17} {entry['where']:<5} {entry['files'] or 0:>6} {refs / 1e6:>5.0f}M {step:<13} "
+                f"{entry['archive']:<17} {where:<5} {entry['files'] or 0:>6} {refs / 1e6:>5.0f}M {step:<13} "
                 f"{fig['jobs']:>4} {fig['wall_s']:>8.1f} {fig['wall_s'] / max(refs / 1e6, 1e-9):>9.3f} "
                 f"{fig['max_rss_mb']:>8.0f} {fig['max_rss_mb'] / LIMIT_MB:>7.0%}{over:<2}"
                 f"{fig['wall_s'] / max(b_time, 1e-9):>7.1f} {refs / max(b_refs, 1):>7.1f} "
@@ -227,6 +309,8 @@ def plot(entries: list[dict], path: Path) -> Path:
     styles = {"local": "-o", "s3": "--s"}
     series: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
     for entry in latest(entries):
+        if entry.get("append"):  # in the table only: its x is the index size, not the work
+            continue
         refs = entry["refs"] or (entry["files"] or 0) * GHRSST_REFS_PER_DAY
         for step, fig_ in entry["steps"].items():
             series.setdefault((entry["archive"], entry["where"], step), []).append(
@@ -264,6 +348,8 @@ def main() -> None:
     parser.add_argument("--where", default="local,s3", help="local, s3 or both")
     parser.add_argument("--bran", action="store_true", help="also the BRAN-like full archive")
     parser.add_argument("--until", help="stop each run after this rule (e.g. headers_batch to leave write out)")
+    parser.add_argument("--append", action="store_true", help="index all files but the last, then append it "
+                        "(measures the append path on the big index)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results/bench/scale"))
     parser.add_argument("--keep", action="store_true", help="keep each run's header batches and index")
@@ -280,8 +366,10 @@ def main() -> None:
             runs.append((BRAN, None))
         for archive, million in runs:
             for where in args.where.split(","):
-                entries.append(run_point(archive, million, where, out, args.keep, args.cores, args.until))
-                save(out, entries)
+                for entry in run_point(archive, million, where, out, args.keep, args.cores, args.until,
+                                       args.append):
+                    entries.append(entry)
+                    save(out, entries)
     print(table(entries))
     print(f"plot: {plot(entries, out / 'scale.png')}")
 

@@ -304,7 +304,7 @@ async def _serve_range_requests(root: Path, port: int, delay: float, bucket: str
     from urllib.parse import parse_qsl, unquote
 
     root = root.resolve()  # noqa: ASYNC240  once, at start-up
-    listing: list[list[tuple[str, int, float]]] = []  # the folder's keys, walked once at the first listing
+    listing: list[list[tuple[str, int, float]]] = []  # the folder's keys, walked at each listing's first page
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -326,8 +326,8 @@ async def _serve_range_requests(root: Path, port: int, delay: float, bucket: str
                         await writer.drain()
                         continue
                     if not relative and method == "GET":
-                        if not listing:
-                            listing.append(_folder_keys(root))
+                        if not (query.get("continuation-token") or query.get("marker")) or not listing:
+                            listing[:] = [_folder_keys(root)]  # a new listing sees the folder as it is now
                         body = _s3_listing(listing[0], bucket, query)
                         writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
                                      f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
