@@ -239,6 +239,9 @@ class AssembledIndex:
     arrays: list[ArraySpec]
     skipped_files: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Array name -> chunks with no data, where the arrays carry no reference
+    # columns to count them from (the sharded write's combined arrays).
+    missing: dict[str, int] = field(default_factory=dict)
 
     def add_data_array(self, array: ArraySpec, gdal_variant: bool) -> None:
         """Add an array; one GDAL cannot decode is noted, and with

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from chunkindex.atomic import write_text
 from chunkindex.formats import extractor_for
+from chunkindex.model import AssembledIndex
 from chunkindex.recipe import Recipe
 from chunkindex.sources.stores import StoreSpec, resolve_local
 
@@ -233,13 +234,49 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
         >>> headers = extractor_for("cog").read_batch(recipe, spec, manifest)  # doctest: +SKIP
         >>> write_index(recipe, manifest, headers, output_paths("out", "sst", ("kerchunk-parquet",)))  # doctest: +SKIP
     """
+    timings: dict[str, float] = {}
+    with timed(timings, "assemble"):
+        assembled = extractor_for(recipe.format).assemble(recipe, manifest, headers)
+    return write_assembled(recipe, manifest, assembled, outputs, threads=threads, progress=progress,
+                           timings=timings)
+
+
+# Writes a Kerchunk Parquet folder from the arrays to write, the path, the
+# record size, the root attributes, a progress callback and the thread budget
+# (`kerchunk.write_kerchunk_parquet`'s signature).
+KerchunkParquetWriter = Callable[..., Any]
+
+
+def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledIndex, outputs: dict[str, str],
+                    threads: int = 1, progress: ProgressFactory | None = None,
+                    timings: dict[str, float] | None = None,
+                    kerchunk_parquet_writer: KerchunkParquetWriter | None = None,
+                    cri_parquet_writer: Callable[..., Any] | None = None) -> WriteSummary:
+    """Write every index in `outputs` from arrays already assembled (`write_index`'s second half).
+
+    Args:
+        recipe: the recipe.
+        manifest: the listing.
+        assembled: the arrays, notes and skipped files (the format's `assemble`).
+        outputs: output name -> path (`output_paths`); `summary` is written last.
+        threads: threads for encoding reference files.
+        progress: makes a (done, total) callback per long step (logged when None).
+        timings: seconds per part already measured (the assembly), completed here.
+        kerchunk_parquet_writer: writes the Kerchunk Parquet folder instead of
+            `kerchunk.write_kerchunk_parquet` (the sharded write streams the
+            reference rows from its shards: `chunkindex.indexes.sharded`).
+        cri_parquet_writer: writes the CRI Parquet file instead of
+            `flat.write_cri_parquet` (the same keyword arguments), as above.
+
+    Returns:
+        The WriteSummary (also written to `outputs["summary"]` when given).
+    """
     from chunkindex.indexes import flat, kerchunk
     from chunkindex.indexes.footprints import write_footprints
 
     progress = progress or _logged_progress
-    timings: dict[str, float] = {}
-    with timed(timings, "assemble"):
-        assembled = extractor_for(recipe.format).assemble(recipe, manifest, headers)
+    timings = timings if timings is not None else {}
+    write_parquet_refs = kerchunk_parquet_writer or kerchunk.write_kerchunk_parquet
     for note in assembled.notes:
         log.warning("%s", note)
     arrays = assembled.arrays
@@ -258,8 +295,8 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
                   "chunkindex_notes": assembled.notes, "chunkindex_skipped_files": assembled.skipped_files}
     if "kerchunk_parquet" in outputs:
         with timed(timings, "kerchunk_parquet"):
-            kerchunk.write_kerchunk_parquet(zarr_arrays, outputs["kerchunk_parquet"], recipe.output.record_size,
-                                            root_attrs, progress("kerchunk parquet refs"), threads=threads)
+            write_parquet_refs(zarr_arrays, outputs["kerchunk_parquet"], recipe.output.record_size,
+                               root_attrs, progress("kerchunk parquet refs"), threads=threads)
     if "kerchunk_json" in outputs:
         with timed(timings, "kerchunk_json"):
             kerchunk.write_kerchunk_json(zarr_arrays, outputs["kerchunk_json"], root_attrs)
@@ -267,9 +304,9 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
     if "cri_parquet" in outputs:
         with timed(timings, "cri_parquet"):
             # With `footprints` among the kinds, every row carries its chunk's footprint too.
-            flat.write_cri_parquet(assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
-                                   threads=threads if threads > 1 else None,
-                                   footprints="footprints" in recipe.output.kinds)
+            (cri_parquet_writer or flat.write_cri_parquet)(
+                assembled, outputs["cri_parquet"], files=manifest, root_attrs=root_attrs,
+                threads=threads if threads > 1 else None, footprints="footprints" in recipe.output.kinds)
     if "cri_gpkg" in outputs:
         with timed(timings, "cri_gpkg"):
             flat.write_cri_gpkg(assembled, outputs["cri_gpkg"], files=manifest, root_attrs=root_attrs,
@@ -306,7 +343,7 @@ def write_index(recipe: Recipe, manifest: pa.Table, headers: pa.Table, outputs: 
         readers={a.name: ([] if "variant_of" in a.attrs["chunkindex"] else a.chain.readers)
                  for a in arrays if "chunkindex" in a.attrs},
         refs_per_array={a.name: a.n_chunks for a in referenced},
-        missing_per_array={a.name: a.n_missing for a in referenced},
+        missing_per_array={a.name: assembled.missing.get(a.name, a.n_missing) for a in referenced},
         # Arrays with short edge chunks: in the CRI index, not in the Kerchunk one.
         left_out_of_kerchunk=sorted({a.name for a in arrays} - {a.name for a in zarr_arrays}),
     )

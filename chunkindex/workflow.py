@@ -29,6 +29,7 @@ from chunkindex.pipeline import (
     store_spec,
     timed,
     validate_recipe_index,
+    write_assembled,
     write_index,
 )
 from chunkindex.recipe import Recipe, load_recipe
@@ -42,10 +43,12 @@ from chunkindex.tables import (
 )
 
 if TYPE_CHECKING:
+    from chunkindex.indexes.sharded import WritePlan
     from chunkindex.validate import ValidationReport
 
 log = logging.getLogger("chunkindex")
 BATCH_FORMAT = "{:05d}"
+SHARD_FORMAT = "{:05d}"  # write_shard job numbers
 
 
 def index_outputs(results: str, dataset: str, recipe: Recipe) -> dict[str, str]:
@@ -199,14 +202,9 @@ def headers_step(recipe_path: str, base_dir: str, batch_path: str, levels_out: s
     return table
 
 
-def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str],
-               threads: int) -> WriteSummary:
-    """Write the index from every header batch, or append the new files to
-    it when it allows (see chunkindex.indexes.append); `outputs["state"]` records
-    which files the index holds. `threads` is the rule's (Snakemake `threads`)."""
-    from chunkindex.indexes.append import NotAppendable, appended_files, write_state
-
-    recipe = load_recipe(recipe_path)
+def check_header_batches(recipe_path: str, recipe: Recipe, manifest_path: str, header_paths: list[str]) -> pa.Table:
+    """Refuse header batches of another header format, or inputs made from
+    another version of the recipe; returns the listing."""
     if not header_paths:
         raise ValueError(f"recipe {recipe.id}: no header batches to write an index from")
     stamps: dict[str, bytes | None] = {}
@@ -224,25 +222,159 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
     manifest = read_parquet(manifest_path)
     stamps[manifest_path] = (manifest.schema.metadata or {}).get(RECIPE_KEY)
     check_same_recipe(recipe_path, recipe, stamps)
-    state = outputs.get("state")
-    if state and "kerchunk_parquet" in outputs and set(outputs) <= {"kerchunk_parquet", "cri_parquet", "summary",
-                                                                    "state"}:
+    return manifest
+
+
+def _append_candidate(outputs: dict[str, str]) -> bool:
+    """Whether the outputs are kinds an append can update."""
+    return ("state" in outputs and "kerchunk_parquet" in outputs
+            and set(outputs) <= {"kerchunk_parquet", "cri_parquet", "summary", "state"})
+
+
+def plan_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str],
+              shard_refs: int, plan_out: str) -> WritePlan:
+    """Decide how the write step runs (the plan_write checkpoint): append the
+    new files when the index allows, else write it whole from shards of
+    about `shard_refs` references (chunkindex.indexes.sharded.plan_shards)."""
+    from chunkindex.indexes.append import NotAppendable, appended_files
+    from chunkindex.indexes.sharded import WritePlan, batch_references, plan_shards, write_plan
+
+    recipe = load_recipe(recipe_path)
+    manifest = check_header_batches(recipe_path, recipe, manifest_path, header_paths)
+    refs = [batch_references(p) for p in header_paths]
+    if _append_candidate(outputs):
         try:
-            held = appended_files(state, outputs["kerchunk_parquet"], recipe, manifest, HEADER_FORMAT_VERSION)
-            return append_step(recipe, manifest, held, header_paths, outputs)
+            held = appended_files(outputs["state"], outputs["kerchunk_parquet"], recipe, manifest,
+                                  HEADER_FORMAT_VERSION)
+            plan = WritePlan("append", (), sum(refs), f"append files {held}: to the index")
+            write_plan(plan, plan_out)
+            log.info("write plan: %s", plan.reason)
+            return plan
         except NotAppendable as why:
-            log.info("writing the whole index (%s)", why)
+            reason = f"writing the whole index ({why})"
+    else:
+        reason = "writing the whole index"
+    shards = plan_shards(manifest["time"].to_numpy(zero_copy_only=False), recipe.headers.batch_size, refs,
+                         shard_refs)
+    plan = WritePlan("write", tuple(shards), sum(refs), reason)
+    write_plan(plan, plan_out)
+    log.info("write plan: %s: %d references in %d shards of up to %d references", reason, plan.references,
+             len(shards), shard_refs)
+    return plan
+
+
+def write_shard_step(recipe_path: str, manifest_path: str, plan_path: str, shard_number: int,
+                     header_paths: list[str], folder: str) -> None:
+    """Assemble one shard of the plan from its header batches alone and save
+    it for the combine step (chunkindex.indexes.sharded.write_shard)."""
+    from chunkindex.indexes.sharded import WritePlan, shard_headers, write_shard
+
+    recipe = load_recipe(recipe_path)
+    plan = WritePlan.read(plan_path)
+    if not 0 <= shard_number < len(plan.shards):
+        raise ValueError(f"{plan_path} has {len(plan.shards)} shards, not a shard {shard_number}: rerun the "
+                         "workflow (the plan changed)")
+    shard = plan.shards[shard_number]
+    manifest = check_header_batches(recipe_path, recipe, manifest_path, header_paths)
+    for leftover in leftovers(folder):  # a killed run of this very job
+        shutil.rmtree(leftover, ignore_errors=True)
+    timings: dict[str, float] = {}
+    with timed(timings, "read_headers"):
+        headers = shard_headers(header_paths, shard)
+    block = manifest.slice(shard.first_row, shard.end_row - shard.first_row)
+    with timed(timings, "assemble"):
+        assembled = extractor_for(recipe.format).assemble(recipe, block, headers)
+    del headers
+    with timed(timings, "save"):
+        write_shard(assembled, folder, block["url"][0].as_py())
+    log.info("shard %d: files %d-%d (%d header batches), %d references: %s", shard_number, shard.first_row,
+             shard.end_row - 1, len(shard.batches), sum(a.n_chunks for a in assembled.arrays if a.inline is None),
+             ", ".join(f"{k} {v:.2f} s" for k, v in timings.items()))
+
+
+def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], outputs: dict[str, str],
+               threads: int, plan_path: str | None = None, shard_folders: list[str] | None = None) -> WriteSummary:
+    """Write the index, or append the new files to it when it allows (see
+    chunkindex.indexes.append); `outputs["state"]` records which files the
+    index holds. `threads` is the rule's (Snakemake `threads`).
+
+    With a plan (`plan_step`) in mode `write`, the index is combined from
+    the shards in `shard_folders` (`write_shard_step`): the Kerchunk Parquet
+    record files stream from the shards' columns. Without one, every header
+    batch is read at once (the single-job write).
+    """
+    from chunkindex.indexes.append import NotAppendable, appended_files, write_state
+    from chunkindex.indexes.sharded import WritePlan
+
+    recipe = load_recipe(recipe_path)
+    manifest = check_header_batches(recipe_path, recipe, manifest_path, header_paths)
+    state = outputs.get("state")
+    plan = WritePlan.read(plan_path) if plan_path else None
+    if plan is None or plan.mode == "append":
+        if state and _append_candidate(outputs):
+            try:
+                held = appended_files(state, outputs["kerchunk_parquet"], recipe, manifest, HEADER_FORMAT_VERSION)
+                return append_step(recipe, manifest, held, header_paths, outputs)
+            except NotAppendable as why:
+                if plan is not None:
+                    # The index changed since the plan (an append killed half-way):
+                    # without shards, the whole index is written in this job.
+                    log.warning("the plan's append is no longer possible (%s): writing the whole index in "
+                                "one job", why)
+                else:
+                    log.info("writing the whole index (%s)", why)
     if state:
         Path(state).unlink(missing_ok=True)  # until the new index is complete
+    if plan is not None and plan.mode == "write":
+        summary = combine_step(recipe, manifest, shard_folders or [], outputs, threads)
+    else:
+        summary = _single_job_write(recipe, manifest, header_paths, outputs, threads, plan)
+    if state:
+        write_state(state, recipe, manifest, HEADER_FORMAT_VERSION)
+    return summary
+
+
+def _single_job_write(recipe: Recipe, manifest: pa.Table, header_paths: list[str], outputs: dict[str, str],
+                      threads: int, plan: WritePlan | None) -> WriteSummary:
+    from chunkindex.indexes.sharded import IN_MEMORY_MAX_REFS
+
+    if plan is not None and plan.references > IN_MEMORY_MAX_REFS:
+        raise ValueError(f"recipe {recipe.id}: the index changed since its write plan and {plan.references:,} "
+                         f"references are too many to write in one job (limit {IN_MEMORY_MAX_REFS:,}): run the "
+                         "workflow again with --forcerun plan_write")
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # decoding releases the GIL
         headers = pa.concat_tables(list(pool.map(read_chunk_table, header_paths)))
     log.info("read %d header batches (%d rows) in %.2f s", len(header_paths), headers.num_rows,
              time.perf_counter() - start)
-    summary = write_index(recipe, manifest, headers, outputs, threads=threads)
-    if state:
-        write_state(state, recipe, manifest, HEADER_FORMAT_VERSION)
-    return summary
+    return write_index(recipe, manifest, headers, outputs, threads=threads)
+
+
+def combine_step(recipe: Recipe, manifest: pa.Table, shard_folders: list[str], outputs: dict[str, str],
+                 threads: int) -> WriteSummary:
+    """Write every index kind from the shards (chunkindex.indexes.sharded)."""
+    from chunkindex.indexes.sharded import (
+        STREAMED_KINDS,
+        CriStream,
+        KerchunkStream,
+        combine_shards,
+        in_memory_refusal,
+        load_columns,
+    )
+
+    timings: dict[str, float] = {}
+    with timed(timings, "combine"):
+        combined = combine_shards(shard_folders, recipe.concat.dim)
+    refusal = in_memory_refusal(outputs, combined.references)
+    if refusal:
+        raise ValueError(f"recipe {recipe.id}: {refusal}")
+    if set(outputs) - STREAMED_KINDS:
+        with timed(timings, "load_columns"):
+            load_columns(combined)
+    log.info("combined %d shards: %d references in %d arrays", len(shard_folders), combined.references,
+             len(combined.assembled.arrays))
+    return write_assembled(recipe, manifest, combined.assembled, outputs, threads=threads, timings=timings,
+                           kerchunk_parquet_writer=KerchunkStream(combined), cri_parquet_writer=CriStream(combined))
 
 
 def append_step(recipe: Recipe, manifest: pa.Table, held: int, header_paths: list[str],

@@ -7,8 +7,9 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, workflow.basedir)
 
 from chunkindex.formats import HEADER_FORMAT_VERSION
+from chunkindex.indexes.sharded import WritePlan
 from chunkindex.recipe import RecipeError, load_recipe, validate_config
-from chunkindex.workflow import batch_ids, clear_interrupted_write, index_outputs
+from chunkindex.workflow import BATCH_FORMAT, SHARD_FORMAT, batch_ids, clear_interrupted_write, index_outputs
 
 try:
     validate_config(config)
@@ -78,7 +79,7 @@ onstart:
     if RECIPE is not None:
         for path in clear_interrupted_write(
             [INDEX[name] for name in APPENDABLE if name in INDEX] + [f"{RESULTS}/batches"],
-            list(INDEX.values()) + [f"{RESULTS}/manifest.parquet"],
+            list(INDEX.values()) + [f"{RESULTS}/manifest.parquet", f"{RESULTS}/write/plan.json"],
             workflow.persistence.path,
         ):
             print(f"chunkindex: removed {path} (left by an interrupted job)", file=sys.stderr)
@@ -87,6 +88,7 @@ onstart:
 wildcard_constraints:
     fixture_set="[a-z0-9][a-z0-9-]*",
     batch=r"\d{5}",
+    shard=r"\d{5}",
 
 
 def fixture_manifest(name):
@@ -104,6 +106,30 @@ def header_batches(wildcards):
     """Every header batch of the listing (known once the list checkpoint ran)."""
     manifest = checkpoints.list_sources.get().output.manifest
     return [f"{RESULTS}/headers/batch-{b}.arrow" for b in batch_ids(manifest)]
+
+
+def write_plan(wildcards):
+    """The write plan (known once the plan_write checkpoint ran)."""
+    return checkpoints.plan_write.get().output.plan
+
+
+def write_shards(wildcards):
+    """The shard folders the plan asks for (none when it appends)."""
+    plan = WritePlan.read(checkpoints.plan_write.get().output.plan)
+    if plan.mode != "write":
+        return []
+    return [f"{RESULTS}/write/shard-{SHARD_FORMAT.format(i)}" for i in range(len(plan.shards))]
+
+
+def shard_header_batches(wildcards):
+    """The header batches holding the files of one shard."""
+    plan = WritePlan.read(checkpoints.plan_write.get().output.plan)
+    number = int(wildcards.shard)
+    # A shard of the plan's previous version, before the checkpoint reran:
+    # no longer needed once the DAG is updated (the job refuses to run).
+    if number >= len(plan.shards):
+        return []
+    return [f"{RESULTS}/headers/batch-{BATCH_FORMAT.format(b)}.arrow" for b in plan.shards[number].batches]
 
 
 def header_benchmarks(wildcards):

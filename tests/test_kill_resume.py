@@ -33,8 +33,10 @@ COMPARED = (f"{DATASET}.parq", f"{DATASET}.json", f"{DATASET}.cri.parquet", f"{D
 
 
 def _config(results: Path) -> list[str]:
-    # Up to GDAL's validation of the index (the report adds nothing here).
-    return [str(results / DATASET / "validation.json"), "--config", f"dataset={DATASET}", f"results_dir={results}"]
+    # Up to GDAL's validation of the index (the report adds nothing here);
+    # the write step in four shards (one header batch each, 28 references).
+    return [str(results / DATASET / "validation.json"), "--config", f"dataset={DATASET}", f"results_dir={results}",
+            "write={shard_refs: 28}"]
 
 
 def _digests(results: Path) -> dict[str, str]:
@@ -90,7 +92,10 @@ def test_killed_in_every_step_then_rerun_gives_the_same_index(tmp_path, uninterr
     # headers: killed while the first batch is read.
     _run_and_kill(results, _log_started(results, "headers-00000.log"))
     _unlock(results)
-    # write: killed while the index is being written (its staging folder exists).
+    # write_shard: killed while a shard is assembled (after the plan).
+    _run_and_kill(results, _log_started(results, "write_shard-00001.log"))
+    _unlock(results)
+    # write: killed while the shards are combined into the index (its staging folder exists).
     _run_and_kill(results, lambda: any(index.glob(f".{DATASET}.parq.partial-*")))
     _unlock(results)
     # validate: killed while GDAL reads the index.
@@ -99,6 +104,7 @@ def test_killed_in_every_step_then_rerun_gives_the_same_index(tmp_path, uninterr
     run_snakemake(*_config(results))
     assert _digests(results) == uninterrupted[1]
     assert not list(index.glob(".*partial-*")) and not list(index.glob(".*old-*"))
+    assert not list((results / DATASET / "write").glob("*shard-*"))  # shards and their staging folders
 
 
 def test_killed_while_updating_the_index_the_rerun_does_not_trip_on_snakemakes_backup(uninterrupted):

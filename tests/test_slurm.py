@@ -7,8 +7,8 @@ memory limit is killed by Slurm with the previous index left intact.
 The ghrsst-scale recipe runs on the first 2,000 days of its catalogue
 (full-size GHRSST headers, 13.6 M references; the whole 8,660 days took
 3.5 min here, Snakemake's start in every job and the executor's polling
-being most of it) up to the index (`--until write`: list, two header batches
-and the write step as Slurm jobs); GDAL's validation is left to the local
+being most of it) up to the index (`--until write`: list, two header batches,
+the write plan, its shard and the combining write step as Slurm jobs); GDAL's validation is left to the local
 workflow tests. Slurm is installed with apt when missing (root); when it
 cannot be installed or started the tests skip and say why.
 """
@@ -37,7 +37,9 @@ FILES, BATCH = 2000, 1000
 RULE_LIMITS = {  # rule: (threads, mem_mb, runtime in minutes)
     "list_sources": (1, 2000, 30),
     "headers": (1, 2000, 60),
-    "write": (2, 4000, 60),
+    "plan_write": (1, 1000, 10),
+    "write_shard": (1, 2000, 60),
+    "write": (2, 2000, 60),
 }
 
 
@@ -149,18 +151,19 @@ def test_every_job_ran_on_slurm_with_its_rules_limits(runs, slurm):
     write_job = by_rule["write"][0]["id"]
     record = next(line for line in records.splitlines() if line.startswith(f"JobId={write_job} "))
     assert "JobState=COMPLETED" in record and "TimeLimit=60" in record
-    assert "Tres=cpu=2,mem=4000M" in record
+    assert "Tres=cpu=2,mem=2000M" in record
 
 
 def test_a_job_over_its_memory_limit_is_killed_by_slurm_and_the_index_is_kept(runs, slurm):
     before = _index_digests(_slurm_index(runs["slurm"]))
-    # 300 MB: less than the write job needs (two Snakemake processes and the step).
+    # 200 MB: less than the write job needs (two Snakemake processes and the step
+    # streaming the shards into the index).
     result = run_snakemake(*_slurm_args(slurm), *_config(runs["recipes"], runs["slurm"]), "--forcerun", "write",
-                           "--set-resources", "write:mem_mb=300", env=slurm, check=False)
+                           "--set-resources", "write:mem_mb=200", env=slurm, check=False)
     assert result.returncode != 0
     assert re.search(r"Error in rule write:\n\s+message: SLURM-job '\d+' failed", result.stderr), result.stderr[-3000:]
     killed = [j for j in _jobs(slurm) if _rule(j["comment"]) == "write" and j["state"] != "COMPLETED"]
-    assert len(killed) == 1 and killed[0]["memory"] == "300M", killed
+    assert len(killed) == 1 and killed[0]["memory"] == "200M", killed
     # Slurm's own word: the kernel (cgroup mode) or slurmstepd (cgroup-free) killed it for memory.
     job_log = (Path(slurm["SLURM_LOCAL_DIR"]) / "job-logs" / "rule_write" / f"{killed[0]['id']}.log").read_text()
     assert re.search(r"oom-kill event|Out Of Memory|exceeded (job |step )?memory limit", job_log, re.IGNORECASE), job_log

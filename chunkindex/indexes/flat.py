@@ -454,7 +454,18 @@ class CriRows:
         """Rows `start:stop` of `part`, built from the reference columns, with
         the path dictionary cut to the ids used (Parquet writes an Arrow
         dictionary whole into every row group)."""
-        array, k, n = part.array, self.k, stop - start
+        if part.array.inline is not None:
+            return self.batch_of(part, np.zeros(1, np.int64))
+        numbers = (np.arange(start, stop, dtype=np.int64) if part.present is None
+                   else part.present[start:stop])
+        return self.batch_of(part, numbers)
+
+    def batch_of(self, part: _Part, numbers: np.ndarray,
+                 columns: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> pa.RecordBatch:
+        """The rows of `part`'s chunks `numbers` (C-order chunk numbers, sorted);
+        `columns` gives their url index, offset and size where the array holds
+        no reference columns (the sharded write streams them)."""
+        array, k, n = part.array, self.k, numbers.size
         if not hasattr(self, "_arrow"):
             self._arrow = (pa.array(self.variables, pa.string()), pa.array(self.paths, pa.string()))
         names, all_paths = self._arrow
@@ -466,14 +477,12 @@ class CriRows:
             offsets, lengths = np.zeros(1, np.int64), np.array([len(array.inline)], np.int64)
             raw = pa.array([array.inline], pa.binary())
         else:
-            numbers = (np.arange(start, stop, dtype=np.int64) if part.present is None
-                       else part.present[start:stop])
             coords = []
             rest = numbers
             for size in reversed(array.chunk_grid):
                 rest, index = np.divmod(rest, size)
                 coords.insert(0, index.astype(np.int32))
-            index = array.url_index[numbers]
+            index = array.url_index[numbers] if columns is None else columns[0]
             inline = index < 0  # only chunks listed in raw_numbers have no file
             ids = part.path_ids[np.where(inline, 0, index)] if len(part.path_ids) else np.zeros(n, np.int32)
             low, high = (int(ids[~inline].min()), int(ids[~inline].max())) if (~inline).any() else (0, -1)
@@ -497,7 +506,8 @@ class CriRows:
                     unknown = inline | (codes < 0) if (any_inline or window.null_count) else None
                     indices = pa.array(codes, pa.int32(), mask=unknown)
                 fact_columns.append(pa.DictionaryArray.from_arrays(indices, encoded.dictionary))
-            offsets, lengths = array.offsets[numbers], array.sizes[numbers]
+            offsets, lengths = ((array.offsets[numbers], array.sizes[numbers]) if columns is None
+                                else (columns[1], columns[2]))
             raw = pa.nulls(n, pa.binary())
             if inline.any():
                 where = np.searchsorted(part.raw_numbers, numbers[inline])

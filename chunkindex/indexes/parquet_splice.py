@@ -288,3 +288,46 @@ def key_value(parts: ParquetParts) -> dict[str, str]:
         k, v = _field(pair, 1), _field(pair, 2)
         out[k[2].decode()] = v[2].decode() if v is not None else ""
     return out
+
+
+class SpliceWriter:
+    """`assemble` written to an open file part by part, every row group of
+    each part in order: only the row groups' metadata stays in memory, so
+    a file far larger than memory is spliced from parts encoded one by one.
+    `close` writes the footer; the bytes equal `assemble(parts, every group
+    in order, key_value)`."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+        self.position = len(MAGIC)
+        self.groups: list[Struct] = []
+        self.footer: Struct | None = None
+        handle.write(MAGIC)
+
+    def add(self, part: ParquetParts) -> None:
+        """Append `part`'s data region and list its row groups."""
+        schema = _field(part.footer, 2)
+        if self.footer is None:
+            self.footer = [list(f) for f in part.footer]
+        elif schema != _field(self.footer, 2):
+            raise SpliceError("a part has another schema than the first")
+        for group in part.row_groups:
+            group = _shift_row_group(group, self.position - len(MAGIC))
+            if _field(group, 7) is not None:  # ordinal
+                _field(group, 7)[2] = len(self.groups)
+            self.groups.append(group)
+        self.handle.write(part.data)
+        self.position += len(part.data)
+
+    def close(self, key_value: dict[str, str] | None = None) -> None:
+        """Write the footer (`key_value` replaces the key-value metadata when given)."""
+        if self.footer is None:
+            raise SpliceError("no part to take the schema from")
+        footer = self.footer
+        _set(footer, 3, T_I64, sum(_rows(g) for g in self.groups))
+        _set(footer, 4, T_LIST, (T_STRUCT, self.groups))
+        if key_value is not None:
+            pairs = [[[1, T_BINARY, k.encode()], [2, T_BINARY, v.encode()]] for k, v in key_value.items()]
+            _set(footer, 5, T_LIST, (T_STRUCT, pairs))
+        encoded = encode_struct(footer)
+        self.handle.write(encoded + struct.pack("<I", len(encoded)) + MAGIC)
