@@ -50,7 +50,7 @@ BRAN = "bran-scale"
 # overviews, twice (each level's references-only variant shares them).
 GHRSST_REFS_PER_DAY = 2 * (2556 + 648 + 162 + 45 + 15 + 6)
 LIMIT_MB = 2048  # every job must stay within 2 GB
-STEP_ORDER = ("list", "headers", "write", "validate", "report", "footprint_map")
+STEP_ORDER = ("list", "headers", "plan_write", "write_shard", "write", "validate", "report", "footprint_map")
 
 
 def recipe_doc(name: str) -> dict:

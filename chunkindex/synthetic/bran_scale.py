@@ -11,12 +11,11 @@ and its bytes are written for every other chunk with HDF5's direct chunk
 write (no data is encoded per chunk). The codec is shuffle + Zstandard (HDF5
 filter 32015, hdf5plugin) rather than the real archive's shuffle + zlib: a
 constant 300 x 300 chunk is ~20 bytes in Zstandard but ~200 in zlib, whose
-floor would make the full archive ~15 GB instead of ~2.5 GB; the index does
-not depend on the codec. Files are written with HDF5's newest format
-(extensible-array chunk index: ~16 bytes a chunk instead of a v1 B-tree's
-~60). One file is made per month length (28-31 days); the others are copies
-of it whose `Time` values are rewritten in place, so generation is a file
-copy per month.
+floor would make the full archive ~19 GB instead of ~5 GB; the index does
+not depend on the codec. netCDF4 lays each file out as the real archive's
+(then ~80 bytes a chunk on disk with HDF5's B-tree). One file is made per
+month length (28-31 days); the others are copies of it whose `Time` values
+are rewritten in place, so generation is a file copy per month.
 """
 
 from __future__ import annotations
@@ -70,49 +69,54 @@ def time_values(year: int, month: int, days: int) -> np.ndarray:
 
 
 def write_template(path: Path, seed: int, year: int, month: int, days: int, scale: float, n_depths: int) -> None:
-    """One monthly file with every chunk of every variable written (constant per variable)."""
+    """One monthly file with every chunk of every variable written (constant per variable).
+
+    netCDF4 lays the file out (dimensions, coordinates, attributes, the
+    variables' filters); h5py then writes the one encoded chunk of each
+    variable everywhere else with HDF5's direct chunk write."""
     import h5py
-    import hdf5plugin
+    import hdf5plugin  # noqa: F401  registers the Zstandard filter for h5py
+    import netCDF4
 
     yt, xt = horizontal_axes(scale)
     depths = depth_levels(n_depths)
     chunk = (1, 1, min(CHUNK_YX, yt.size), min(CHUNK_YX, xt.size))
+    shape = (days, depths.size, yt.size, xt.size)
     rng = np.random.default_rng(seed)
-    # track_times=False and fixed creation order: the same options give the same bytes.
-    with h5py.File(path, "w", libver="latest", track_order=True) as h5:
-        h5.attrs["title"] = "BRAN2023-like synthetic ocean state at full scale (chunkindex benchmark)"
-        h5.attrs["grid_type"] = "regular"
-        axes = {}
-        for name, values, attrs, maxshape in (
+    with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
+        nc.setncattr("title", "BRAN2023-like synthetic ocean state at full scale (chunkindex benchmark)")
+        nc.setncattr("grid_type", "regular")
+        nc.createDimension("Time", None)
+        for name, size in (("st_ocean", depths.size), ("yt_ocean", yt.size), ("xt_ocean", xt.size)):
+            nc.createDimension(name, size)
+        for name, values, attrs in (
             ("Time", time_values(year, month, days),
              {"long_name": "Time", "units": TIME_UNITS, "cartesian_axis": "T",
-              "calendar_type": "GREGORIAN", "calendar": "gregorian"}, (None,)),
+              "calendar_type": "GREGORIAN", "calendar": "gregorian"}),
             ("st_ocean", depths, {"long_name": "tcell zstar depth", "units": "meters",
-                                  "cartesian_axis": "Z", "positive": "down"}, None),
-            ("yt_ocean", yt, {"long_name": "tcell latitude", "units": "degrees_N", "cartesian_axis": "Y"}, None),
-            ("xt_ocean", xt, {"long_name": "tcell longitude", "units": "degrees_E", "cartesian_axis": "X"}, None),
+                                  "cartesian_axis": "Z", "positive": "down"}),
+            ("yt_ocean", yt, {"long_name": "tcell latitude", "units": "degrees_N", "cartesian_axis": "Y"}),
+            ("xt_ocean", xt, {"long_name": "tcell longitude", "units": "degrees_E", "cartesian_axis": "X"}),
         ):
-            axis = h5.create_dataset(name, data=values, maxshape=maxshape, track_times=False,
-                                     chunks=(512,) if maxshape else None)
-            for key, value in attrs.items():
-                axis.attrs[key] = value
-            axis.make_scale(name)
-            axes[name] = axis
-        shape = (days, depths.size, yt.size, xt.size)
+            axis = nc.createVariable(name, "f8", (name,))
+            axis.setncatts(attrs)
+            axis[:] = values
         for name, (long_name, units, scale_factor, add_offset, (low, high)) in VARIABLES.items():
-            var = h5.create_dataset(
-                name, shape=shape, maxshape=(None, *shape[1:]), dtype="i2", chunks=chunk,
-                fillvalue=TEMP_FILL, track_times=False, shuffle=True, **hdf5plugin.Zstd(clevel=1))
-            for i, dim in enumerate(("Time", "st_ocean", "yt_ocean", "xt_ocean")):
-                var.dims[i].attach_scale(axes[dim])
-            var.attrs.update({
+            var = nc.createVariable(name, "i2", ("Time", "st_ocean", "yt_ocean", "xt_ocean"),
+                                    compression="zstd", complevel=1, shuffle=True, chunksizes=chunk,
+                                    fill_value=TEMP_FILL)
+            var.set_auto_maskandscale(False)  # packed values are written as they are
+            var.setncatts({
                 "long_name": long_name, "units": units, "valid_range": VALID_RANGE,
-                "missing_value": TEMP_FILL, "_FillValue": TEMP_FILL, "packing": np.int32(4),
-                "cell_methods": "time: mean Time: mean", "scale_factor": np.float64(scale_factor),
-                "add_offset": np.float64(add_offset),
+                "missing_value": TEMP_FILL, "packing": np.int32(4), "cell_methods": "time: mean Time: mean",
+                "scale_factor": np.float64(scale_factor), "add_offset": np.float64(add_offset),
             })
-            value = np.int16(rng.integers(low, high))
-            var[0, 0, : chunk[2], : chunk[3]] = np.full(chunk[2:], value, np.int16)
+            var[0, 0, : chunk[2], : chunk[3]] = np.full(chunk[2:], rng.integers(low, high), np.int16)
+    with h5py.File(path, "r+") as h5:
+        for name in VARIABLES:
+            var = h5[name]
+            if var.shape[0] < days:
+                var.resize(days, axis=0)
             mask, encoded = var.id.read_direct_chunk((0, 0, 0, 0))
             for index in np.ndindex(*(-(-s // c) for s, c in zip(shape, chunk))):
                 if any(index):
