@@ -300,6 +300,8 @@ def table(entries: list[dict]) -> str:
 
 def plot(entries: list[dict], path: Path) -> Path:
     import matplotlib
+    import matplotlib.ticker
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -324,14 +326,29 @@ def plot(entries: list[dict], path: Path) -> Path:
         markersize = 12 if archive != GHRSST else 5
         ax_time.plot(x, [p[1] for p in points], style, markersize=markersize, **kwargs)
         ax_mem.plot(x, [p[2] for p in points], style, markersize=markersize, **kwargs)
-    top = max((p[0] for pts in series.values() for p in pts), default=1)
+    xs = [p[0] for pts in series.values() for p in pts] or [1.0]
+    times = [p[1] for pts in series.values() for p in pts if p[1] > 0] or [1.0]
+    # Time on log-log axes (a slope of 1 is linear growth; grey guides), memory linear.
+    low, high = min(xs) * 0.8, max(xs) * 1.25
+    for level in np.geomspace(min(times), max(times), 4):
+        ax_time.plot([low, high], [level, level * high / low], color="grey", linewidth=0.6, linestyle=":")
+    ax_time.set_xscale("log")
+    ax_time.set_yscale("log")
+    ax_time.set_xlim(low, high)
+    ticks = [t for t in (10, 20, 50, 100, 200, 300, 600) if low <= t <= high]
+    ax_time.set_xticks(ticks, [str(t) for t in ticks])
+    ax_time.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax_time.set_ylim(min(times) * 0.5, max(times) * 2)
     ax_mem.axhline(LIMIT_MB, color="red", linestyle=":", label="2 GB per job")
-    for ax, title, unit in ((ax_time, "wall time per step", "seconds"), (ax_mem, "peak RSS of the largest job", "MB")):
+    ax_mem.set_xlim(0, max(xs) * 1.05)
+    ax_mem.set_ylim(0, max(LIMIT_MB * 1.1, max(p[2] for pts in series.values() for p in pts) * 1.1)
+                    if series else LIMIT_MB * 1.1)
+    for ax, title, unit in ((ax_time, "wall time per step (log-log; dotted: proportional to references)",
+                             "seconds"),
+                            (ax_mem, "peak RSS of the step's largest job", "MB")):
         ax.set_xlabel("chunk references (millions)")
         ax.set_ylabel(unit)
-        ax.set_title(title)
-        ax.set_xlim(0, top * 1.05)
-        ax.set_ylim(bottom=0)
+        ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
     ax_mem.legend(fontsize=7, ncol=2, loc="upper left")
     fig.suptitle("chunkindex workflow at scale (GHRSST x10 subsets: lines; BRAN-like full archive: stars/crosses)")
