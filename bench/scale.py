@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+from calendar import monthrange
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,13 +102,16 @@ def link_archive(archive: str, count: int, folder: Path) -> Path:
     return folder
 
 
-def point_recipe(archive: str, million_refs: int | None, where: str, folder: Path, endpoint: str | None
-                 ) -> tuple[str, dict]:
+def point_recipe(archive: str, million_refs: int | None, where: str, folder: Path, endpoint: str | None,
+                 kinds: list[str] | None = None) -> tuple[str, dict]:
     """(dataset id, recipe) of one benchmark point: the files linked in
-    `folder`, listed (locally, or through the S3 endpoint serving it)."""
+    `folder`, listed (locally, or through the S3 endpoint serving it), the
+    recipe's output kinds or `kinds`."""
     doc = recipe_doc(archive)
     size = "all" if million_refs is None else f"{million_refs}m"
-    dataset = f"scale-{archive}-{size}-{where}"
+    dataset = f"scale-{archive}-{size}-{where}" + ("-" + "-".join(kinds) if kinds else "")
+    if kinds:
+        doc["output"]["kinds"] = kinds
     doc["id"] = dataset
     doc["title"] = f"{doc['title']} [{size} refs, {where}]"
     doc["source"].pop("synthetic", None)  # the point's folder of links, made by this script
@@ -172,7 +176,7 @@ def step_figures(benchmarks: Path, since: float = 0.0) -> dict[str, dict[str, fl
 
 
 def run_point(archive: str, million_refs: int | None, where: str, out: Path, keep: bool, cores: int,
-              until: str | None, append: bool = False) -> list[dict]:
+              until: str | None, append: bool = False, kinds: list[str] | None = None) -> list[dict]:
     """One benchmark point; with `append`, first without its last file, then
     with it (the workflow appends it: a second run, measured on its own)."""
     files = point_files(archive, million_refs)
@@ -185,18 +189,19 @@ def run_point(archive: str, million_refs: int | None, where: str, out: Path, kee
         with source_server(folder, where) as endpoint:
             if append:
                 link_archive(archive, files - 1, folder)
-                entries.append(_run(archive, million_refs, where, folder, endpoint, out, True, cores, until))
+                entries.append(_run(archive, million_refs, where, folder, endpoint, out, True, cores, until,
+                                    kinds=kinds))
             link_archive(archive, files, folder)
             entries.append(_run(archive, million_refs, where, folder, endpoint, out, keep, cores, until,
-                                appending=append))
+                                appending=append, kinds=kinds))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return entries
 
 
 def _run(archive: str, million_refs: int | None, where: str, folder: Path, endpoint: str | None, out: Path,
-         keep: bool, cores: int, until: str | None, appending: bool = False) -> dict:
-    dataset, doc = point_recipe(archive, million_refs, where, folder, endpoint)
+         keep: bool, cores: int, until: str | None, appending: bool = False, kinds: list[str] | None = None) -> dict:
+    dataset, doc = point_recipe(archive, million_refs, where, folder, endpoint, kinds)
     recipes, results = out / "recipes", out / "runs"
     recipes.mkdir(parents=True, exist_ok=True)
     recipe = recipes / f"{dataset}.yaml"
@@ -231,7 +236,7 @@ def _run(archive: str, million_refs: int | None, where: str, folder: Path, endpo
 
         files = pq.read_metadata(manifest).num_rows
     disk = {name: _size(results / dataset / name) for name in ("headers", "index")}
-    entry = {"dataset": name, "append": appending, "archive": archive, "where": where, "target_m": million_refs,
+    entry = {"dataset": name, "append": appending, "kinds": kinds, "archive": archive, "where": where, "target_m": million_refs,
              "files": files, "refs": refs, "total_s": total, "ok": done.returncode == 0, "steps": figures,
              "disk_bytes": disk, "until": until, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     if done.returncode != 0:
@@ -265,6 +270,23 @@ def latest(entries: list[dict]) -> list[dict]:
                   key=lambda e: (e["archive"] != GHRSST, e["where"], bool(e.get("append")), e["refs"] or 0))
 
 
+def expected_refs(entry: dict) -> float:
+    """The run's references (from its write summary; for a run that stopped
+    before, as many as the same archive's complete run of as many files)."""
+    if entry["refs"]:
+        return entry["refs"]
+    if entry["archive"] == GHRSST:
+        return (entry["files"] or 0) * GHRSST_REFS_PER_DAY
+    # BRAN: 4 variables x 51 levels x 5 x 12 chunks a day
+    return sum(monthrange(y, m)[1] for y, m in _months(entry["files"] or 0)) * 4 * 51 * 60
+
+
+def _months(count: int) -> list[tuple[int, int]]:
+    from chunkindex.synthetic.bran_scale import months
+
+    return months(str(fixture_spec(BRAN)["start"]), count)
+
+
 def table(entries: list[dict]) -> str:
     """Per run and step: wall time, s per M references, peak RSS of its
     largest job and that against 2 GB; the ratios to the smallest run."""
@@ -274,17 +296,18 @@ def table(entries: list[dict]) -> str:
     lines += [header, "-" * len(header)]
     base: dict[tuple[str, str, str], tuple[float, float, float]] = {}
     for entry in latest(entries):
-        refs = entry["refs"] or (entry["files"] or 0) * GHRSST_REFS_PER_DAY
+        refs = expected_refs(entry)
         steps = sorted(entry["steps"].items(),
                        key=lambda kv: STEP_ORDER.index(kv[0]) if kv[0] in STEP_ORDER else len(STEP_ORDER))
         for step, fig in steps:
-            key = (entry["archive"], entry["where"] + ("+1" if entry.get("append") else ""), step)
+            label = entry["archive"] + (" [" + ",".join(entry["kinds"]) + "]" if entry.get("kinds") else "")
+            key = (label, entry["where"] + ("+1" if entry.get("append") else ""), step)
             base.setdefault(key, (fig["wall_s"], refs, fig["max_rss_mb"]))
             b_time, b_refs, b_mem = base[key]
             over = " !" if fig["max_rss_mb"] > LIMIT_MB else ""
             where = entry["where"] + ("+1" if entry.get("append") else "")
             lines.append(
-                f"{entry['archive']:<17} {where:<5} {entry['files'] or 0:>6} {refs / 1e6:>5.0f}M {step:<13} "
+                f"{label:<17} {where:<5} {entry['files'] or 0:>6} {refs / 1e6:>5.0f}M {step:<13} "
                 f"{fig['jobs']:>4} {fig['wall_s']:>8.1f} {fig['wall_s'] / max(refs / 1e6, 1e-9):>9.3f} "
                 f"{fig['max_rss_mb']:>8.0f} {fig['max_rss_mb'] / LIMIT_MB:>7.0%}{over:<2}"
                 f"{fig['wall_s'] / max(b_time, 1e-9):>7.1f} {refs / max(b_refs, 1):>7.1f} "
@@ -311,9 +334,9 @@ def plot(entries: list[dict], path: Path) -> Path:
     styles = {"local": "-o", "s3": "--s"}
     series: dict[tuple[str, str, str], list[tuple[float, float, float]]] = {}
     for entry in latest(entries):
-        if entry.get("append"):  # in the table only: its x is the index size, not the work
+        if entry.get("append") or entry.get("kinds"):  # in the table only (other work than the series)
             continue
-        refs = entry["refs"] or (entry["files"] or 0) * GHRSST_REFS_PER_DAY
+        refs = expected_refs(entry)
         for step, fig_ in entry["steps"].items():
             series.setdefault((entry["archive"], entry["where"], step), []).append(
                 (refs / 1e6, fig_["wall_s"], fig_["max_rss_mb"]))
@@ -367,6 +390,8 @@ def main() -> None:
     parser.add_argument("--until", help="stop each run after this rule (e.g. headers_batch to leave write out)")
     parser.add_argument("--append", action="store_true", help="index all files but the last, then append it "
                         "(measures the append path on the big index)")
+    parser.add_argument("--kinds", help="output kinds instead of the recipe's (comma-separated), e.g. "
+                        "kerchunk-parquet,footprints")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "results/bench/scale"))
     parser.add_argument("--keep", action="store_true", help="keep each run's header batches and index")
@@ -384,7 +409,7 @@ def main() -> None:
         for archive, million in runs:
             for where in args.where.split(","):
                 for entry in run_point(archive, million, where, out, args.keep, args.cores, args.until,
-                                       args.append):
+                                       args.append, args.kinds.split(",") if args.kinds else None):
                     entries.append(entry)
                     save(out, entries)
     print(table(entries))
