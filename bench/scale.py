@@ -51,6 +51,9 @@ BRAN = "bran-scale"
 # overviews, twice (each level's references-only variant shares them).
 GHRSST_REFS_PER_DAY = 2 * (2556 + 648 + 162 + 45 + 15 + 6)
 LIMIT_MB = 2048  # every job must stay within 2 GB
+# Snakemake's benchmark samples memory about once a second: a shorter job
+# reports a few MB (a Python process is ~70 MB), i.e. nothing was sampled.
+UNSAMPLED_MB = 20.0
 STEP_ORDER = ("list", "headers", "plan_write", "write_shard", "write", "validate", "report", "footprint_map")
 
 
@@ -302,22 +305,27 @@ def table(entries: list[dict]) -> str:
         for step, fig in steps:
             label = entry["archive"] + (" [" + ",".join(entry["kinds"]) + "]" if entry.get("kinds") else "")
             key = (label, entry["where"] + ("+1" if entry.get("append") else ""), step)
+            sampled = fig["max_rss_mb"] >= UNSAMPLED_MB
             base.setdefault(key, (fig["wall_s"], refs, fig["max_rss_mb"]))
+            if sampled and base[key][2] < UNSAMPLED_MB:
+                base[key] = (base[key][0], base[key][1], fig["max_rss_mb"])
             b_time, b_refs, b_mem = base[key]
             over = " !" if fig["max_rss_mb"] > LIMIT_MB else ""
             where = entry["where"] + ("+1" if entry.get("append") else "")
+            memory = (f"{fig['max_rss_mb']:>8.0f} {fig['max_rss_mb'] / LIMIT_MB:>7.0%}{over:<2}" if sampled
+                      else f"{'-':>8} {'-':>7}  ")
+            mem_x = f"{fig['max_rss_mb'] / b_mem:>6.2f}" if sampled and b_mem >= UNSAMPLED_MB else f"{'-':>6}"
             lines.append(
                 f"{label:<17} {where:<5} {entry['files'] or 0:>6} {refs / 1e6:>5.0f}M {step:<13} "
                 f"{fig['jobs']:>4} {fig['wall_s']:>8.1f} {fig['wall_s'] / max(refs / 1e6, 1e-9):>9.3f} "
-                f"{fig['max_rss_mb']:>8.0f} {fig['max_rss_mb'] / LIMIT_MB:>7.0%}{over:<2}"
-                f"{fig['wall_s'] / max(b_time, 1e-9):>7.1f} {refs / max(b_refs, 1):>7.1f} "
-                f"{fig['max_rss_mb'] / max(b_mem, 1e-9):>6.2f}")
+                f"{memory}{fig['wall_s'] / max(b_time, 1e-9):>7.1f} {refs / max(b_refs, 1):>7.1f} {mem_x}")
         status = "ok" if entry["ok"] else f"FAILED ({(entry.get('error') or '').strip().splitlines()[-1:]})"
         lines.append(f"{'':<17} {'':<5} {'':>6} {'':>6} {'whole run':<13} {'':>4} {entry['total_s']:>8.1f} "
                      f"{entry['total_s'] / max(refs / 1e6, 1e-9):>9.3f}   {status}"
                      + (f" (until {entry['until']})" if entry.get("until") else ""))
     lines.append("time x, refs x, mem x: against the smallest run of the same archive, place and step "
-                 "(linear or better: time x <= refs x; flat memory: mem x ~ 1). '!' marks a job over 2 GB.")
+                 "(linear or better: time x <= refs x; flat memory: mem x ~ 1). '!' marks a job over 2 GB; '-': "
+                 "a job too short (< ~1 s) for Snakemake's benchmark to sample its memory.")
     return "\n".join(lines)
 
 
@@ -339,7 +347,7 @@ def plot(entries: list[dict], path: Path) -> Path:
         refs = expected_refs(entry)
         for step, fig_ in entry["steps"].items():
             series.setdefault((entry["archive"], entry["where"], step), []).append(
-                (refs / 1e6, fig_["wall_s"], fig_["max_rss_mb"]))
+                (refs / 1e6, fig_["wall_s"], fig_["max_rss_mb"] if fig_["max_rss_mb"] >= UNSAMPLED_MB else np.nan))
     for (archive, where, step), points in sorted(series.items()):
         points.sort()
         x = [p[0] for p in points]
@@ -364,7 +372,7 @@ def plot(entries: list[dict], path: Path) -> Path:
     ax_time.set_ylim(min(times) * 0.5, max(times) * 2)
     ax_mem.axhline(LIMIT_MB, color="red", linestyle=":", label="2 GB per job")
     ax_mem.set_xlim(0, max(xs) * 1.05)
-    ax_mem.set_ylim(0, max(LIMIT_MB * 1.1, max(p[2] for pts in series.values() for p in pts) * 1.1)
+    ax_mem.set_ylim(0, max(LIMIT_MB * 1.1, np.nanmax([p[2] for pts in series.values() for p in pts]) * 1.1)
                     if series else LIMIT_MB * 1.1)
     for ax, title, unit in ((ax_time, "wall time per step (log-log; dotted: proportional to references)",
                              "seconds"),
