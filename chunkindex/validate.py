@@ -177,6 +177,7 @@ class ReferenceSample:
         self.grid = kerchunk.grid(name).counts
         self.n_chunks = int(np.prod(self.grid)) if self.grid else 1
         self._codes_of: dict[str, int] = {}
+        self._files: list[str] | None = None
         self._whole: ArrayReferences | None = None
         if kerchunk.json_refs is not None:  # a JSON index is small and in memory already
             self._whole = kerchunk.references(name)
@@ -206,7 +207,13 @@ class ReferenceSample:
                 self.first_code = int(codes[where[0]])
             if steps:
                 step = ((k * self.block_rows + where) // inner) % steps
-                np.maximum.at(self.step_file, step, codes[where])
+                if step.size and (step[1:] >= step[:-1]).all():  # time-first: steps in runs (fast path)
+                    starts = np.concatenate([[0], np.flatnonzero(step[1:] != step[:-1]) + 1])
+                    runs = step[starts]
+                    self.step_file[runs] = np.maximum(self.step_file[runs],
+                                                      np.maximum.reduceat(codes[where], starts))
+                else:
+                    np.maximum.at(self.step_file, step, codes[where])
                 unique, first = np.unique(step, return_index=True)
                 unset = self.step_first[unique] < 0
                 self.step_first[unique[unset]] = codes[where[first[unset]]]
@@ -214,7 +221,9 @@ class ReferenceSample:
     @property
     def files(self) -> list[str]:
         """Every referenced file, by code (first appearance in chunk order)."""
-        return list(self._codes_of)
+        if self._files is None:  # built once: the checks ask for it per chunk
+            self._files = list(self._codes_of)
+        return self._files
 
     @property
     def n_missing(self) -> int:
@@ -241,8 +250,11 @@ class ReferenceSample:
         paths = table["path"].combine_chunks()
         if not isinstance(paths, pa.DictionaryArray):
             paths = paths.dictionary_encode()
+        known = len(self._codes_of)
         mapping = np.array([self._codes_of.setdefault(p, len(self._codes_of))
                             for p in paths.dictionary.to_pylist()] + [-1], np.int32)
+        if len(self._codes_of) > known:
+            self._files = None  # new files: the list is rebuilt when next asked for
         n = min(table.num_rows, rows)
         codes[:n] = mapping[pc.fill_null(paths.indices, len(paths.dictionary)).to_numpy()][:n]
         if with_ranges:
