@@ -362,6 +362,9 @@ def write_assembled(recipe: Recipe, manifest: pa.Table, assembled: AssembledInde
     return summary
 
 
+VALIDATION_GDAL_CACHE = 256 << 20  # bytes of GDAL block cache while validating (unless GDAL_CACHEMAX is set)
+
+
 def validate_recipe_index(recipe: Recipe, index_path: str | Path | None,
                           cri_path: str | Path | None = None) -> ValidationReport:
     """Validate an index against its sources with the recipe's sample, seed and GDAL settings.
@@ -396,6 +399,10 @@ def validate_recipe_index(recipe: Recipe, index_path: str | Path | None,
 
     for key, value in recipe.source.gdal_config.items():  # endpoints, anonymous access
         gdal.SetConfigOption(key, str(value))
+    if gdal.GetConfigOption("GDAL_CACHEMAX") is None:
+        # GDAL's block cache defaults to 5% of the machine's memory (12 GB on a
+        # 256 GB node): a sample of chunks needs a few MB of it, and a job its 2 GB.
+        gdal.SetCacheMax(VALIDATION_GDAL_CACHE)
     if index_path is None and cri_path is None:
         raise ValueError(f"recipe {recipe.id}: no index to validate")
     report = ValidationReport(index=str(index_path or cri_path))

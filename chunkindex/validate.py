@@ -114,9 +114,26 @@ class ValidationFailed(AssertionError):
 
 def sample_chunks(grid: tuple[int, ...], present: np.ndarray, count: int, seed: int,
                   time_axis: int | None, codes: np.ndarray | None = None) -> np.ndarray:
+    """Chunk numbers to check (see sample_chunk_numbers), from an array's
+    whole presence mask and file codes (one value per chunk)."""
+    step_file = None
+    if grid and time_axis is not None and codes is not None:
+        steps = np.moveaxis(codes.reshape(grid), time_axis, 0).reshape(grid[time_axis], -1)
+        step_file = steps.max(axis=1)  # one file per step: its code (or -1)
+    missing = np.flatnonzero(~present)
+    return sample_chunk_numbers(grid, count, seed, time_axis, step_file, int(missing.size),
+                                lambda ranks: missing[ranks])
+
+
+def sample_chunk_numbers(grid: tuple[int, ...], count: int, seed: int, time_axis: int | None,
+                         step_file: np.ndarray | None, n_missing: int,
+                         missing_at: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Chunk numbers to check: random ones plus the first/last step, the first
     and last step of every file (up to 20 files), the edges and a chunk with
-    no data. Nothing proportional to the array is built but the inputs."""
+    no data. Nothing proportional to the array is needed: `step_file` has one
+    file code per step of the time axis (the largest, -1 for none), and
+    `missing_at(ranks)` gives the chunk numbers of the `ranks`-th chunks with
+    no data (of `n_missing`, in chunk order)."""
     n = int(np.prod(grid)) if grid else 1
     rng = np.random.default_rng(seed)
     if not grid:
@@ -134,17 +151,155 @@ def sample_chunks(grid: tuple[int, ...], present: np.ndarray, count: int, seed: 
     if time_axis is not None:
         random_with(time_axis, 0)
         random_with(time_axis, grid[time_axis] - 1)
-        if codes is not None:
-            steps = np.moveaxis(codes.reshape(grid), time_axis, 0).reshape(grid[time_axis], -1)
-            step_file = steps.max(axis=1)  # one file per step: its code (or -1)
+        if step_file is not None:
             boundaries = np.flatnonzero(step_file[1:] != step_file[:-1]) + 1
             for t in rng.permutation(boundaries)[:20].tolist():
                 random_with(time_axis, t - 1, 1)  # last step of one file
                 random_with(time_axis, t, 1)      # first step of the next
-    missing = np.flatnonzero(~present)
-    if missing.size:
-        chosen.update(rng.choice(missing, size=min(2, missing.size), replace=False).tolist())
+    if n_missing:
+        # The same draw as rng.choice(missing, ...) on the whole list of numbers.
+        ranks = rng.choice(n_missing, size=min(2, n_missing), replace=False)
+        chosen.update(int(v) for v in missing_at(np.asarray(ranks, np.int64)))
     return np.array(sorted(chosen), dtype=np.int64)
+
+
+class ReferenceSample:
+    """What validating one array needs of its references, gathered block by
+    block (a record file at a time) so that memory does not grow with the
+    archive: the files, per step of the time axis the first and the largest
+    file code, the chunks with no data per block, and the references of the
+    sampled chunks only (`fetch`). Replaces holding every reference of the
+    array (20 bytes a chunk: 4.4 GB for GHRSST x10's 221 M full-resolution
+    chunks)."""
+
+    def __init__(self, kerchunk: KerchunkIndex, name: str, time_axis: int | None) -> None:
+        self.kerchunk, self.name, self.time_axis = kerchunk, name, time_axis
+        self.grid = kerchunk.grid(name).counts
+        self.n_chunks = int(np.prod(self.grid)) if self.grid else 1
+        self._codes_of: dict[str, int] = {}
+        self._files: list[str] | None = None
+        self._whole: ArrayReferences | None = None
+        if kerchunk.json_refs is not None:  # a JSON index is small and in memory already
+            self._whole = kerchunk.references(name)
+            self._codes_of = {f: i for i, f in enumerate(self._whole.files)}
+            self.block_rows = max(self.n_chunks, 1)
+        else:
+            self.block_rows = int(kerchunk.record_size or self.n_chunks or 1)
+        self.n_blocks = math.ceil(self.n_chunks / self.block_rows)
+        steps = self.grid[time_axis] if time_axis is not None and self.grid else 0
+        self.step_first = np.full(steps, -1, np.int64)   # code of a step's first chunk with a file
+        self.step_file = np.full(steps, -1, np.int64)    # largest code of a step (file boundaries)
+        self.missing_per_block = np.zeros(self.n_blocks, np.int64)
+        self.present = 0
+        self.first_code = -1
+        self._sampled: dict[int, tuple[int, int, int]] = {}
+        inner = int(np.prod(self.grid[time_axis + 1:])) if time_axis is not None else 1
+        for k in range(self.n_blocks):
+            codes, _, _ = self._block(k, with_ranges=False)
+            has = codes >= 0
+            found = int(has.sum())
+            self.missing_per_block[k] = codes.size - found
+            if not found:
+                continue
+            self.present += found
+            where = np.flatnonzero(has)
+            if self.first_code < 0:
+                self.first_code = int(codes[where[0]])
+            if steps:
+                step = ((k * self.block_rows + where) // inner) % steps
+                if step.size and (step[1:] >= step[:-1]).all():  # time-first: steps in runs (fast path)
+                    starts = np.concatenate([[0], np.flatnonzero(step[1:] != step[:-1]) + 1])
+                    runs = step[starts]
+                    self.step_file[runs] = np.maximum(self.step_file[runs],
+                                                      np.maximum.reduceat(codes[where], starts))
+                else:
+                    np.maximum.at(self.step_file, step, codes[where])
+                unique, first = np.unique(step, return_index=True)
+                unset = self.step_first[unique] < 0
+                self.step_first[unique[unset]] = codes[where[first[unset]]]
+
+    @property
+    def files(self) -> list[str]:
+        """Every referenced file, by code (first appearance in chunk order)."""
+        if self._files is None:  # built once: the checks ask for it per chunk
+            self._files = list(self._codes_of)
+        return self._files
+
+    @property
+    def n_missing(self) -> int:
+        return int(self.missing_per_block.sum())
+
+    def _block(self, k: int, with_ranges: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """(codes, offsets, sizes) of block `k` (its rows past a short or
+        absent record file: code -1)."""
+        start = k * self.block_rows
+        rows = min(self.block_rows, self.n_chunks - start)
+        if self._whole is not None:
+            w = self._whole
+            return w.codes[start:start + rows], w.offsets[start:start + rows], w.sizes[start:start + rows]
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        codes = np.full(rows, -1, np.int32)
+        offsets = np.zeros(rows, np.int64) if with_ranges else None
+        sizes = np.zeros(rows, np.int64) if with_ranges else None
+        if not self.kerchunk.record_file(self.name, k).exists():
+            return codes, offsets, sizes
+        table = self.kerchunk.read_record(self.name, k, columns=["path", "offset", "size"] if with_ranges
+                                          else ["path"], read_dictionary=["path"])
+        paths = table["path"].combine_chunks()
+        if not isinstance(paths, pa.DictionaryArray):
+            paths = paths.dictionary_encode()
+        known = len(self._codes_of)
+        mapping = np.array([self._codes_of.setdefault(p, len(self._codes_of))
+                            for p in paths.dictionary.to_pylist()] + [-1], np.int32)
+        if len(self._codes_of) > known:
+            self._files = None  # new files: the list is rebuilt when next asked for
+        n = min(table.num_rows, rows)
+        codes[:n] = mapping[pc.fill_null(paths.indices, len(paths.dictionary)).to_numpy()][:n]
+        if with_ranges:
+            assert offsets is not None and sizes is not None
+            # A row without a file has null offset and size: 0, as a missing chunk.
+            offsets[:n] = pc.fill_null(table["offset"], 0).to_numpy(zero_copy_only=False)[:n]
+            sizes[:n] = pc.fill_null(table["size"], 0).to_numpy(zero_copy_only=False)[:n]
+        return codes, offsets, sizes
+
+    def missing_at(self, ranks: np.ndarray) -> np.ndarray:
+        """Chunk numbers of the `ranks`-th chunks with no data."""
+        before = np.concatenate([[0], np.cumsum(self.missing_per_block)])
+        out = []
+        for rank in ranks.tolist():
+            k = int(np.searchsorted(before, rank, side="right") - 1)
+            codes, _, _ = self._block(k, with_ranges=False)
+            out.append(k * self.block_rows + int(np.flatnonzero(codes < 0)[rank - before[k]]))
+        return np.array(out, np.int64)
+
+    def sample(self, count: int, seed: int) -> np.ndarray:
+        """The chunk numbers to check (sample_chunk_numbers), their references fetched."""
+        numbers = sample_chunk_numbers(self.grid, count, seed, self.time_axis,
+                                       self.step_file if self.time_axis is not None else None,
+                                       self.n_missing, self.missing_at)
+        self.fetch(numbers)
+        return numbers
+
+    def fetch(self, numbers: np.ndarray) -> None:
+        """Read the references of chunks `numbers` (one record file at a time)."""
+        wanted = [int(n) for n in numbers.tolist() if int(n) not in self._sampled]
+        for k in sorted({n // self.block_rows for n in wanted}):
+            codes, offsets, sizes = self._block(k, with_ranges=True)
+            assert offsets is not None and sizes is not None
+            for n in wanted:
+                if n // self.block_rows == k:
+                    i = n - k * self.block_rows
+                    self._sampled[n] = (int(codes[i]), int(offsets[i]), int(sizes[i]))
+
+    def ref(self, number: int) -> tuple[int, int, int]:
+        """(file code or -1, offset, size) of a fetched chunk."""
+        return self._sampled[number]
+
+    def file_of_step(self, step: int | None) -> int:
+        """Code of the first chunk with a file on time step `step` (any step: None), or -1."""
+        return self.first_code if step is None or not self.step_first.size else int(self.step_first[step])
 
 
 def _read_range(url: str, offset: int, size: int) -> bytes:
@@ -214,8 +369,8 @@ class _SecondReader:
             self.tried = True
             self.group = _zarr_group(self.index, url, self.remote_options)
 
-    def open(self, references: ArrayReferences) -> list[Mismatch]:
-        if self.tried or not (references.codes >= 0).any():
+    def open(self, references: ReferenceSample) -> list[Mismatch]:
+        if self.tried or not references.present:
             return []
         self.tried = True
         try:
@@ -250,7 +405,7 @@ def validate_index(
     # A references-only variant right after its array: they share one reference table.
     base_of = {n: kerchunk.zattrs(n).get("chunkindex", {}).get("variant_of", n) for n in names}
     names.sort(key=lambda n: (base_of[n], n != base_of[n], n))
-    loaded: tuple[str, ArrayReferences | None] = ("", None)
+    loaded: tuple[tuple[str, int | None], ReferenceSample | None] = (("", None), None)
     for name in names:
         check = _array_check(kerchunk, name)
         if check is None:  # coordinates are checked through the data arrays
@@ -264,20 +419,19 @@ def validate_index(
         if check.attrs["chunkindex"].get("inline_source"):
             report.mismatches.extend(check_inline(check, source, reader))
             continue
-        if loaded[0] != base_of[name]:
-            loaded = ("", None)  # free the previous table first
-            loaded = (base_of[name], kerchunk.references(name))
+        time_axis = check.dims.index(time_dim) if time_dim in check.dims else None
+        if loaded[0] != (base_of[name], time_axis):
+            loaded = (("", None), None)  # free the previous one first
+            loaded = ((base_of[name], time_axis), ReferenceSample(kerchunk, name, time_axis))
         references = loaded[1]
         assert references is not None
         report.mismatches.extend(reader.open(references))
-        time_axis = check.dims.index(time_dim) if time_dim in check.dims else None
         report.mismatches.extend(_guarded(check, "-", references.files[0] if references.files else "-",
                                           "fill value vs the source's",
                                           lambda check=check, references=references:
                                           check_fill_value(check, source, references)))
         grid = check.grid
-        for number in sample_chunks(grid.counts, references.codes >= 0, sample_count, seed, time_axis,
-                                    references.codes):
+        for number in references.sample(sample_count, seed):
             report.mismatches.extend(check_chunk(check, grid.index(int(number)), references, source,
                                                  reader.group, time_axis))
     report.notes.extend(source.notes)
@@ -331,12 +485,12 @@ def check_inline(check: _ArrayCheck, source: SourceTruth, reader: _SecondReader)
     return found
 
 
-def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: ArrayReferences,
+def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: ReferenceSample,
                 source: SourceTruth, group: Any, time_axis: int | None = None) -> list[Mismatch]:
     """One sampled chunk: its references, then its values through every reader."""
     number = check.grid.number(chunk_index)
     key = ".".join(map(str, chunk_index))
-    code = references.codes[number]
+    code, offset, size = references.ref(number)
     check.result.chunks_checked += 1
     start, count = check.grid.region(chunk_index)
     if code < 0:
@@ -346,7 +500,6 @@ def check_chunk(check: _ArrayCheck, chunk_index: tuple[int, ...], references: Ar
                 + _guarded(check, key, "(no data)", "reading the chunk with no data",
                            lambda: check_missing(check, group, start, count, key)))
     url = references.files[code]
-    offset, size = int(references.offsets[number]), int(references.sizes[number])
     found = _guarded(check, key, url, "reading the source's chunk table",
                      lambda: check_references(check, source, url, chunk_index, key, offset, size))
     problem = source.file_problem(url, check.name, check.attrs, check.dims, chunk_index)
@@ -375,7 +528,7 @@ def _guarded(check: _ArrayCheck, key: str, url: str, what: str,
         return [Mismatch(check.name, key, url, what, "readable and decodable", f"{type(exc).__name__}: {exc}")]
 
 
-def check_no_data_in_source(check: _ArrayCheck, source: SourceTruth, references: ArrayReferences,
+def check_no_data_in_source(check: _ArrayCheck, source: SourceTruth, references: ReferenceSample,
                             chunk_index: tuple[int, ...], key: str, time_axis: int | None) -> list[Mismatch]:
     """A chunk the index says has no data has none in its source file either.
 
@@ -383,14 +536,10 @@ def check_no_data_in_source(check: _ArrayCheck, source: SourceTruth, references:
     the same step of the concatenation axis (any chunk, for one file); when
     none has a file, the whole step is missing and there is nothing to ask.
     """
-    grid = check.grid.counts
-    codes = references.codes.reshape(grid)
-    if time_axis is not None:
-        codes = np.take(codes, chunk_index[time_axis], axis=time_axis)
-    present = codes[codes >= 0]
-    if present.size == 0:
+    code = references.file_of_step(chunk_index[time_axis] if time_axis is not None else None)
+    if code < 0:
         return []
-    url = references.files[int(present.flat[0])]
+    url = references.files[code]
     offset, size = source.tile_ref(url, check.zarray, check.attrs, check.dims, chunk_index)
     if size:
         return [Mismatch(check.name, key, url, "a chunk with no reference", "no data in the source file",
@@ -398,12 +547,11 @@ def check_no_data_in_source(check: _ArrayCheck, source: SourceTruth, references:
     return []
 
 
-def check_fill_value(check: _ArrayCheck, source: SourceTruth, references: ArrayReferences) -> list[Mismatch]:
+def check_fill_value(check: _ArrayCheck, source: SourceTruth, references: ReferenceSample) -> list[Mismatch]:
     """The index's fill value is the source's (what chunks with no data read as)."""
     if not references.files:
         return []
-    url = references.files[int(references.codes[references.codes >= 0][0])] if (references.codes >= 0).any() \
-        else references.files[0]
+    url = references.files[references.first_code] if references.first_code >= 0 else references.files[0]
     want = source.fill_value(url, check.zarray, check.attrs)
     got = check.zarray["fill_value"]
     got = float("nan") if got == "NaN" else (0.0 if got is None else float(got))

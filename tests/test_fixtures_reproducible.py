@@ -1,6 +1,8 @@
 """Synthetic fixtures: the workflow generates them, and regenerating from the
 same seed gives byte-identical files (checked against the manifest)."""
 
+import datetime as dt
+
 import numpy as np
 import pytest
 import yaml
@@ -84,3 +86,42 @@ def test_edge_cases_are_all_there(fixtures_root):
               for p in (fixtures_root / "edge-cases/netcdf").rglob("*.nc")}
     assert {"uneven/ocean_temp_2023_01.nc", "unwritten/ocean_temp_2023_01.nc",
             "mismatch/ocean_temp_2023_02.nc"} <= netcdf
+
+
+
+def test_the_ten_times_ghrsst_archive_is_the_catalogue_scale_set_ten_times():
+    """ghrsst-scale-x10 is ghrsst-scale's generator (hard links of one
+    full-size COG, whose reproducibility the catalogue-scale set shows) with
+    ten times the days: generating it twice at a tiny count would only
+    re-encode the 37 MB template."""
+    sets = CONFIG["fixtures"]["sets"]
+    x10, x1 = dict(sets["ghrsst-scale-x10"]), dict(sets["ghrsst-scale"])
+    assert x10.pop("count") == 10 * x1.pop("count") == 86600
+    assert x10 == x1
+
+
+def test_the_full_bran_archive_regenerates_byte_identically_at_a_tiny_size(tmp_path):
+    """bran-scale's generator on a tiny grid: the same bytes twice, four
+    variables in every monthly file, every chunk written and decoding to the
+    constant, Time rewritten per month in the copies."""
+    import h5py
+    import hdf5plugin  # noqa: F401  registers the Zstandard filter
+
+    spec = dict(CONFIG["fixtures"]["sets"]["bran-scale"])
+    kind = spec.pop("kind")
+    spec.update(count=3, scale=0.02, depth_levels=2)
+    folders = [tmp_path / f"bran-scale-{i}" for i in (1, 2)]
+    manifests = [read_manifest(generate_fixture_set(FixtureSet("bran-scale", kind, CONFIG["fixtures"]["seed"], spec),
+                                                    folder)) for folder in folders]
+    assert manifests[0] == manifests[1]
+    assert sorted(manifests[0]) == ["ocean_1994_01.nc", "ocean_1994_02.nc", "ocean_1994_03.nc"]
+    assert manifests[0]["ocean_1994_01.nc"] != manifests[0]["ocean_1994_03.nc"]  # same length, other Time
+    with h5py.File(folders[0] / "ocean_1994_02.nc") as h5:
+        assert [k for k in ("temp", "salt", "u", "v") if k in h5] == ["temp", "salt", "u", "v"]
+        temp = h5["temp"]
+        assert temp.shape == (28, 2, 30, 72) and temp.chunks == (1, 1, 30, 72)
+        assert temp.id.get_num_chunks() == 28 * 2
+        values = temp[:]
+        assert (values == values.flat[0]).all() and values.flat[0] != -32768
+        days_to_1994_02 = (dt.date(1994, 2, 1) - dt.date(1979, 1, 1)).days
+        assert h5["Time"][0] == days_to_1994_02 + 0.5 and h5["Time"].shape == (28,)

@@ -140,15 +140,10 @@ def validate_cri(index: str | Path, source: Any, sample_count: int, seed: int, t
                 if rows.num_rows else np.zeros(0, np.int64)
             present = np.zeros(int(np.prod(grid)), bool)
             present[numbers] = True
-            codes = np.full(present.size, -1, np.int64)
-            path = rows["path"].combine_chunks() if rows.num_rows else pa.array([], pa.string())
-            if isinstance(path, pa.DictionaryArray):
-                path = path.dictionary_decode()
-            encoded = pa.compute.dictionary_encode(path)
-            codes[numbers] = encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False)
-            paths = encoded.dictionary.to_pylist()
+            codes = np.full(present.size, -1, np.int32)
+            codes[numbers], paths = _path_codes(rows["path"] if rows.num_rows else pa.chunked_array([], pa.string()))
             time_axis = dims.index(time_dim) if time_dim in dims else None
-            row_of = np.full(present.size, -1, np.int64)
+            row_of = np.full(present.size, -1, np.int64 if numbers.size >= 2**31 else np.int32)
             row_of[numbers] = np.arange(numbers.size)
             chosen = sample_chunks(grid, present, sample_count, seed, time_axis, codes)
             for number in chosen.tolist():
@@ -200,6 +195,27 @@ def validate_cri(index: str | Path, source: Any, sample_count: int, seed: int, t
                         _add_decoder(result, f"GDAL {gdal_module().__version__} CRI driver")
     report.notes.extend(getattr(source, "notes", []))
     return report
+
+
+def _path_codes(path: pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """(a code per row, -1 for none; the paths by code) numbered by first
+    appearance, as `dictionary_encode` numbers them, but from the column's own
+    dictionary: decoding a dictionary column first would make one string per
+    row (1.3 GB for one BRAN variable's 17 M chunks)."""
+    combined = path.combine_chunks()
+    if not isinstance(combined, pa.DictionaryArray):
+        encoded = pa.compute.dictionary_encode(combined)
+        return encoded.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32), \
+            encoded.dictionary.to_pylist()
+    indices = combined.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int32)
+    valid = np.flatnonzero(indices >= 0)
+    used, first = np.unique(indices[valid], return_index=True)
+    order = used[np.argsort(first)]  # dictionary entries in order of first appearance
+    code_of: dict[str, int] = {}
+    remap = np.full(len(combined.dictionary) + 1, -1, np.int32)  # the last slot maps -1 (no path)
+    for entry, text in zip(order.tolist(), combined.dictionary.take(pa.array(order)).to_pylist()):
+        remap[entry] = code_of.setdefault(text, len(code_of))  # equal strings share a code
+    return remap[indices], list(code_of)
 
 
 def _file_of_step(cri: CriIndex, rows: pa.Table, paths: list[str], chunk: tuple[int, ...],

@@ -1,13 +1,15 @@
 """GHRSST archive at catalogue scale, cheaply: one real full-size COG
 (36000 x 17999, 512 x 512 tiles - 2,556 of them - with overviews 2-32, the
 real codec) whose tiles are constant, hard-linked under `count` daily
-GHRSST names. Every file has the real header and tile grid; only headers are
+GHRSST names (one copy of it per 60,000 links, the file system's limit
+being 65,000). Every file has the real header and tile grid; only headers are
 read when indexing, so this measures what the real archive would cost."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,8 @@ from chunkindex.synthetic.ghrsst import (
 from chunkindex.synthetic.manifest import FixtureSet
 
 TEMPLATE = "template/ghrsst-full-size-template.tif"
+# ext4 allows 65,000 links to one inode: past that, files link to a copy.
+LINKS_PER_TEMPLATE = 60_000
 
 
 def generate(fixture_set: FixtureSet, folder: Path) -> None:
@@ -43,4 +47,8 @@ def generate(fixture_set: FixtureSet, folder: Path) -> None:
         date = start + dt.timedelta(days=day)
         path = folder / RELATIVE_PATH.format(date=date, variable="analysed_sst")
         path.parent.mkdir(parents=True, exist_ok=True)
-        os.link(template, path)
+        copy = day // LINKS_PER_TEMPLATE
+        source = template if copy == 0 else template.with_name(f"{template.stem}-{copy}{template.suffix}")
+        if day % LINKS_PER_TEMPLATE == 0 and copy:
+            shutil.copyfile(template, source)
+        os.link(source, path)

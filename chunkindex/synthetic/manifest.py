@@ -61,6 +61,7 @@ GENERATOR_MODULES = {
     "ghrsst-cog": "chunkindex.synthetic.ghrsst",
     "ghrsst-scale-cog": "chunkindex.synthetic.ghrsst_scale",
     "bran-netcdf": "chunkindex.synthetic.bran",
+    "bran-scale-netcdf": "chunkindex.synthetic.bran_scale",
     "edge-cases": "chunkindex.synthetic.edge_cases",
     "modis-swath": "chunkindex.synthetic.swath",
     "roms-curvilinear": "chunkindex.synthetic.curvilinear",

@@ -1,10 +1,12 @@
 """Local servers for tests and benchmarks: a static HTTP server with Range
 support (and an optional fixed delay per request, to imitate cloud latency,
-and injected faults), moto's S3 server, and a proxy in front of it that
-injects the same faults into S3 requests; all on 127.0.0.1 only."""
+and injected faults), moto's S3 server, a proxy in front of it that injects
+the same faults into S3 requests, and an S3 facade over a local folder (for
+archives too large to upload into moto); all on 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import bisect
 import email.utils
 import http.client
 import os
@@ -322,13 +324,80 @@ class MotoS3Server(_ServerProcess):
         self._stop()
 
 
-async def _serve_range_requests(root: Path, port: int, delay: float) -> None:
+def _s3_listing(keys: list[tuple[str, int, float]], bucket: str, query: dict[str, str]) -> bytes:
+    """A ListObjects (V2, or V1 without `list-type`) answer over the sorted
+    (key, size, mtime) of a folder: prefix, delimiter, max-keys, paging."""
+    from xml.sax.saxutils import escape
+
+    prefix, delimiter = query.get("prefix", ""), query.get("delimiter", "")
+    v2 = query.get("list-type") == "2"
+    after = query.get("continuation-token") or query.get("start-after", "") if v2 else query.get("marker", "")
+    limit = min(int(query.get("max-keys", "1000")), 1000)
+    if delimiter and after.endswith(delimiter):  # the last page ended on a common prefix: skip what it holds
+        first = bisect.bisect_left(keys, (after + "\U0010ffff",))
+    elif after:
+        first = bisect.bisect_right(keys, (after, float("inf"), float("inf")))
+    else:
+        first = bisect.bisect_left(keys, (prefix,))
+    contents: list[str] = []
+    prefixes: list[str] = []
+    last = ""
+    i = first
+    while i < len(keys) and len(contents) + len(prefixes) < limit:
+        key, size, mtime = keys[i]
+        if not key.startswith(prefix):
+            break
+        rest = key[len(prefix):]
+        if delimiter and delimiter in rest:
+            common = prefix + rest.split(delimiter, 1)[0] + delimiter
+            prefixes.append(f"<CommonPrefixes><Prefix>{escape(common)}</Prefix></CommonPrefixes>")
+            # skip every key under this common prefix
+            i = bisect.bisect_left(keys, (common + "\U0010ffff",))
+            last = common
+            continue
+        modified = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(mtime))
+        contents.append(f"<Contents><Key>{escape(key)}</Key><LastModified>{modified}</LastModified>"
+                        f"<ETag>&quot;{size:x}-{int(mtime):x}&quot;</ETag><Size>{size}</Size>"
+                        "<StorageClass>STANDARD</StorageClass></Contents>")
+        last = key
+        i += 1
+    truncated = i < len(keys) and keys[i][0].startswith(prefix)
+    paging = ""
+    if truncated:
+        paging = (f"<NextContinuationToken>{escape(last)}</NextContinuationToken>" if v2
+                  else f"<NextMarker>{escape(last)}</NextMarker>")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix>"
+            + (f"<KeyCount>{len(contents) + len(prefixes)}</KeyCount>" if v2 else "")
+            + f"<MaxKeys>{limit}</MaxKeys><IsTruncated>{'true' if truncated else 'false'}</IsTruncated>"
+            + paging + "".join(contents) + "".join(prefixes) + "</ListBucketResult>").encode()
+
+
+def _folder_keys(root: Path) -> list[tuple[str, int, float]]:
+    """(key, size, mtime) of every file under `root`, sorted by key."""
+    keys = []
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            stat = path.stat()
+            keys.append((path.relative_to(root).as_posix(), stat.st_size, stat.st_mtime))
+    keys.sort()
+    return keys
+
+
+async def _serve_range_requests(root: Path, port: int, delay: float, bucket: str | None = None) -> None:
     """A small asyncio HTTP/1.1 server: HEAD and GET (with one byte range) of
-    files under `root`, each request answered after `delay` seconds."""
+    files under `root`, each request answered after `delay` seconds. With
+    `bucket`, it answers as a path-style S3 endpoint whose only bucket is
+    `root` (`/bucket/key`, and ListObjects on `/bucket`), requests unsigned
+    or signed alike (signatures are not checked: a local test server)."""
     import asyncio
     import os
+    from urllib.parse import parse_qsl, unquote
 
     root = root.resolve()  # noqa: ASYNC240  once, at start-up
+    listing: list[list[tuple[str, int, float]]] = []  # the folder's keys, walked at each listing's first page
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -339,9 +408,28 @@ async def _serve_range_requests(root: Path, port: int, delay: float) -> None:
                 headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
                 if delay:
                     await asyncio.sleep(delay)
-                path = (root / target.split("?", 1)[0].lstrip("/")).resolve()
+                target, _, query_text = target.partition("?")
+                relative = unquote(target).lstrip("/")
+                if bucket is not None:
+                    name, _, relative = relative.partition("/")
+                    query = dict(parse_qsl(query_text, keep_blank_values=True))
+                    if name != bucket:
+                        body = b"<Error><Code>NoSuchBucket</Code></Error>"
+                        writer.write(f"HTTP/1.1 404 Not Found\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+                        await writer.drain()
+                        continue
+                    if not relative and method == "GET":
+                        if not (query.get("continuation-token") or query.get("marker")) or not listing:
+                            listing[:] = [_folder_keys(root)]  # a new listing sees the folder as it is now
+                        body = _s3_listing(listing[0], bucket, query)
+                        writer.write(f"HTTP/1.1 200 OK\r\nContent-Type: application/xml\r\n"
+                                     f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                        await writer.drain()
+                        continue
+                path = (root / relative).resolve()
                 if not str(path).startswith(str(root)) or not path.is_file():
-                    writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+                    body = b"<Error><Code>NoSuchKey</Code></Error>" if bucket is not None and method == "GET" else b""
+                    writer.write(f"HTTP/1.1 404 Not Found\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
                     await writer.drain()
                     continue
                 stat = path.stat()
@@ -393,7 +481,32 @@ class FastHttpServer(_ServerProcess):
         self._stop()
 
 
+class FolderS3Server(_ServerProcess):
+    """A path-style S3 endpoint serving a local folder as bucket `bucket`
+    (ListObjects, HEAD, ranged GET), in its own process: for benchmarks on
+    archives far larger than moto could hold in memory (86,600 hard links of
+    one 37 MB COG would be 3 TB uploaded). Read with
+    `store_options: {endpoint: <endpoint>, skip_signature: true}` and GDAL's
+    `AWS_S3_ENDPOINT`, `AWS_VIRTUAL_HOSTING=FALSE`, `AWS_HTTPS=NO`."""
+
+    def __init__(self, root: Path, bucket: str = "archive") -> None:
+        self.root, self.bucket, self.port = Path(root), bucket, free_port()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> FolderS3Server:
+        self._start([sys.executable, "-m", "chunkindex.testing.servers", str(self.root), str(self.port), "0",
+                     self.bucket], "the S3 folder server")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+
+
 if __name__ == "__main__":
     import asyncio
 
-    asyncio.run(_serve_range_requests(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])))
+    asyncio.run(_serve_range_requests(Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]),
+                                      sys.argv[4] if len(sys.argv) > 4 else None))

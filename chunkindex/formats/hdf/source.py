@@ -14,6 +14,8 @@ from chunkindex.model import ChunkGrid
 from chunkindex.recipe import Recipe
 from chunkindex.sources.stores import StoreSpec, gdal_module, gdal_path, is_local, open_store
 
+OPEN_FILES = 16  # source files kept open while validating (least recently used closed first)
+
 
 class HdfSource:
     """Source-side truth for NetCDF4/HDF5 arrays.
@@ -46,7 +48,13 @@ class HdfSource:
 
     def _entry(self, url: str, attrs: dict[str, Any]) -> dict[str, Any]:
         name = attrs["chunkindex"]["source_variable"]
-        if (url, name) not in self._cache:
+        if (url, name) in self._cache:
+            self._cache[(url, name)] = self._cache.pop((url, name))  # most recently used last
+        else:
+            # A bounded set of open files (a sample touches ~100 per array).
+            while len(self._cache) >= OPEN_FILES:
+                evicted = self._cache.pop(next(iter(self._cache)))
+                evicted["h5"].close()
             gdal = gdal_module()
             ds = gdal.OpenEx(gdal_path(url), gdal.OF_MULTIDIM_RASTER)
             root = ds.GetRootGroup()

@@ -15,6 +15,8 @@ from chunkindex.recipe import Recipe
 from chunkindex.sources.listing import NamePattern
 from chunkindex.sources.stores import gdal_module, gdal_path
 
+OPEN_FILES = 16  # source files kept open while validating (least recently used closed first)
+
 
 class TiffSource:
     """Source-side truth for COG arrays, through GDAL's GTiff driver, and the
@@ -29,7 +31,13 @@ class TiffSource:
         self.units = ""
 
     def _dataset(self, url: str) -> Any:
-        if url not in self._cache:
+        if url in self._cache:
+            self._cache[url] = self._cache.pop(url)  # most recently used last
+        else:
+            # A bounded set of open files: a sample touches up to ~100 files per
+            # array, each open GTiff dataset holds its tile tables and blocks.
+            while len(self._cache) >= OPEN_FILES:
+                del self._cache[next(iter(self._cache))]
             self._cache[url] = gdal_module().Open(gdal_path(url))
         return self._cache[url]
 
