@@ -221,8 +221,15 @@ def _arrow(values: np.ndarray) -> pa.Array:
 
 
 def _mask(table: pa.Table, query: Query, envelope: tuple[float, float, float, float]) -> np.ndarray:
+    """Which rows of `table` (bbox and filter columns) match `query` in
+    `envelope`: batch by batch (a row group each), on views of its buffers."""
+    parts = [_batch_mask(batch, query, envelope) for batch in table.to_batches()]
+    return np.concatenate(parts) if parts else np.zeros(0, bool)
+
+
+def _batch_mask(batch: pa.RecordBatch, query: Query, envelope: tuple[float, float, float, float]) -> np.ndarray:
     minx, miny, maxx, maxy = envelope
-    bbox = table["bbox"].combine_chunks()
+    bbox = batch.column("bbox")
     fields = {name: bbox.field(name) for name in ("xmin", "ymin", "xmax", "ymax")}
     # A null bbox (or row) meets no box.
     mask = ((_numpy(fields["xmax"]) >= minx) & (_numpy(fields["xmin"]) <= maxx) & (_numpy(fields["ymax"]) >= miny)
@@ -230,20 +237,20 @@ def _mask(table: pa.Table, query: Query, envelope: tuple[float, float, float, fl
     for field in fields.values():
         mask &= _valid(field)
     if query.variable is not None:
-        # `V` also names V in every grid group (`EPSG32755_699960_6300040/V`).
-        # Tested on the distinct names (read as a dictionary): a few.
-        names = table["variable"].combine_chunks()
+        # `V` also names V in every grid group (`EPSG32755_699960_6300040/V`):
+        # tested on the distinct names (read as a dictionary), a few.
+        names = batch.column("variable")
         if not pa.types.is_dictionary(names.type):
             names = names.dictionary_encode()
         hit = np.array([v == query.variable or v.endswith("/" + query.variable)
                         for v in names.dictionary.to_pylist()], bool)
         mask &= hit[_numpy(names.indices)] & _valid(names) if len(hit) else False
     if query.level is not None:
-        level = table["level"].combine_chunks()
+        level = batch.column("level")
         mask &= (_numpy(level) == query.level) & _valid(level)
-    if "time" in table.column_names and (query.start or query.end):
-        t = table["time"].combine_chunks()
-        unit = table.schema.field("time").type.unit
+    if "time" in batch.schema.names and (query.start or query.end):
+        t = batch.column("time")
+        unit = batch.schema.field("time").type.unit
         values = _numpy(t)
         mask &= _valid(t)
         if query.start:
