@@ -1,9 +1,13 @@
 """Spatial and time queries on a footprint index (GeoParquet with `geometry`
 and `bbox` columns): the chunks whose footprint intersects a box.
 
-Two stages: Parquet predicate push-down on the `bbox` covering columns (and
-`variable`, `level`, `time`) prunes row groups and rows without decoding a
-geometry; the candidates' WKB footprints are then tested exactly (shapely).
+Two stages: the row groups' ranges of the `bbox` covering columns, `level`
+and `time` (the footer's `RANGES_KEY`, else the Parquet statistics) prune
+row groups, then the `bbox` and filter columns of the rest prune rows,
+without decoding a geometry; the candidates' WKB footprints are then tested
+exactly (shapely). Arrow arrays become numpy through their buffers, not
+`to_numpy` (which imports pandas: longer than a query, in a `chunkindex
+query` process).
 """
 
 from __future__ import annotations
