@@ -350,7 +350,7 @@ def query_index(index: str | Path, query: Query, with_geometry: bool = False) ->
             body = pf.read_row_groups([live_groups[i] for i in hit_groups], columns=rest)
             at = local + np.repeat(within[:-1], [int(mask[starts[i]:starts[i + 1]].sum()) for i in hit_groups])
             body = body.take(_arrow(at))
-            head = head.take(_arrow(rows))
+            head = head.select([c for c in head.column_names if c in columns]).take(_arrow(rows))
             piece = pa.table({c: (head[c] if c in head.column_names else body[c]) for c in columns})
             shapes = piece["geometry"].combine_chunks()
             if pa.types.is_dictionary(shapes.type):
