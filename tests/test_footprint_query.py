@@ -181,6 +181,77 @@ def test_query_equals_brute_force(indexes, kind):
     print(f"{kind}: {extra_total} chunks returned beyond brute force (footprint margins)")
 
 
+@pytest.mark.parametrize("kind", ["regular", "swath"])
+def test_queries_prune_row_groups_exactly(indexes, kind, tmp_path):
+    """The index rewritten in 40 row groups or more: its
+    footer ranges equal the Parquet statistics, and every query (boxes,
+    level, variable, time) returns what the one-row-group index returns,
+    through the ranges and, with them removed, through the statistics."""
+    from chunkindex.geo import query as q
+    from chunkindex.indexes.footprints import write_geoparquet
+
+    _, paths = indexes[kind]
+    table = pq.read_table(paths["parquet"])
+    small = tmp_path / "small.parquet"
+    write_geoparquet(table, small, row_group_rows=max(1, table.num_rows // 40))
+    pf = pq.ParquetFile(small)
+    assert pf.num_row_groups >= 40 and q.RANGES_KEY in pf.metadata.metadata
+    bare = tmp_path / "no-ranges.parquet"
+    meta = {k: v for k, v in pf.schema_arrow.metadata.items() if k != q.RANGES_KEY}
+    with pq.ParquetWriter(bare, pf.schema_arrow.with_metadata(meta), write_statistics=True) as writer:
+        for rg in range(pf.num_row_groups):
+            writer.write_table(pf.read_row_group(rg).replace_schema_metadata(meta))
+    ranges, times = q._ranges(pf)
+    from_stats, times_from_stats = q._ranges(pq.ParquetFile(bare))
+    np.testing.assert_array_equal(ranges, from_stats)
+    np.testing.assert_array_equal(times, times_from_stats)
+    unit = pf.schema_arrow.field("time").type.unit
+    # The latest time of a row group holding several: only its last rows match from there on.
+    mixed = np.flatnonzero(times[:, 0] < times[:, 1])
+    cut = times[mixed[0], 1] if mixed.size else int(np.median(times))
+    cut = np.datetime64(int(cut), unit).astype(dt.datetime)
+    variable = table["variable"][0].as_py()
+    world = (-180.0, -90.0, 180.0, 90.0)
+    queries = [Query(box) for box in BOXES[kind]] + [
+        Query(BOXES[kind][0], level=0, variable=variable.rsplit("/", 1)[-1]),
+        Query(world, start=cut), Query(world, end=cut), Query(BOXES[kind][-1], start=cut, end=cut),
+        Query(BOXES[kind][-1], level=1), Query(BOXES[kind][0], variable="no-such-variable")]
+    live = 0
+    for query in queries:
+        expected = _rows(query_index(paths["parquet"], query))
+        assert _rows(query_index(small, query)) == expected, query
+        assert _rows(query_index(bare, query)) == expected, query
+        if query.bbox == world:
+            continue
+        for envelope in (tuple(shapely.bounds(p)) for p in shapely.get_parts(q.query_geometry(query.bbox))):
+            live += int(q._live_groups(ranges, times, query, unit, envelope).sum())
+    assert live < (len(queries) - 2) * pf.num_row_groups / 2, "the ranges should prune most row groups"
+
+
+def test_spatial_order_keeps_row_groups_small():
+    """GHRSST's six levels of 512 x 512 tiles in row groups of 64 tiles:
+    every row group of fine tiles spans a small region (size classes keep
+    the 160-degree tiles of level 5 out; Hilbert, not Morton: no jumps), and
+    the tiles split at the antimeridian go by latitude."""
+    from chunkindex.geo import AffineGrid, grid_footprints
+    from chunkindex.indexes.footprints import spatial_order
+
+    bounds = np.concatenate([grid_footprints(AffineGrid((-179.995, 0.01 * f, 0.0, 89.995, 0.0, -0.01 * f),
+                                                        -(-36000 // f), -(-17999 // f)), (512, 512)).bounds
+                             for f in (1, 2, 4, 8, 16, 32)])
+    ordered = bounds[spatial_order(bounds)]
+    groups = ordered[: len(ordered) // 64 * 64].reshape(-1, 64, 4)
+    area = ((groups[:, :, 2].max(axis=1) - groups[:, :, 0].min(axis=1))
+            * (groups[:, :, 3].max(axis=1) - groups[:, :, 1].min(axis=1)))
+    # Morton order over all levels gave 0 groups of level 0 tiles alone and a median of 4,194 square degrees.
+    level0 = (groups[:, :, 2] - groups[:, :, 0]).max(axis=1) < 6  # 5.12 degrees
+    assert level0.sum() >= 2556 // 64 - 1, "level 0 tiles fill row groups of their own"
+    assert np.median(area) < 3000, "row groups span small regions"
+    wide = ordered[(ordered[:, 2] - ordered[:, 0]) > 180]
+    assert len(wide) and (ordered[-len(wide):] == wide).all(), "tiles split at 180 go last"
+    assert (np.diff(wide[:, 1] + wide[:, 3]) >= 0).all(), "tiles split at 180 go by latitude"
+
+
 def _ogr_rows(path: Path, bbox, where: str, fields_from: Path | None = None) -> set[tuple]:
     """The chunks `ogr2ogr -spat ... -where ...` selects (GeoJSON on stdout: this GDAL has no CSV driver)."""
     import json

@@ -41,6 +41,7 @@ from chunkindex.atomic import commit, staging_path
 from chunkindex.codecs import decode_chunk
 from chunkindex.geo.footprints import BBOX_TYPE, Footprints, Grid, bbox_column, grid_footprints
 from chunkindex.geo.grids import WGS84, AffineGrid, GCPGrid, GeolocatedGrid, TiePointGrid
+from chunkindex.geo.query import row_group_ranges
 from chunkindex.model import ArraySpec, parse_cf_units
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,18 @@ GEOPARQUET_VERSION = "1.1.0"
 # milliseconds at 59 M rows (GHRSST scale), small enough that a box reads
 # few rows (bench/footprints.py).
 ROW_GROUP_ROWS = 65536
+# Min/max statistics only on the columns queries prune row groups by (the
+# bbox covering, time, level, variable): those of the other columns made
+# a third of the footer, which every query parses whole.
+STATISTICS_COLUMNS = ("variable", "level", "time", "bbox.xmin", "bbox.ymin", "bbox.xmax", "bbox.ymax")
+
+
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """The `pyarrow.parquet` writer options of a footprint GeoParquet with
+    `schema`: zstd, dictionaries, statistics on `STATISTICS_COLUMNS`."""
+    names = set(schema.names)
+    stats = [c for c in STATISTICS_COLUMNS if c.split(".")[0] in names]
+    return {"compression": "zstd", "use_dictionary": True, "write_statistics": stats}
 
 
 @dataclass
@@ -387,30 +400,52 @@ def _staging(path: Path) -> Path:
 
 
 def spatial_order(bounds: np.ndarray) -> np.ndarray:
-    """A stable row order that keeps nearby footprints together: by the Morton
-    (Z-order) code of each bbox centre on a 1024 x 1024 lon/lat grid, so that
-    a row group's bbox statistics span a small region. Footprints wider than
-    180 degrees (split at the antimeridian, polar caps) go last, together.
+    """A stable row order that keeps nearby footprints of like size together,
+    so that a row group's bbox ranges span a small region: by size class (the
+    power of two of the larger bbox side, in degrees), then along a Hilbert
+    curve through the bbox centres on a 1024 x 1024 lon/lat grid.
+
+    Size first: a coarse overview tile (160 degrees wide) among fine ones
+    would widen their row group's bbox to half the globe, and every query
+    would read it. Hilbert, not Morton: the Z curve's jumps put distant
+    footprints in one row group. Footprints wider than 180 degrees (split at
+    the antimeridian: their bbox covering spans every longitude; polar caps)
+    go last, by latitude, so that their row groups still prune on y.
 
     Example:
-        >>> spatial_order(np.array([[170.0, 0, 171, 1], [-180, -5, 180, 5], [-10, 0, -9, 1], [10, 0, 11, 1]]))
-        array([2, 3, 0, 1])
+        >>> spatial_order(np.array([[170.0, 0, 171, 1], [-180, -5, 180, 5], [-10, 0, -9, 1], [10, 0, 11, 1],
+        ...                         [0, 0, 40, 40], [-180, 80, 180, 90]]))
+        array([2, 3, 0, 4, 1, 5])
     """
     cx = (bounds[:, 0] + bounds[:, 2]) / 2
     cy = (bounds[:, 1] + bounds[:, 3]) / 2
-    qx = np.clip((cx + 180.0) / 360.0 * 1024, 0, 1023).astype(np.uint64)
-    qy = np.clip((cy + 90.0) / 180.0 * 1024, 0, 1023).astype(np.uint64)
-    key = _spread_bits(qx) | (_spread_bits(qy) << np.uint64(1))
-    key[(bounds[:, 2] - bounds[:, 0]) > 180.0] = np.uint64(1 << 40)
-    return np.argsort(key, kind="stable")
+    qx = np.clip((cx + 180.0) / 360.0 * 1024, 0, 1023).astype(np.int64)
+    qy = np.clip((cy + 90.0) / 180.0 * 1024, 0, 1023).astype(np.int64)
+    key = _hilbert(qx, qy, 10)
+    wide = (bounds[:, 2] - bounds[:, 0]) > 180.0
+    key[wide] = qy[wide]
+    side = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+    # Classes 0 (<= 1 degree) .. 9 (< 512), then the wide ones: above the 20-bit curve index.
+    size = np.clip(np.ceil(np.log2(np.fmax(side, 1.0))), 0, 9).astype(np.int64)
+    size[wide] = 10
+    return np.argsort(key | (size << 20), kind="stable")
 
 
-def _spread_bits(v: np.ndarray) -> np.ndarray:
-    """Bits 0..9 of `v` to the even bit positions 0..18 (Morton interleave)."""
-    v = v & np.uint64(0x3FF)
-    for shift, mask in ((8, 0x00FF00FF), (4, 0x0F0F0F0F), (2, 0x33333333), (1, 0x55555555)):
-        v = (v | (v << np.uint64(shift))) & np.uint64(mask)
-    return v
+def _hilbert(x: np.ndarray, y: np.ndarray, order: int) -> np.ndarray:
+    """Index along the Hilbert curve of cells (x, y) of a 2**order grid
+    (the classic xy2d, vectorised)."""
+    n = 1 << order
+    x, y = x.astype(np.int64).copy(), y.astype(np.int64).copy()
+    d = np.zeros(x.shape, np.int64)
+    s = n // 2
+    while s:
+        rx, ry = (x & s) > 0, (y & s) > 0
+        d += s * s * ((3 * rx.astype(np.int64)) ^ ry.astype(np.int64))
+        flip = ~ry & rx
+        x, y = np.where(flip, n - 1 - x, x), np.where(flip, n - 1 - y, y)
+        x, y = np.where(~ry, y, x), np.where(~ry, x, y)
+        s //= 2
+    return d
 
 
 def write_geoparquet(table: pa.Table, path: str | Path, row_group_rows: int | None = None) -> None:
@@ -418,7 +453,8 @@ def write_geoparquet(table: pa.Table, path: str | Path, row_group_rows: int | No
     its rows in `spatial_order` (time, depth and band steps of one spatial
     chunk side by side), in row groups of `row_group_rows`: a query's bbox
     statistics keep the few row groups of its region, whatever the time span
-    (`chunkindex query` then filters time on those rows). Default
+    (`chunkindex query` then filters time on those rows), their ranges in
+    the footer (`chunkindex.geo.query.row_group_ranges`). Default
     `ROW_GROUP_ROWS`."""
     path = Path(path)
     row_group_rows = row_group_rows or ROW_GROUP_ROWS
@@ -429,13 +465,13 @@ def write_geoparquet(table: pa.Table, path: str | Path, row_group_rows: int | No
     tmp = _staging(path)
     meta = dict(table.schema.metadata or {})
     meta[b"geo"] = json.dumps(geo_metadata(table)).encode()
+    meta.update(row_group_ranges(table, row_group_rows))
     # Plain string columns (still dictionary-encoded on disk): OGR maps Arrow
     # dictionaries to coded domains, which its attribute filters cannot compare.
     table = pa.table({name: (col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col)
                       for name, col in zip(table.column_names, table.columns)}).replace_schema_metadata(meta)
     try:
-        pq.write_table(table, tmp, row_group_size=row_group_rows, compression="zstd",
-                       write_statistics=True, use_dictionary=True)
+        pq.write_table(table, tmp, row_group_size=row_group_rows, **parquet_options(table.schema))
         commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
