@@ -96,6 +96,20 @@ def test_netcdf_index_in_shards_equals_the_single_job_write(tmp_path, fixtures_r
     _check_identical(results, dataset, _single_job(results, dataset, tmp_path / "single"))
 
 
+def _write_in_one_reference_shards(doc: dict, tmp_path: Path) -> tuple[Path, Path]:
+    """Run the workflow up to `write` on recipe `doc` with the smallest shard
+    size (every cut at the next change of time); (recipes, results) folders."""
+    import yaml
+
+    recipes = tmp_path / "recipes"
+    recipes.mkdir()
+    (recipes / f"{doc['id']}.yaml").write_text(yaml.safe_dump(doc))
+    results = tmp_path / "results"
+    run_snakemake("--until", "write", "--config", f"dataset={doc['id']}", f"recipes_dir={recipes}",
+                  f"results_dir={results}", "write={shard_refs: 1}")
+    return recipes, results
+
+
 def test_netcdf_notes_that_need_every_file_equal_the_single_job_write(tmp_path, fixtures_root):
     """bran's January and March, one shard each: the gap in Time falls
     between the shards, so only the whole coordinate shows it."""
@@ -109,12 +123,7 @@ def test_netcdf_notes_that_need_every_file_equal_the_single_job_write(tmp_path, 
     doc["id"] = "bran-gap"
     doc["source"] = {"url": str(source), "pattern": doc["source"]["pattern"]}
     doc["headers"]["batch_size"] = 1
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    (recipes / "bran-gap.yaml").write_text(yaml.safe_dump(doc))
-    results = tmp_path / "results"
-    run_snakemake("--until", "write", "--config", "dataset=bran-gap", f"recipes_dir={recipes}",
-                  f"results_dir={results}", "write={shard_refs: 1}")
+    recipes, results = _write_in_one_reference_shards(doc, tmp_path)
     assert len(WritePlan.read(results / "bran-gap" / "write" / "plan.json").shards) == 2
     _check_identical(results, "bran-gap", _single_job(results, "bran-gap", tmp_path / "single", recipes))
     notes = _summary(results / "bran-gap" / "index", "bran-gap")["notes"]
@@ -130,12 +139,7 @@ def test_shards_cut_inside_a_header_batch_equal_the_single_job_write(tmp_path, f
     doc = yaml.safe_load((REPO / "recipes" / "ghrsst-demo-deflate.yaml").read_text())
     doc["id"] = "ghrsst-odd-batches"
     doc["headers"]["batch_size"] = 3
-    recipes = tmp_path / "recipes"
-    recipes.mkdir()
-    (recipes / "ghrsst-odd-batches.yaml").write_text(yaml.safe_dump(doc))
-    results = tmp_path / "results"
-    run_snakemake("--until", "write", "--config", "dataset=ghrsst-odd-batches", f"recipes_dir={recipes}",
-                  f"results_dir={results}", "write={shard_refs: 1}")
+    recipes, results = _write_in_one_reference_shards(doc, tmp_path)
     plan = WritePlan.read(results / "ghrsst-odd-batches" / "write" / "plan.json")
     assert [(s.first_row, s.end_row, s.batches) for s in plan.shards] == [(0, 4, (0, 1)), (4, 6, (1,)),
                                                                          (6, 8, (2,))]
