@@ -69,7 +69,7 @@ IN_MEMORY_LIMITS: dict[str, int] = {
     "kerchunk-json": JSON_MAX_REFS,  # the JSON document is built whole
     "cri-gpkg": 14_000_000,  # ~116 MB per M references
     "cri-duckdb": 19_000_000,  # ~84 MB per M references
-    "footprints": 7_000_000,  # ~233 MB per M references: one row (and WKB) per chunk
+    "footprints": 9_000_000,  # ~175 MB per M references: one row (and WKB) per chunk
     "vrt": 100_000_000,  # ~16 MB per M references: the loaded columns
 }
 # The whole index written in one job from every header batch (a plan whose
