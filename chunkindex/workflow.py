@@ -342,12 +342,15 @@ def write_step(recipe_path: str, manifest_path: str, header_paths: list[str], ou
 
 def _single_job_write(recipe: Recipe, manifest: pa.Table, header_paths: list[str], outputs: dict[str, str],
                       threads: int, plan: WritePlan | None) -> WriteSummary:
-    from chunkindex.indexes.sharded import IN_MEMORY_MAX_REFS
+    from chunkindex.indexes.sharded import IN_MEMORY_MAX_REFS, in_memory_refusal
 
     if plan is not None and plan.references > IN_MEMORY_MAX_REFS:
         raise ValueError(f"recipe {recipe.id}: the index changed since its write plan and {plan.references:,} "
                          f"references are too many to write in one job (limit {IN_MEMORY_MAX_REFS:,}): run the "
                          "workflow again with --forcerun plan_write")
+    refusal = in_memory_refusal(outputs, plan.references) if plan is not None else None
+    if refusal:
+        raise ValueError(f"recipe {recipe.id}: {refusal}")
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:  # decoding releases the GIL
         headers = pa.concat_tables(list(pool.map(read_chunk_table, header_paths)))

@@ -310,6 +310,37 @@ def test_gpkg_has_an_rtree_and_parquet_geo_metadata(indexes):
     assert column["covering"]["bbox"]["xmin"] == ["bbox", "xmin"]
 
 
+def test_geoparquet_written_row_group_by_row_group_equals_one_whole_table_write(indexes, tmp_path):
+    """The writer takes and decodes one row group at a time (bounded memory):
+    the file is byte-identical to writing the whole sorted table at once."""
+    import json
+
+    from chunkindex.geo.query import row_group_ranges
+    from chunkindex.indexes.footprints import (
+        geo_metadata,
+        index_footprints,
+        parquet_options,
+        spatial_order,
+        write_geoparquet,
+    )
+
+    arrays, _ = indexes["regular"]
+    table = index_footprints(arrays)
+    bbox = table["bbox"].combine_chunks()
+    order = spatial_order(np.stack([bbox.field(c).to_numpy() for c in ("xmin", "ymin", "xmax", "ymax")], axis=1))
+    sorted_table = table.take(pa.array(order))
+    plain = pa.table({n: c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c
+                      for n, c in zip(sorted_table.column_names, sorted_table.columns)})
+    for rows in (7, table.num_rows + 1):  # across row groups, and one row group
+        meta = {**(sorted_table.schema.metadata or {}), b"geo": json.dumps(geo_metadata(sorted_table)).encode(),
+                **row_group_ranges(sorted_table, rows)}
+        whole = plain.replace_schema_metadata(meta)
+        pq.write_table(whole, tmp_path / "whole.parquet", row_group_size=rows, **parquet_options(whole.schema))
+        write_geoparquet(table, tmp_path / "streamed.parquet", row_group_rows=rows)
+        assert pq.ParquetFile(tmp_path / "streamed.parquet").num_row_groups == -(-table.num_rows // rows)
+        assert (tmp_path / "streamed.parquet").read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+
+
 @pytest.mark.parametrize("kind", sorted(BOXES))
 def test_cri_parquet_with_footprints_answers_as_the_footprint_index(indexes, kind):
     """The flat CRI index written with footprints: `geometry` + `bbox` columns

@@ -257,8 +257,11 @@ def test_kinds_written_from_every_reference_refuse_a_large_archive_before_writin
 
     recipe, manifest, _, folders = hand_made_shards
     outputs = index_outputs(str(tmp_path), recipe.id, recipe)
-    monkeypatch.setattr(sharded, "IN_MEMORY_MAX_REFS", 100)  # the demo has 112 references
-    with pytest.raises(ValueError, match=r"112 references are more than the 100 .*\(footprints, kerchunk-json, vrt\)"):
+    # The demo has 112 references: over the limits of footprints and VRT, within Kerchunk JSON's.
+    monkeypatch.setattr(sharded, "IN_MEMORY_LIMITS", {**sharded.IN_MEMORY_LIMITS, "footprints": 100, "vrt": 111,
+                                                      "kerchunk-json": 112})
+    with pytest.raises(ValueError, match=r"112 references are more than .*: footprints \(limit 100\), "
+                                         r"vrt \(limit 111\); kerchunk-parquet"):
         combine_step(recipe, manifest, [str(f) for f in folders], outputs, threads=1)
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # nothing written
     del outputs["kerchunk_json"], outputs["footprints_parquet"], outputs["footprints_gpkg"], outputs["footprints_fgb"]

@@ -264,7 +264,15 @@ def index_footprints(arrays: list[ArraySpec], k: int | None = None) -> pa.Table:
         tables.append(_array_rows(array, found, base, level, k, by_name))
     if not tables:
         raise ValueError("no array of the index has georeferencing footprints can be computed from")
-    return pa.concat_tables(tables, promote_options="default").combine_chunks()
+    table = pa.concat_tables(tables, promote_options="default")
+    del tables
+    # Combined column by column, each chunked column dropped once copied: the
+    # rows exist twice only one column at a time (Table.combine_chunks holds both copies).
+    schema, columns = table.schema, []
+    for name in schema.names:
+        columns.append(table.column(name).combine_chunks())
+        table = table.drop_columns([name])
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 @dataclass
@@ -461,20 +469,34 @@ def write_geoparquet(table: pa.Table, path: str | Path, row_group_rows: int | No
     bbox = table["bbox"].combine_chunks()
     bounds = np.stack([bbox.field(c).to_numpy(zero_copy_only=False) for c in ("xmin", "ymin", "xmax", "ymax")],
                       axis=1) if table.num_rows else np.zeros((0, 4))
-    table = table.take(pa.array(spatial_order(bounds)))
+    order = spatial_order(bounds)
+    del bounds, bbox
     tmp = _staging(path)
     meta = dict(table.schema.metadata or {})
     meta[b"geo"] = json.dumps(geo_metadata(table)).encode()
-    meta.update(row_group_ranges(table, row_group_rows))
+    # The ranges of the row groups as written: from the few columns they need, taken in spatial order.
+    ranged = [c for c in ("bbox", "level", "time") if c in table.column_names]
+    meta.update(row_group_ranges(table.select(ranged).take(pa.array(order)), row_group_rows))
     # Plain string columns (still dictionary-encoded on disk): OGR maps Arrow
     # dictionaries to coded domains, which its attribute filters cannot compare.
-    table = pa.table({name: (col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col)
-                      for name, col in zip(table.column_names, table.columns)}).replace_schema_metadata(meta)
+    schema = pa.schema([pa.field(f.name, f.type.value_type if pa.types.is_dictionary(f.type) else f.type)
+                        for f in table.schema]).with_metadata(meta)
     try:
-        pq.write_table(table, tmp, row_group_size=row_group_rows, **parquet_options(table.schema))
+        # One row group at a time (taken in spatial order, dictionaries decoded):
+        # never a second copy of the whole table.
+        with pq.ParquetWriter(tmp, schema, **parquet_options(schema)) as writer:
+            for start in range(0, max(len(order), 1), row_group_rows):
+                writer.write_table(_plain(table.take(pa.array(order[start:start + row_group_rows])), schema),
+                                   row_group_size=row_group_rows)
         commit(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _plain(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` with its dictionary columns decoded, as `schema`."""
+    return pa.Table.from_arrays([col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+                                 for col in table.columns], schema=schema)
 
 
 def _ogr_table(table: pa.Table) -> pa.Table:
@@ -510,12 +532,13 @@ def write_ogr(table: pa.Table, path: str | Path, driver: str, layer: str = "chun
         ds = ogr.GetDriverByName(driver).CreateDataSource(str(tmp))
         # Polygons and MultiPolygons (antimeridian) side by side: a generic geometry type.
         lyr = ds.CreateLayer(layer, srs, ogr.wkbUnknown, options=options or ["SPATIAL_INDEX=YES"])
-        plain = _ogr_table(table)
-        for field in plain.schema:
+        for field in _ogr_table(table.slice(0, 0)).schema:
             if field.name != "geometry":
                 lyr.CreateFieldFromPyArrowSchema(field)
-        for batch in plain.to_batches(max_chunksize=65536):
-            lyr.WritePyArrow(batch, options=["GEOMETRY_NAME=geometry", "IF_FIELD_NOT_PRESERVED=ERROR"])
+        # Decoded batch by batch: the plain string columns of every row never exist at once.
+        for batch in table.to_batches(max_chunksize=65536):
+            for plain in _ogr_table(pa.Table.from_batches([batch])).to_batches():
+                lyr.WritePyArrow(plain, options=["GEOMETRY_NAME=geometry", "IF_FIELD_NOT_PRESERVED=ERROR"])
         ds.Close()
         ds = None
         commit(tmp, path)

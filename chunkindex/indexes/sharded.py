@@ -17,8 +17,8 @@ the whole of it (docs/design/sharded-write.md).
   index is byte-identical to it.
 
 Other index kinds need every reference at once (`load_columns`): the combine
-step loads them only up to `IN_MEMORY_MAX_REFS` references and refuses
-larger archives before writing anything.
+step writes each only up to its limit in `IN_MEMORY_LIMITS` and refuses
+larger archives before writing anything, naming the kinds over their limit.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import pyarrow.parquet
 
 from chunkindex.atomic import atomic_path, write_text
 from chunkindex.indexes.kerchunk import (
+    JSON_MAX_REFS,
     _link_or_copy,
     consolidated_metadata,
     refs_record_batch,
@@ -58,9 +59,21 @@ PLAN_FORMAT = 1
 # Default references per shard: ~20 bytes of columns a reference plus the
 # header rows (~16 bytes a tile) keep a shard job near 1 GB, under 2 GB.
 SHARD_REFS = 20_000_000
-# The kinds written from every reference at once (Kerchunk JSON, CRI, footprints,
-# VRT) refuse archives larger than this in the sharded write (~1.5 GB of columns
-# and writer buffers).
+# The kinds written from every reference at once (`load_columns`, then the
+# single writer's code) refuse archives larger than their own limit, so that
+# the `write` job stays within 2 GB: from its peak RSS measured one kind at a
+# time (bench/scale.py --kinds <kind> --until write --where local), the
+# references where the line through the measured points reaches ~1.9 GB,
+# rounded down (figures: docs/design/sharded-write.md).
+IN_MEMORY_LIMITS: dict[str, int] = {
+    "kerchunk-json": JSON_MAX_REFS,  # the JSON document is built whole
+    "cri-gpkg": 14_000_000,  # ~116 MB per M references
+    "cri-duckdb": 19_000_000,  # ~84 MB per M references
+    "footprints": 9_000_000,  # ~175 MB per M references: one row (and WKB) per chunk
+    "vrt": 100_000_000,  # ~16 MB per M references: the loaded columns
+}
+# The whole index written in one job from every header batch (a plan whose
+# append is no longer possible) refuses archives larger than this.
 IN_MEMORY_MAX_REFS = 20_000_000
 # Kinds the combine step writes without every reference in memory (the GTI
 # coverage is per file, from the listing).
@@ -698,19 +711,28 @@ def _present_rows(windows: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]], 
         yield joined[0], (joined[1], joined[2], joined[3])
 
 
-def in_memory_refusal(outputs: dict[str, str], references: int, limit: int | None = None) -> str | None:
+def in_memory_refusal(outputs: dict[str, str], references: int, limits: dict[str, int] | None = None) -> str | None:
     """Why the kinds of `outputs` written from every reference at once cannot
-    be written for `references` references (None: they can); `limit`:
-    `IN_MEMORY_MAX_REFS` by default."""
-    limit = IN_MEMORY_MAX_REFS if limit is None else limit
+    be written for `references` references (None: they can): each kind over
+    its limit is named with it. `limits`: `IN_MEMORY_LIMITS` by default.
+
+    Example:
+        >>> why = in_memory_refusal({"footprints_parquet": "x", "vrt": "y"}, 5, {"footprints": 4, "vrt": 9})
+        >>> why.partition(": ")[2].split(";")[0]
+        'footprints (limit 4)'
+        >>> in_memory_refusal({"vrt": "y"}, 5, {"footprints": 4, "vrt": 9}) is None
+        True
+    """
     from chunkindex.pipeline import OUTPUT_FILES
 
+    limits = IN_MEMORY_LIMITS if limits is None else limits
     heavy = set(outputs) - STREAMED_KINDS
-    if not heavy or references <= limit:
-        return None
     kinds = sorted(kind for kind, files in OUTPUT_FILES.items() if heavy & {name for name, _ in files})
-    return (f"{references:,} references are more than the {limit:,} that the output kinds written in one job "
-            f"from every reference ({', '.join(kinds)}) hold within 2 GB; kerchunk-parquet and cri-parquet "
+    over = [f"{kind} (limit {limits[kind]:,})" for kind in kinds if references > limits[kind]]
+    if not over:
+        return None
+    return (f"{references:,} references are more than the write job holds within 2 GB for the output kinds "
+            f"written in one job from every reference: {', '.join(over)}; kerchunk-parquet and cri-parquet "
             "are written from shards: drop the others from the recipe's output.kinds (or split the archive)")
 
 
