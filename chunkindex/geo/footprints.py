@@ -62,7 +62,8 @@ from chunkindex.geo.grids import (
 Grid = AffineGrid | GCPGrid | GeolocatedGrid | TiePointGrid
 
 EPS_RAD = 1e-9  # ~6 mm: covers round-off in the lon/lat <-> 3-D <-> plane round trips
-BATCH = 2048  # chunks enclosed at once (memory: BATCH x k x points doubles)
+BATCH = 2048  # chunks enclosed at once (memory: BATCH x points doubles)
+SUPPORT_STEP = 256  # chunks per k-DOP support product (k x points doubles each: in cache)
 LARGE_COS = math.cos(math.radians(75))  # a chunk wider than this from its centre leaves the tangent plane
 
 # Default edge tolerances (see `grid_footprints`): area excess about twice these.
@@ -796,9 +797,16 @@ def _kdop(gx: np.ndarray, gy: np.ndarray, quad: np.ndarray, c: np.ndarray, e: np
         theta[np.flatnonzero(ok), slot[ok, j]] = normal[ok, j]
     theta.sort(axis=1)
     ux, uy = np.cos(theta), np.sin(theta)
-    # One (k x 2) @ (2 x points) product per chunk: a single temporary, reduced along its rows.
-    support = np.matmul(np.stack([ux, uy], axis=2),
-                        np.stack([gx.reshape(n, -1), gy.reshape(n, -1)], axis=1)).max(axis=2)  # (n, k)
+    # One (k x 2) @ (2 x points) product per chunk, reduced along its rows,
+    # SUPPORT_STEP chunks at a time: the temporary stays in cache.
+    dirs = np.stack([ux, uy], axis=2)
+    pts = np.stack([gx.reshape(n, -1), gy.reshape(n, -1)], axis=1)
+    support = np.empty((n, k))
+    tmp = np.empty((min(n, SUPPORT_STEP), k, pts.shape[2]))
+    for s in range(0, n, SUPPORT_STEP):
+        m = min(SUPPORT_STEP, n - s)
+        np.matmul(dirs[s:s + m], pts[s:s + m], out=tmp[:m])
+        tmp[:m].max(axis=2, out=support[s:s + m])
     ux1, uy1 = np.roll(ux, -1, 1), np.roll(uy, -1, 1)
     det = ux * uy1 - uy * ux1
 
