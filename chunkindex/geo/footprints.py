@@ -62,7 +62,8 @@ from chunkindex.geo.grids import (
 Grid = AffineGrid | GCPGrid | GeolocatedGrid | TiePointGrid
 
 EPS_RAD = 1e-9  # ~6 mm: covers round-off in the lon/lat <-> 3-D <-> plane round trips
-BATCH = 2048  # chunks enclosed at once (memory: BATCH x k x points doubles)
+BATCH = 2048  # chunks enclosed at once (memory: BATCH x points doubles)
+SUPPORT_STEP = 256  # chunks per k-DOP support product (k x points doubles each: in cache)
 LARGE_COS = math.cos(math.radians(75))  # a chunk wider than this from its centre leaves the tangent plane
 
 # Default edge tolerances (see `grid_footprints`): area excess about twice these.
@@ -374,15 +375,28 @@ def _tie_points(grid: TiePointGrid, cy: int, cx: int, k: int, max_segment_deg: f
         # last corner row and inner tie rows, once per scan; rows outside the
         # chunk (the first and last scans' parts beyond it) give way to the
         # chunk's own corners (on the first and last corner rows, above).
+        # The points go straight into one array (their order does not
+        # matter to the k-DOP): top, bottom, then the left and the right
+        # edge column's (scan, row) points.
         y_local = np.concatenate([[-0.5], inner_rows, [b - 0.5]])
         unique, which = np.unique(np.stack([x0, x1], axis=1), return_inverse=True)
         table = grid.block_rows_xyz(y_local, unique).reshape(-1, 3)
-        at = ((block[..., None, None] * y_local.size + np.arange(y_local.size)[:, None]) * unique.size
-              + which.reshape(n, 1, 1, 2))
-        edges = table.take(at, axis=0)  # (n, seg, rows, 2, 3)
+        at = ((block[:, None, :, None] * y_local.size + np.arange(y_local.size)) * unique.size
+              + which.reshape(n, 2, 1, 1))  # (n, side, seg, rows)
+        m = top.shape[1]
+        points = np.empty((n, 2 * m + at[0].size, 3))
+        points[:, :m], points[:, m:2 * m] = top, bottom
+        points[:, 2 * m:] = table.take(at.reshape(n, -1), axis=0)
         inside = ((y_local >= lo[..., None] - 0.5) & (y_local <= hi[..., None] - 0.5)) & seg_valid[..., None]
-        ends = np.stack([top[:, 0], top[:, -1]], axis=1)[:, None, None]  # (n, 1, 1, 2, 3)
-        edges = np.where(inside[..., None, None], edges, ends)
+        chunk_i, slot = np.nonzero(~inside.reshape(n, -1))
+        side = inside[0].size
+        points[chunk_i, 2 * m + slot] = top[chunk_i, 0]
+        points[chunk_i, 2 * m + side + slot] = top[chunk_i, -1]
+        quad = np.stack([top[:, 0], top[:, -1], bottom[:, -1], bottom[:, 0]], axis=1)
+        wkb, bounds = _enclose(points[:, None], None, quad, k, max_segment_deg, tolerance)
+        kind = "swath" if grid.scan_lines else "curvilinear"
+        return Footprints(row, col, wkb, bounds, np.full((n, 4), np.nan), WGS84, kind,
+                          granule if granules > 1 else None)
     else:
         ys = np.concatenate([lo[..., None] - 0.5,
                              np.clip(inner_rows, lo[..., None] - 0.5, hi[..., None] - 0.5),
@@ -747,20 +761,22 @@ def _split_edges(rx: np.ndarray, ry: np.ndarray, parts: np.ndarray, c: np.ndarra
                  nrt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Flat lon/lat of the rings (n, V) with each edge split in `parts`
     (uniform steps in the plane), longitudes continuous about each centre."""
-    n, v = rx.shape
+    # Each chunk's edges and each edge's pieces are contiguous: np.repeat
+    # instead of gathers by owner, and one coordinate at a time (no (N, 3)
+    # temporaries): the same arithmetic as c + x e + y n.
     flat = parts.ravel()
-    edge = np.repeat(np.arange(n * v), flat)
-    first = np.concatenate([[0], np.cumsum(flat)[:-1]])
-    t = (np.arange(edge.size) - first[edge]) / flat[edge]
+    t = (np.arange(int(flat.sum())) - np.repeat(np.cumsum(flat) - flat, flat)) / np.repeat(flat, flat)
     x0, y0 = rx.ravel(), ry.ravel()
     x1, y1 = np.roll(rx, -1, 1).ravel(), np.roll(ry, -1, 1).ravel()
-    x = x0[edge] + (x1 - x0)[edge] * t
-    y = y0[edge] + (y1 - y0)[edge] * t
-    owner = edge // v
-    xyz = c[owner] + x[:, None] * e[owner] + y[:, None] * nrt[owner]
-    lon, lat = xyz_to_lonlat(xyz)
-    lon_c, _ = xyz_to_lonlat(c)
-    lon = lon_c[owner] + _wrap(lon - lon_c[owner])
+    x = np.repeat(x0, flat) + np.repeat(x1 - x0, flat) * t
+    y = np.repeat(y0, flat) + np.repeat(y1 - y0, flat) * t
+    counts = parts.sum(axis=1)
+    px, py, pz = ((np.repeat(c[:, i], counts) + x * np.repeat(e[:, i], counts)) + y * np.repeat(nrt[:, i], counts)
+                  for i in range(3))
+    lon = np.degrees(np.arctan2(py, px))
+    lat = np.degrees(np.arctan2(pz, np.hypot(px, py)))
+    lon_c = np.repeat(xyz_to_lonlat(c)[0], counts)
+    lon = lon_c + _wrap(lon - lon_c)
     return lon, lat, parts.sum(axis=1)
 
 
@@ -781,9 +797,16 @@ def _kdop(gx: np.ndarray, gy: np.ndarray, quad: np.ndarray, c: np.ndarray, e: np
         theta[np.flatnonzero(ok), slot[ok, j]] = normal[ok, j]
     theta.sort(axis=1)
     ux, uy = np.cos(theta), np.sin(theta)
-    # One (points x 2) @ (2 x k) product per chunk: a single temporary.
-    support = np.matmul(np.stack([gx.reshape(n, -1), gy.reshape(n, -1)], axis=2),
-                        np.stack([ux, uy], axis=1)).max(axis=1)  # (n, k)
+    # One (k x 2) @ (2 x points) product per chunk, reduced along its rows,
+    # SUPPORT_STEP chunks at a time: the temporary stays in cache.
+    dirs = np.stack([ux, uy], axis=2)
+    pts = np.stack([gx.reshape(n, -1), gy.reshape(n, -1)], axis=1)
+    support = np.empty((n, k))
+    tmp = np.empty((min(n, SUPPORT_STEP), k, pts.shape[2]))
+    for s in range(0, n, SUPPORT_STEP):
+        m = min(SUPPORT_STEP, n - s)
+        np.matmul(dirs[s:s + m], pts[s:s + m], out=tmp[:m])
+        tmp[:m].max(axis=2, out=support[s:s + m])
     ux1, uy1 = np.roll(ux, -1, 1), np.roll(uy, -1, 1)
     det = ux * uy1 - uy * ux1
 
