@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +149,13 @@ def source_chunk_values(gdal: Any, fixtures_root: Path, dataset: str, name: str,
     files = cog_files(fixtures_root, DEMO_SOURCES[dataset], variable)
     raw, band = cog_window(gdal, files[start[0]], shape[2], slice(start[1], stop[1]), slice(start[2], stop[2]))
     return raw[None], band.GetScale(), band.GetOffset(), band.GetNoDataValue()
+
+
+def gdal_cli(*args: str) -> str:
+    """Run one of GDAL's command-line programs (the venv's, else PATH's) and
+    return its stdout: no Python on the read path."""
+    exe = Path(sys.executable).with_name(args[0])
+    result = subprocess.run([str(exe) if exe.exists() else args[0], *args[1:]], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr[-3000:]}"
+    return result.stdout

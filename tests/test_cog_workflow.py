@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from client_support import gdal_cli
 from conftest import REPO, run_snakemake
 
 
@@ -156,15 +157,6 @@ def test_footprints_and_cri_index(demo_results, gdal):
     assert "GDAL (CRI driver)" not in rows["refs_only/analysed_sst"]
 
 
-def _gdal_cli(*args: str) -> str:
-    """Run one of GDAL's command-line programs (the venv's, else PATH's): no Python on the read path."""
-    exe = Path(sys.executable).with_name(args[0])
-    result = subprocess.run([str(exe) if exe.exists() else args[0], *args[1:]], capture_output=True, text=True,
-                            timeout=300, check=False)
-    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr[-3000:]}"
-    return result.stdout
-
-
 @pytest.mark.parametrize(("dataset", "fixture_set", "codec"), [
     ("ghrsst-demo", "ghrsst-zstd-pred2", {"COMPRESSION": "ZSTD", "PREDICTOR": "2"}),
     ("ghrsst-demo-deflate", "ghrsst-deflate-pred1", {"COMPRESSION": "DEFLATE"}),
@@ -183,7 +175,7 @@ def test_cri_demo_index_through_gdal_command_line(demo_results, fixtures_root, g
     day = 2
     source = gdal.Open(str(_files(fixtures_root, fixture_set, "analysed_sst")[day]))
     assert codec.items() <= source.GetMetadata("IMAGE_STRUCTURE").items()  # the real codec, predictor included
-    info = json.loads(_gdal_cli("gdalinfo", "-json", f'CRI:"{index}":analysed_sst:{day}'))
+    info = json.loads(gdal_cli("gdalinfo", "-json", f'CRI:"{index}":analysed_sst:{day}'))
     assert info["geoTransform"] == pytest.approx(source.GetGeoTransform())
     assert info["size"] == [source.RasterXSize, source.RasterYSize]
     assert 'ID["EPSG",4326]' in info["coordinateSystem"]["wkt"]
@@ -195,7 +187,7 @@ def test_cri_demo_index_through_gdal_command_line(demo_results, fixtures_root, g
 
     def translated(idx: Path, name: str) -> np.ndarray:
         out = tmp_path / f"{name}.tif"
-        _gdal_cli("gdal_translate", "-q", "-srcwin", *map(str, window), f'CRI:"{idx}":analysed_sst:{day}', str(out))
+        gdal_cli("gdal_translate", "-q", "-srcwin", *map(str, window), f'CRI:"{idx}":analysed_sst:{day}', str(out))
         return gdal.Open(str(out)).ReadAsArray()
 
     np.testing.assert_array_equal(translated(index, "local"), expected)

@@ -4,8 +4,6 @@ values through the index equal to GDAL's reads of the source files."""
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -13,6 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import yaml
+from client_support import gdal_cli
 from conftest import REPO, run_snakemake, shared_fixture
 
 from chunkindex.codecs import UnsupportedCodec
@@ -75,20 +74,12 @@ def test_bran_demo_workflow(tmp_path, fixtures_root, gdal):
     _bran_cri_through_gdal_command_line(tmp_path / "bran-demo/index/bran-demo.cri.parquet", expected, tmp_path, gdal)
 
 
-def _gdal_cli(*args: str) -> str:
-    exe = Path(sys.executable).with_name(args[0])
-    result = subprocess.run([str(exe) if exe.exists() else args[0], *args[1:]], capture_output=True, text=True,
-                            timeout=300, check=False)
-    assert result.returncode == 0, f"{' '.join(args)}: {result.stderr[-3000:]}"
-    return result.stdout
-
-
 def _bran_cri_through_gdal_command_line(index: Path, expected: np.ndarray, tmp_path: Path, gdal) -> None:
     """Issue 11 "Done when": gdalmdiminfo shows the demo's 4-D array with its
     coordinates, and gdal_translate of a time step equals the source (no Python reads)."""
     if gdal.GetDriverByName("CRI") is None:
         pytest.fail("the CRI driver plugin is not loaded: run `make setup` (tools/build_driver.sh)")
-    info = json.loads(_gdal_cli("gdalmdiminfo", f'CRI:"{index}"'))
+    info = json.loads(gdal_cli("gdalmdiminfo", f'CRI:"{index}"'))
     temp = info["arrays"]["temp"]
     assert temp["dimensions"] == ["/Time", "/st_ocean", "/yt_ocean", "/xt_ocean"]
     assert temp["dimension_size"] == [90, 4, 300, 720]
@@ -100,7 +91,7 @@ def _bran_cri_through_gdal_command_line(index: Path, expected: np.ndarray, tmp_p
         assert name in d["indexing_variable"] and name in info["arrays"]
     assert dims["Time"]["indexing_variable"]["Time"]["unit"] == "days since 1979-01-01 00:00:00"
     out = tmp_path / "bran-day45.tif"  # depth levels become bands; `expected` holds the first two
-    _gdal_cli("gdal_translate", "-q", "-b", "1", "-b", "2", f'CRI:"{index}":temp:45', str(out))
+    gdal_cli("gdal_translate", "-q", "-b", "1", "-b", "2", f'CRI:"{index}":temp:45', str(out))
     np.testing.assert_array_equal(gdal.Open(str(out)).ReadAsArray(), expected[45])
 
 
